@@ -1,0 +1,189 @@
+"""What the kernel's allow sets hold, and what they should hold: the name manager.
+
+Pure bookkeeping with `now` passed in. It remembers, per pod and query name, the addresses the pod was
+answered with (its *resolutions*), so a policy reload can recompute every element without a new lookup,
+and the elements it wrote with their expiry, so an answer already covered costs no kernel write.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from policy.model import Grant
+from policy.ruleindex import PolicyIndex
+from policy.ttl import TTLPolicy
+
+# One set element: (pod address, destination address, protocol or None, port or None).
+Element = tuple[str, str, str | None, int | None]
+
+DEFAULT_MAX_ADDRESSES_PER_NAME = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ElementWrite:
+    element: Element
+    timeout: int  # seconds, what the kernel is told
+    expiry: float  # now + timeout, what we remember
+    name: str  # the query name, kept in the element's comment (survives an agent restart)
+
+
+@dataclass(slots=True)
+class Plan:
+    """The outcome of one answer: elements to write, and what to remember once they are written."""
+
+    pod: str
+    qname: str
+    writes: list[ElementWrite] = field(default_factory=list)
+    resolved: dict[str, float] = field(default_factory=dict)  # destination -> expiry
+    evicted: list[str] = field(default_factory=list)  # destinations dropped by the per-name cap
+    deletes: list[Element] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciliation:
+    writes: list[ElementWrite]
+    deletes: list[Element]
+
+
+class AllowTable:
+    def __init__(self, ttl: TTLPolicy, max_addresses_per_name: int = DEFAULT_MAX_ADDRESSES_PER_NAME) -> None:
+        self.ttl = ttl
+        self.max_addresses_per_name = max_addresses_per_name
+        self.expiry: dict[Element, float] = {}
+        self.resolutions: dict[tuple[str, str], dict[str, float]] = {}
+
+    def __len__(self) -> int:
+        return len(self.expiry)
+
+    def plan(
+        self,
+        pod: str,
+        pod_ips: dict[int, tuple[str, ...]],
+        qname: str,
+        grants: Iterable[Grant],
+        addresses: Iterable[tuple[int, str, int]],
+        now: float,
+    ) -> Plan:
+        """Elements to write for one allowed answer.
+
+        `addresses` are (IP version, address, record TTL); `pod_ips` maps an IP version to the pod's
+        addresses of that version, since an AAAA answer is used from the pod's IPv6 address.
+        """
+        plan = Plan(pod=pod, qname=qname)
+        grants = tuple(grants)
+        expiry = self.expiry
+        needs_write = self.ttl.needs_write
+        for version, dst, ttl in addresses:
+            timeout = self.ttl.timeout(ttl)
+            until = now + timeout
+            if plan.resolved.get(dst, 0.0) < until:
+                plan.resolved[dst] = until
+            for src in pod_ips.get(version, ()):
+                for proto, port in grants:
+                    element = (src, dst, proto, port)
+                    if needs_write(expiry.get(element), ttl, now):
+                        plan.writes.append(ElementWrite(element, timeout, until, qname))
+        self._apply_cap(plan, pod_ips)
+        return plan
+
+    def _apply_cap(self, plan: Plan, pod_ips: dict[int, tuple[str, ...]]) -> None:
+        known = self.resolutions.get((plan.pod, plan.qname), {})
+        merged = {**known}
+        for dst, until in plan.resolved.items():
+            if merged.get(dst, 0.0) < until:
+                merged[dst] = until
+        overflow = len(merged) - self.max_addresses_per_name
+        if overflow <= 0:
+            return
+        # Keep the newest: the addresses whose allowance runs longest; the answer's own come first.
+        oldest = sorted(merged, key=lambda d: (d in plan.resolved, merged[d]))[:overflow]
+        evicted = set(oldest)
+        plan.evicted = [d for d in oldest if d in known]
+        plan.writes = [w for w in plan.writes if w.element[1] not in evicted]
+        for dst in evicted:
+            plan.resolved.pop(dst, None)
+        for dst in plan.evicted:
+            if not self._resolved_elsewhere(plan.pod, plan.qname, dst):
+                plan.deletes += [e for e in self.expiry if e[1] == dst and e[0] in _all(pod_ips)]
+
+    def _resolved_elsewhere(self, pod: str, qname: str, dst: str) -> bool:
+        return any(p == pod and n != qname and dst in r for (p, n), r in self.resolutions.items())
+
+    def commit(self, plan: Plan) -> None:
+        """Record a plan once the kernel has acknowledged its writes."""
+        for write in plan.writes:
+            if self.expiry.get(write.element, 0.0) < write.expiry:
+                self.expiry[write.element] = write.expiry
+        for element in plan.deletes:
+            self.expiry.pop(element, None)
+        if plan.resolved or plan.evicted:
+            known = self.resolutions.setdefault((plan.pod, plan.qname), {})
+            for dst in plan.evicted:
+                known.pop(dst, None)
+            for dst, until in plan.resolved.items():
+                if known.get(dst, 0.0) < until:
+                    known[dst] = until
+
+    def reconcile(self, index: PolicyIndex, now: float) -> Reconciliation:
+        """Elements to add and delete so the sets say what `index` allows for what pods resolved.
+
+        Called after a policy change: still-allowed elements are untouched (no gap), newly implied
+        ones (say a rule lost its port list) are written with the time their lookup has left.
+        """
+        desired: dict[Element, tuple[float, str]] = {}
+        for (pod_key, qname), resolved in list(self.resolutions.items()):
+            client = index.pod(pod_key)
+            live = {dst: until for dst, until in resolved.items() if until > now}
+            if client is None or client.rules is None or not live:
+                del self.resolutions[(pod_key, qname)]
+                continue
+            self.resolutions[(pod_key, qname)] = live
+            match = client.rules.match(qname)
+            for dst, until in live.items():
+                version = 6 if ":" in dst else 4
+                for src in client.pod.ips_of_family(version):
+                    for proto, port in match.grants:
+                        element = (src, dst, proto, port)
+                        if desired.get(element, (0.0, ""))[0] < until:
+                            desired[element] = (until, qname)
+        deletes = [e for e, until in self.expiry.items() if e not in desired and until > now]
+        writes = [
+            ElementWrite(e, max(1, math.ceil(until - now)), until, name)
+            for e, (until, name) in desired.items()
+            if self.expiry.get(e, 0.0) < until
+        ]
+        return Reconciliation(writes=writes, deletes=deletes)
+
+    def apply_reconciliation(self, rec: Reconciliation) -> None:
+        for element in rec.deletes:
+            self.expiry.pop(element, None)
+        for write in rec.writes:
+            self.expiry[write.element] = write.expiry
+
+    def forget_expired(self, now: float) -> int:
+        """Drop bookkeeping the kernel has already expired; returns how many elements went."""
+        stale = [e for e, until in self.expiry.items() if until <= now]
+        for element in stale:
+            del self.expiry[element]
+        for key, resolved in list(self.resolutions.items()):
+            live = {d: u for d, u in resolved.items() if u > now}
+            if live:
+                self.resolutions[key] = live
+            else:
+                del self.resolutions[key]
+        return len(stale)
+
+    def adopt(self, element: Element, expiry: float, name: str, pod: str | None) -> None:
+        """Take over an element found in the kernel at start, so a restart forgets nothing."""
+        if self.expiry.get(element, 0.0) < expiry:
+            self.expiry[element] = expiry
+        if pod and name:
+            known = self.resolutions.setdefault((pod, name), {})
+            if known.get(element[1], 0.0) < expiry:
+                known[element[1]] = expiry
+
+
+def _all(pod_ips: dict[int, tuple[str, ...]]) -> set[str]:
+    return {ip for ips in pod_ips.values() for ip in ips}

@@ -1,0 +1,177 @@
+"""Standalone mode's policy source: one YAML file of FQDNNetworkPolicy and Pod documents.
+
+Errors name the file, the line, the document (index, kind, namespace/name) and the field, and the file
+is accepted or refused whole: a caller that keeps its last good PolicySet never runs half a file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Any
+
+import yaml
+
+from policy.documents import InvalidDocument, pod_from_document, policy_from_document
+from policy.model import Pod, Policy, PolicySet
+from policy.schema import POLICY_KIND
+from policy.schemacheck import Path, format_path
+
+LIST_KINDS = ("List", "PodList", f"{POLICY_KIND}List")
+
+
+@dataclass(frozen=True, slots=True)
+class FileProblem:
+    file: str
+    line: int | None
+    document: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.document}: {self.field}: {self.message}"
+
+
+class PolicyFileError(Exception):
+    def __init__(self, problems: list[FileProblem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+def load_file(path: str | FilePath) -> PolicySet:
+    path = FilePath(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PolicyFileError([FileProblem(str(path), None, "file", "(file)", str(error))]) from error
+    return load_text(text, str(path))
+
+
+def load_text(text: str, filename: str = "<policy>") -> PolicySet:
+    try:
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark else None
+        raise PolicyFileError(
+            [FileProblem(filename, line, "file", "(yaml)", _yaml_message(error))]
+        ) from error
+
+    policies: list[Policy] = []
+    pods: list[Pod] = []
+    problems: list[FileProblem] = []
+    for index, node in enumerate(nodes, start=1):
+        if node is None:
+            continue
+        lines = _line_index(node)
+        doc = yaml.SafeLoader(text).construct_document(node)
+        for item_path, item in _flatten_lists(doc):
+            label = _document_label(index, item_path, item)
+
+            def problem(
+                field_path: Path,
+                message: str,
+                label: str = label,
+                base: Path = item_path,
+                lines: dict[Path, int] = lines,
+            ) -> None:
+                full = (*base, *field_path)
+                problems.append(
+                    FileProblem(filename, _nearest_line(lines, full), label, format_path(field_path), message)
+                )
+
+            kind = item.get("kind") if isinstance(item, dict) else None
+            try:
+                if kind == POLICY_KIND:
+                    policies.append(policy_from_document(item))
+                elif kind == "Pod":
+                    pods.append(pod_from_document(item))
+                else:
+                    problem(("kind",), f"{kind!r} is not a known kind; expected {POLICY_KIND}, Pod or a List")
+            except InvalidDocument as error:
+                for p in error.problems:
+                    problem(p.path, p.message)
+    problems += _duplicates(filename, policies, pods)
+    if problems:
+        raise PolicyFileError(problems)
+    return PolicySet(policies=tuple(policies), pods=tuple(pods))
+
+
+def _flatten_lists(doc: Any, base: Path = ()) -> list[tuple[Path, Any]]:
+    if isinstance(doc, dict) and doc.get("kind") in LIST_KINDS and isinstance(doc.get("items"), list):
+        out: list[tuple[Path, Any]] = []
+        for i, item in enumerate(doc["items"]):
+            out += _flatten_lists(item, (*base, "items", i))
+        return out
+    return [(base, doc)]
+
+
+def _document_label(index: int, item_path: Path, item: Any) -> str:
+    label = f"document {index}"
+    if item_path:
+        label += f" {format_path(item_path)}"
+    if isinstance(item, dict):
+        meta = item.get("metadata") if isinstance(item.get("metadata"), dict) else {}
+        name = meta.get("name")
+        kind = item.get("kind", "?")
+        if name:
+            return f"{label} ({kind} {meta.get('namespace', 'default')}/{name})"
+        return f"{label} ({kind})"
+    return label
+
+
+def _duplicates(filename: str, policies: list[Policy], pods: list[Pod]) -> list[FileProblem]:
+    problems = []
+    seen: set[str] = set()
+    for policy in policies:
+        if policy.key in seen:
+            problems.append(
+                FileProblem(filename, None, f"{POLICY_KIND} {policy.key}", "metadata.name", "defined twice")
+            )
+        seen.add(policy.key)
+    owner: dict[str, str] = {}
+    pod_keys: set[str] = set()
+    for pod in pods:
+        if pod.key in pod_keys:
+            problems.append(FileProblem(filename, None, f"Pod {pod.key}", "metadata.name", "defined twice"))
+        pod_keys.add(pod.key)
+        for ip in pod.ips:
+            if ip in owner and owner[ip] != pod.key:
+                problems.append(
+                    FileProblem(
+                        filename, None, f"Pod {pod.key}", "status.podIPs", f"{ip} is also {owner[ip]}'s"
+                    )
+                )
+            owner[ip] = pod.key
+    return problems
+
+
+def _line_index(node: yaml.Node, path: Path = ()) -> dict[Path, int]:
+    lines = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            for sub, line in _line_index(value_node, (*path, key)).items():
+                lines.setdefault(sub, line)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            lines.update(_line_index(item, (*path, i)))
+    return lines
+
+
+def _nearest_line(lines: dict[Path, int], path: Path) -> int | None:
+    """The line of the field, or of its closest parent when the field is missing."""
+    while True:
+        if path in lines:
+            return lines[path]
+        if not path:
+            return None
+        path = path[:-1]
+
+
+def _yaml_message(error: yaml.YAMLError) -> str:
+    problem = getattr(error, "problem", None)
+    context = getattr(error, "context", None)
+    return " ".join(str(p) for p in (context, problem) if p) or str(error)

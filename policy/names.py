@@ -1,0 +1,142 @@
+"""Domain names and name patterns: validation, normalisation and matching.
+
+The rules (docs/semantics.md is the user-facing table):
+- `name` matches one name exactly, case-insensitively, with or without the trailing dot.
+- In a `pattern`, `*` matches zero or more characters inside one label and never a dot; a label that is
+  only `*` matches one whole (never empty) label.
+- A pattern that is only `*` matches every name.
+- A leading `**.` matches one or more whole labels; `**` anywhere else is invalid.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_NAME_LENGTH = 253
+MAX_LABEL_LENGTH = 63
+
+# Hostname characters plus `_` (SRV-style and some cloud names use it); `*` only in patterns.
+_NAME_LABEL = re.compile(r"[a-z0-9_-]+")
+_PATTERN_LABEL = re.compile(r"[a-z0-9_*-]+")
+
+
+class InvalidName(ValueError):
+    """A name or pattern in a policy is not valid; the message says why and what would be."""
+
+
+def normalize(name: str) -> str:
+    """Lower-case a name and drop one trailing dot: the form every comparison uses."""
+    name = name.lower()
+    return name[:-1] if name.endswith(".") else name
+
+
+def _check_length(text: str, what: str) -> None:
+    if not text:
+        raise InvalidName(f"{what} is empty")
+    if len(text) > MAX_NAME_LENGTH:
+        raise InvalidName(f"{what} {text!r} is {len(text)} characters long; the limit is {MAX_NAME_LENGTH}")
+
+
+def validate_name(raw: str) -> str:
+    """Return the normalised exact name, or raise InvalidName naming the problem."""
+    name = normalize(raw)
+    _check_length(name, "name")
+    for label in name.split("."):
+        if not label:
+            raise InvalidName(f"name {raw!r} has an empty label (two dots in a row or a leading dot)")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidName(f"name {raw!r} has a label longer than {MAX_LABEL_LENGTH} characters")
+        if not _NAME_LABEL.fullmatch(label):
+            hint = " (use `pattern` for wildcards)" if "*" in label else ""
+            raise InvalidName(
+                f"name {raw!r} has label {label!r} with characters other than letters, digits, '-' and '_'"
+                + hint
+            )
+    return name
+
+
+def validate_pattern(raw: str) -> str:
+    """Return the normalised pattern, or raise InvalidName naming the problem."""
+    pattern = normalize(raw)
+    _check_length(pattern, "pattern")
+    labels = pattern.split(".")
+    for index, label in enumerate(labels):
+        if not label:
+            raise InvalidName(f"pattern {raw!r} has an empty label (two dots in a row or a leading dot)")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidName(f"pattern {raw!r} has a label longer than {MAX_LABEL_LENGTH} characters")
+        if not _PATTERN_LABEL.fullmatch(label):
+            raise InvalidName(
+                f"pattern {raw!r} has label {label!r} with characters other than letters, digits, "
+                "'-', '_' and '*'"
+            )
+        if "**" in label and (label != "**" or index != 0 or len(labels) == 1):
+            raise InvalidName(
+                f"pattern {raw!r}: '**' is only valid as the whole first label followed by more labels, "
+                "as in '**.example.com'"
+            )
+    return pattern
+
+
+def _label_regex(label: str) -> str:
+    if label == "*":
+        return r"[^.]+"
+    return r"[^.]*".join(re.escape(part) for part in label.split("*"))
+
+
+@dataclass(frozen=True, slots=True)
+class NameMatcher:
+    """One `name` or `pattern` from a policy, compiled.
+
+    `suffix` is the longest run of trailing labels without a wildcard: an index keyed by it finds the
+    candidates for a query name without testing every pattern (see policy.ruleindex).
+    """
+
+    text: str
+    is_pattern: bool
+    suffix: str
+    regex: re.Pattern[str] | None
+
+    def matches(self, qname: str) -> bool:
+        """`qname` must already be normalised (lower case, no trailing dot)."""
+        if self.regex is None:
+            return qname == self.text
+        return self.regex.fullmatch(qname) is not None
+
+
+def compile_name(raw: str) -> NameMatcher:
+    name = validate_name(raw)
+    return NameMatcher(text=name, is_pattern=False, suffix=name, regex=None)
+
+
+def compile_pattern(raw: str) -> NameMatcher:
+    pattern = validate_pattern(raw)
+    if pattern == "*":
+        return NameMatcher(text=pattern, is_pattern=True, suffix="", regex=re.compile(r".+"))
+    labels = pattern.split(".")
+    if "*" not in pattern:
+        return NameMatcher(text=pattern, is_pattern=True, suffix=pattern, regex=None)
+    prefix = ""
+    if labels[0] == "**":
+        prefix = r"(?:[^.]+\.)+"
+        labels = labels[1:]
+    body = r"\.".join(_label_regex(label) for label in labels)
+    tail: list[str] = []
+    for label in reversed(labels):
+        if "*" in label:
+            break
+        tail.append(label)
+    suffix = ".".join(reversed(tail))
+    return NameMatcher(text=pattern, is_pattern=True, suffix=suffix, regex=re.compile(prefix + body))
+
+
+def suffixes(qname: str) -> list[str]:
+    """Every label-aligned suffix of a normalised name, longest first, ending with the root ''."""
+    out = [qname]
+    start = qname.find(".")
+    while start != -1:
+        out.append(qname[start + 1 :])
+        start = qname.find(".", start + 1)
+    out.append("")
+    return out

@@ -1,0 +1,114 @@
+"""Compiles a PolicySet into what the DNS hot path asks: who is this client, and what may it reach?
+
+Pods selected by the same policies share one RuleSet, so its per-name answer cache serves them all.
+A RuleSet finds candidate matchers by the query name's suffixes (exact names by the whole name,
+patterns by their literal tail), so a lookup costs a few dict probes, not one regex per pattern.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from policy.model import EgressRule, Grant, Pod, Policy, PolicySet
+from policy.names import NameMatcher, suffixes
+
+NAME_CACHE_LIMIT = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RuleRef:
+    policy: str  # namespace/name
+    rule: int
+    matched: str  # the name or pattern that matched
+
+    def __str__(self) -> str:
+        return f"{self.policy}#egress[{self.rule}] ({self.matched})"
+
+
+@dataclass(frozen=True, slots=True)
+class NameMatch:
+    """Everything the rules selecting one pod grant for one query name."""
+
+    rules: tuple[RuleRef, ...]
+    grants: frozenset[Grant]
+
+
+NO_MATCH = NameMatch(rules=(), grants=frozenset())
+
+
+def _minimal(grants: frozenset[Grant]) -> frozenset[Grant]:
+    """Drop grants implied by broader ones: (None, None) covers all, (tcp, None) covers (tcp, 443)."""
+    if (None, None) in grants:
+        return frozenset({(None, None)})
+    return frozenset(g for g in grants if g[1] is None or (g[0], None) not in grants)
+
+
+class RuleSet:
+    """The egress rules of every policy selecting one group of pods."""
+
+    def __init__(self, policies: tuple[Policy, ...]) -> None:
+        self.policies = policies
+        self._by_suffix: dict[str, list[tuple[NameMatcher, Policy, EgressRule]]] = defaultdict(list)
+        for policy in policies:
+            for rule in policy.egress:
+                for matcher in rule.matchers:
+                    self._by_suffix[matcher.suffix].append((matcher, policy, rule))
+        self._cache: dict[str, NameMatch] = {}
+
+    def match(self, qname: str) -> NameMatch:
+        """`qname` normalised (lower case, no trailing dot)."""
+        cached = self._cache.get(qname)
+        if cached is not None:
+            return cached
+        refs: list[RuleRef] = []
+        grants: set[Grant] = set()
+        for suffix in suffixes(qname):
+            for matcher, policy, rule in self._by_suffix.get(suffix, ()):
+                if matcher.matches(qname):
+                    refs.append(RuleRef(policy.key, rule.index, matcher.text))
+                    grants |= rule.grants()
+        result = NameMatch(tuple(refs), _minimal(frozenset(grants))) if refs else NO_MATCH
+        if len(self._cache) >= NAME_CACHE_LIMIT:
+            self._cache.clear()  # bounded; a clear is cheaper than LRU bookkeeping on every hit
+        self._cache[qname] = result
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    pod: Pod
+    rules: RuleSet | None  # None: no policy selects this pod, so it is not enforced
+
+
+class PolicyIndex:
+    def __init__(self, policy_set: PolicySet) -> None:
+        self.policy_set = policy_set
+        self._by_ip: dict[str, Client] = {}
+        self._by_pod: dict[str, Client] = {}
+        shared: dict[tuple[str, ...], RuleSet] = {}
+        by_namespace: dict[str, list[Policy]] = defaultdict(list)
+        for policy in policy_set.policies:
+            by_namespace[policy.namespace].append(policy)
+        for pod in policy_set.pods:
+            selecting = tuple(p for p in by_namespace.get(pod.namespace, ()) if p.selects(pod))
+            rules = None
+            if selecting:
+                key = tuple(p.key for p in selecting)
+                rules = shared.get(key) or shared.setdefault(key, RuleSet(selecting))
+            client = Client(pod, rules)
+            self._by_pod[pod.key] = client
+            for ip in pod.ips:
+                self._by_ip[ip] = client
+
+    def client(self, ip: str) -> Client | None:
+        return self._by_ip.get(ip)
+
+    def pod(self, key: str) -> Client | None:
+        return self._by_pod.get(key)
+
+    def enforced_ips(self, version: int) -> frozenset[str]:
+        """Addresses of every selected pod: the kernel drops what these send unless allowed."""
+        return frozenset(
+            ip for c in self._by_pod.values() if c.rules is not None for ip in c.pod.ips_of_family(version)
+        )
