@@ -1,0 +1,183 @@
+"""The DNS listeners (UDP and TCP) and the path of one query through them.
+
+The proxy knows nothing of policy: before an upstream answer goes back to the client it is handed to
+an AnswerGate, which calls `release(True)` once whatever the answer allows is in the kernel, or
+`release(False)` if that failed, in which case the client gets SERVFAIL rather than an answer whose
+addresses would silently not work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from dnsproxy.upstream import Forwarder
+from dnsproxy.wire import RCODE_SERVFAIL, Answer, Query, WireError, error_response, formerr_for, parse_query
+
+Release = Callable[[bool], None]
+
+
+class AnswerGate(Protocol):
+    def admit(
+        self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release
+    ) -> None: ...
+
+    def failed(self, client_ip: str, transport: str, query: Query, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class ServerStats:
+    queries_udp: int = 0
+    queries_tcp: int = 0
+    malformed: int = 0
+    servfail: int = 0
+    tcp_connections: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TcpLimits:
+    idle_timeout: float = 10.0
+    max_connections: int = 1024
+
+
+class Resolver:
+    """One query's path: parse, forward, gate, answer."""
+
+    def __init__(self, forwarder: Forwarder, gate: AnswerGate) -> None:
+        self.forwarder = forwarder
+        self.gate = gate
+        self.stats = ServerStats()
+
+    def handle_udp(
+        self, data: bytes, addr: tuple[str, int], send: Callable[[bytes, tuple[str, int]], None]
+    ) -> None:
+        self.stats.queries_udp += 1
+        try:
+            query = parse_query(data)
+        except WireError:
+            self.stats.malformed += 1
+            reply = formerr_for(data)
+            if reply:
+                send(reply, addr)
+            return
+        client_ip = addr[0]
+
+        def on_answer(wire: bytes | None, answer: Answer | None) -> None:
+            if wire is None or answer is None:
+                self._servfail(client_ip, "udp", query, "no upstream answered", lambda r: send(r, addr))
+                return
+
+            def release(ok: bool) -> None:
+                send(wire if ok else self._servfail_wire(query), addr)
+
+            self.gate.admit(client_ip, "udp", query, answer, release)
+
+        self.forwarder.forward(query, data, on_answer)
+
+    async def handle_tcp_message(self, data: bytes, client_ip: str) -> bytes | None:
+        self.stats.queries_tcp += 1
+        try:
+            query = parse_query(data)
+        except WireError:
+            self.stats.malformed += 1
+            return formerr_for(data)
+        result = await self.forwarder.forward_tcp(query, data)
+        if result is None:
+            out: list[bytes] = []
+            self._servfail(client_ip, "tcp", query, "no upstream answered", out.append)
+            return out[0]
+        wire, answer = result
+        released: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.gate.admit(
+            client_ip, "tcp", query, answer, lambda ok: released.done() or released.set_result(ok)
+        )
+        return wire if await released else self._servfail_wire(query)
+
+    def _servfail(
+        self, client_ip: str, transport: str, query: Query, reason: str, send: Callable[[bytes], None]
+    ) -> None:
+        self.gate.failed(client_ip, transport, query, reason)
+        send(self._servfail_wire(query))
+
+    def _servfail_wire(self, query: Query) -> bytes:
+        self.stats.servfail += 1
+        return error_response(query, RCODE_SERVFAIL)
+
+
+class _UdpListener(asyncio.DatagramProtocol):
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.resolver.handle_udp(data, addr, self._send)
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+
+
+class DnsServer:
+    """UDP and TCP listeners on one address."""
+
+    def __init__(self, resolver: Resolver, host: str, port: int, tcp_limits: TcpLimits = TcpLimits()) -> None:
+        self.resolver = resolver
+        self.host = host
+        self.port = port
+        self.tcp_limits = tcp_limits
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._udp, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpListener(self.resolver), local_addr=(self.host, self.port), reuse_port=True
+        )
+        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_port=True)
+
+    @property
+    def bound_port(self) -> int:
+        assert self._udp is not None
+        return int(self._udp.get_extra_info("sockname")[1])
+
+    async def stop(self) -> None:
+        if self._udp:
+            self._udp.close()
+        if self._tcp:
+            self._tcp.close()
+        for task in list(self._connections):
+            task.cancel()
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if len(self._connections) >= self.tcp_limits.max_connections:
+            writer.close()
+            return
+        self._connections.add(task)
+        self.resolver.stats.tcp_connections += 1
+        client_ip = writer.get_extra_info("peername")[0]
+        try:
+            while True:
+                header = await asyncio.wait_for(reader.readexactly(2), self.tcp_limits.idle_timeout)
+                length = int.from_bytes(header, "big")
+                data = await asyncio.wait_for(reader.readexactly(length), self.tcp_limits.idle_timeout)
+                reply = await self.resolver.handle_tcp_message(data, client_ip)
+                if reply is None:
+                    break
+                writer.write(len(reply).to_bytes(2, "big") + reply)
+                await writer.drain()
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()

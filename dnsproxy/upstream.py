@@ -1,0 +1,234 @@
+"""Forwarding to the upstream resolvers, and believing only their real answers.
+
+UDP: a few connected sockets per upstream (the kernel then drops datagrams from any other address or
+port), each query under a fresh random ID on a random socket, and an answer accepted only if that
+socket has that ID pending and the answer repeats the query's question. Anything else is counted and
+dropped, so no spoofed or late answer reaches a pod or a set.
+
+An unanswered attempt moves to the next upstream; when every attempt is used up the caller gets None
+(and sends SERVFAIL), so a client never waits longer than attempts x attempt timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import secrets
+import socket
+import struct
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from dnsproxy.wire import Answer, Query, WireError, parse_answer, with_id
+
+AnswerCallback = Callable[[bytes | None, Answer | None], None]
+
+SOCKETS_PER_UPSTREAM = 4
+MAX_UDP_ANSWER = 65535
+SWEEP_INTERVAL = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAddress:
+    host: str
+    port: int
+
+    @property
+    def family(self) -> int:
+        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    query: Query
+    wire: bytes  # the query as received, original ID
+    callback: AnswerCallback
+    attempt: int
+    upstream: int
+    ident: int
+    socket_index: int
+    deadline: float
+
+
+@dataclass(slots=True)
+class ForwarderStats:
+    forwarded: int = 0
+    answered: int = 0
+    timeouts: int = 0
+    rejected: int = 0  # answers with an unknown ID, a wrong question, or unparseable
+    failed: int = 0  # queries that got no answer from any upstream
+    per_upstream_timeouts: dict[str, int] = field(default_factory=dict)
+
+
+class _UpstreamSocket(asyncio.DatagramProtocol):
+    def __init__(self, forwarder: Forwarder, index: int) -> None:
+        self.forwarder = forwarder
+        self.index = index
+        self.transport: asyncio.DatagramTransport | None = None
+        self.pending: dict[int, _Pending] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.forwarder._on_datagram(self, data)
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a dead upstream: the sweep retries elsewhere on timeout.
+        pass
+
+
+class Forwarder:
+    def __init__(
+        self, upstreams: list[UpstreamAddress], attempt_timeout: float = 1.0, attempts: int = 3
+    ) -> None:
+        if not upstreams:
+            raise ValueError("at least one upstream is needed")
+        self.upstreams = upstreams
+        self.attempt_timeout = attempt_timeout
+        self.attempts = max(1, attempts)
+        self.stats = ForwarderStats()
+        self._sockets: list[list[_UpstreamSocket]] = []
+        self._order: deque[_Pending] = deque()
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._preferred = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for upstream in self.upstreams:
+            group = []
+            for i in range(SOCKETS_PER_UPSTREAM):
+                _, proto = await loop.create_datagram_endpoint(
+                    lambda i=i: _UpstreamSocket(self, i),
+                    remote_addr=(upstream.host, upstream.port),
+                    family=upstream.family,
+                )
+                group.append(proto)
+            self._sockets.append(group)
+        self._schedule_sweep()
+
+    def close(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for group in self._sockets:
+            for sock in group:
+                if sock.transport:
+                    sock.transport.close()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(s.pending) for group in self._sockets for s in group)
+
+    def forward(self, query: Query, wire: bytes, callback: AnswerCallback) -> None:
+        """Send `wire` upstream; `callback(answer_wire_with_original_id, parsed)` or (None, None)."""
+        self._send(_Pending(query, wire, callback, 0, self._preferred, 0, 0, 0.0))
+
+    def _send(self, pending: _Pending) -> None:
+        loop = asyncio.get_running_loop()
+        group = self._sockets[pending.upstream]
+        sock = group[random.randrange(len(group))]
+        ident = secrets.randbits(16)
+        while ident in sock.pending:
+            ident = secrets.randbits(16)
+        pending.ident = ident
+        pending.socket_index = sock.index
+        pending.deadline = loop.time() + self.attempt_timeout
+        sock.pending[ident] = pending
+        self._order.append(pending)
+        self.stats.forwarded += 1
+        assert sock.transport is not None
+        sock.transport.sendto(with_id(pending.wire, ident))
+
+    def _on_datagram(self, sock: _UpstreamSocket, data: bytes) -> None:
+        if len(data) < 2:
+            self.stats.rejected += 1
+            return
+        ident = struct.unpack_from("!H", data)[0]
+        pending = sock.pending.get(ident)
+        if pending is None:
+            self.stats.rejected += 1
+            return
+        try:
+            answer = parse_answer(data, pending.query.question)
+        except WireError:
+            self.stats.rejected += 1  # keep waiting: the real answer may still come
+            return
+        del sock.pending[ident]
+        self.stats.answered += 1
+        self._preferred = pending.upstream
+        pending.callback(with_id(data, pending.query.id), answer)
+
+    def _schedule_sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        now = asyncio.get_running_loop().time()
+        order = self._order
+        while order and order[0].deadline <= now:
+            pending = order.popleft()
+            sock = self._sockets[pending.upstream][pending.socket_index]
+            if sock.pending.get(pending.ident) is not pending:
+                continue  # answered already
+            del sock.pending[pending.ident]
+            self.stats.timeouts += 1
+            name = str(self.upstreams[pending.upstream])
+            self.stats.per_upstream_timeouts[name] = self.stats.per_upstream_timeouts.get(name, 0) + 1
+            if pending.attempt + 1 < self.attempts:
+                pending.attempt += 1
+                pending.upstream = (pending.upstream + 1) % len(self.upstreams)
+                if pending.upstream != self._preferred and len(self.upstreams) > 1:
+                    self._preferred = pending.upstream
+                self._send(pending)
+            else:
+                self.stats.failed += 1
+                pending.callback(None, None)
+        # Answered entries stay in the deque until their deadline passes; bound it anyway.
+        while order and sock_gone(order[0], self._sockets):
+            order.popleft()
+        self._schedule_sweep()
+
+    async def forward_tcp(self, query: Query, wire: bytes) -> tuple[bytes, Answer] | None:
+        """One query over TCP (the client's retry after TC), with the same failover and checks."""
+        start = self._preferred
+        for attempt in range(self.attempts):
+            upstream = self.upstreams[(start + attempt) % len(self.upstreams)]
+            ident = secrets.randbits(16)
+            try:
+                data = await asyncio.wait_for(
+                    _tcp_exchange(upstream, with_id(wire, ident)), self.attempt_timeout
+                )
+            except (TimeoutError, OSError, asyncio.IncompleteReadError):
+                self.stats.timeouts += 1
+                continue
+            if len(data) < 2 or struct.unpack_from("!H", data)[0] != ident:
+                self.stats.rejected += 1
+                continue
+            try:
+                answer = parse_answer(data, query.question)
+            except WireError:
+                self.stats.rejected += 1
+                continue
+            self.stats.answered += 1
+            return with_id(data, query.id), answer
+        self.stats.failed += 1
+        return None
+
+
+def sock_gone(pending: _Pending, sockets: list[list[_UpstreamSocket]]) -> bool:
+    return sockets[pending.upstream][pending.socket_index].pending.get(pending.ident) is not pending
+
+
+async def _tcp_exchange(upstream: UpstreamAddress, wire: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
+    try:
+        writer.write(len(wire).to_bytes(2, "big") + wire)
+        await writer.drain()
+        length = int.from_bytes(await reader.readexactly(2), "big")
+        return await reader.readexactly(length)
+    finally:
+        writer.close()
