@@ -1,0 +1,52 @@
+"""The only code that calls libnftables.
+
+The bindings are PyPI's pip-nftables: the same `nftables` module Debian ships as python3-nftables,
+but installable into any virtualenv; both load the system's libnftables.so.1 (Debian: libnftables1).
+A libnftables context is not thread-safe, so each Nft is used by one thread (the SetWriter's).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import nftables
+
+from enforcer.ruleset import FAMILY, Command
+
+
+class NftError(RuntimeError):
+    """libnftables refused a command; the message is its own error text."""
+
+
+class Nft:
+    def __init__(self) -> None:
+        self._ctx = nftables.Nftables()
+        self._ctx.set_json_output(True)
+        self._ctx.set_handle_output(False)
+
+    def run(self, commands: list[Command]) -> list[dict[str, Any]]:
+        """Run commands as one transaction: all of them take effect, or none."""
+        if not commands:
+            return []
+        rc, output, error = self._ctx.cmd(json.dumps({"nftables": commands}, separators=(",", ":")))
+        if rc != 0:
+            raise NftError(error.strip() or f"libnftables returned {rc}")
+        return json.loads(output)["nftables"] if output else []
+
+    def list_set(self, table: str, name: str) -> list[dict[str, Any]]:
+        """A set's elements as libnftables prints them ({'elem': {'val', 'timeout', 'expires', ...}})."""
+        out = self.run([{"list": {"set": {"family": FAMILY, "table": table, "name": name}}}])
+        for item in out:
+            if "set" in item:
+                return [
+                    e if isinstance(e, dict) else {"elem": {"val": e}} for e in item["set"].get("elem", [])
+                ]
+        return []
+
+    def table_exists(self, table: str) -> bool:
+        try:
+            self.run([{"list": {"table": {"family": FAMILY, "name": table}}}])
+        except NftError:
+            return False
+        return True

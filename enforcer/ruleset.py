@@ -1,0 +1,220 @@
+"""The project's nftables table, as libnftables JSON commands (libnftables-json(5)).
+
+One `inet` table holds everything; nothing outside it is ever touched. Layout:
+
+    set enforced_v4 / enforced_v6      pods some policy selects (their egress is default-deny)
+    set allow_v4 / allow_v6            pod . destination                      (a rule without ports)
+    set allow_v4_proto / _v6_proto     pod . destination . protocol           (a protocol, any port)
+    set allow_v4_port / _v6_port       pod . destination . protocol . port
+    set exempt_v4 / exempt_v6          destinations never enforced (e.g. the cluster's own ranges)
+    chain forward (hook forward)       established/related pass; enforced pods jump to egress_v4/v6
+    chain egress_v4 / egress_v6        accept what a set allows, drop the rest
+
+Drop, not reject: the reference behaviour (GKE) drops, and a drop reveals nothing about the destination.
+Sets are created with `add`, which leaves an existing set and its elements alone: a restarted agent
+adopts what the previous one allowed instead of flushing it (no gap, no lost allowance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from policy.allowtable import Element, ElementWrite
+
+DEFAULT_TABLE = "fqdn_policy"
+FAMILY = "inet"
+
+Command = dict[str, Any]
+
+_ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
+_IP = {4: "ip", 6: "ip6"}
+
+
+def set_name(version: int, proto: str | None, port: int | None) -> str:
+    if proto is None:
+        return f"allow_v{version}"
+    if port is None:
+        return f"allow_v{version}_proto"
+    return f"allow_v{version}_port"
+
+
+def allow_set_names() -> list[str]:
+    return [
+        set_name(v, proto, port) for v in (4, 6) for proto, port in ((None, None), ("tcp", None), ("tcp", 1))
+    ]
+
+
+def _set(table: str, name: str, key: list[str], flags: list[str]) -> Command:
+    body: dict[str, Any] = {
+        "family": FAMILY,
+        "table": table,
+        "name": name,
+        "type": key[0] if len(key) == 1 else key,
+    }
+    if flags:
+        body["flags"] = flags
+    return {"add": {"set": body}}
+
+
+def _field(version: int, field: str) -> dict[str, Any]:
+    return {"payload": {"protocol": _IP[version], "field": field}}
+
+
+def _match_set(keys: list[dict[str, Any]], set_ref: str) -> dict[str, Any]:
+    left = keys[0] if len(keys) == 1 else {"concat": keys}
+    return {"match": {"op": "==", "left": left, "right": f"@{set_ref}"}}
+
+
+def _rule(table: str, chain: str, expr: list[dict[str, Any]], comment: str | None = None) -> Command:
+    body: dict[str, Any] = {"family": FAMILY, "table": table, "chain": chain, "expr": expr}
+    if comment:
+        body["comment"] = comment
+    return {"add": {"rule": body}}
+
+
+def base_ruleset(table: str = DEFAULT_TABLE) -> list[Command]:
+    """Create or adopt the table: sets are kept with their elements, chains are rewritten atomically."""
+    cmds: list[Command] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
+    for v in (4, 6):
+        addr = _ADDR[v]
+        cmds.append(_set(table, f"enforced_v{v}", [addr], []))
+        cmds.append(_set(table, f"exempt_v{v}", [addr], ["interval"]))
+        cmds.append(_set(table, f"allow_v{v}", [addr, addr], ["timeout"]))
+        cmds.append(_set(table, f"allow_v{v}_proto", [addr, addr, "inet_proto"], ["timeout"]))
+        cmds.append(_set(table, f"allow_v{v}_port", [addr, addr, "inet_proto", "inet_service"], ["timeout"]))
+    chains = {
+        "forward": {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"},
+        "egress_v4": {},
+        "egress_v6": {},
+    }
+    for name, base in chains.items():
+        cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": name, **base}}})
+        cmds.append({"flush": {"chain": {"family": FAMILY, "table": table, "name": name}}})
+    ct = {"ct": {"key": "state"}}
+    cmds.append(
+        _rule(
+            table,
+            "forward",
+            [{"match": {"op": "in", "left": ct, "right": ["established", "related"]}}, {"accept": None}],
+        )
+    )
+    for v in (4, 6):
+        saddr = _field(v, "saddr")
+        cmds.append(
+            _rule(
+                table,
+                "forward",
+                [_match_set([saddr], f"enforced_v{v}"), {"jump": {"target": f"egress_v{v}"}}],
+            )
+        )
+        chain = f"egress_v{v}"
+        daddr = _field(v, "daddr")
+        l4proto = {"meta": {"key": "l4proto"}}
+        dport = {"payload": {"protocol": "th", "field": "dport"}}
+        cmds.append(_rule(table, chain, [_match_set([daddr], f"exempt_v{v}"), {"accept": None}]))
+        cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"allow_v{v}"), {"accept": None}]))
+        cmds.append(
+            _rule(table, chain, [_match_set([saddr, daddr, l4proto], f"allow_v{v}_proto"), {"accept": None}])
+        )
+        cmds.append(
+            _rule(
+                table,
+                chain,
+                [_match_set([saddr, daddr, l4proto, dport], f"allow_v{v}_port"), {"accept": None}],
+            )
+        )
+        cmds.append(
+            _rule(table, chain, [{"counter": None}, {"drop": None}], comment="fqdn-policy: not allowed")
+        )
+    return cmds
+
+
+def _element_value(element: Element) -> dict[str, Any]:
+    src, dst, proto, port = element
+    if proto is None:
+        return {"concat": [src, dst]}
+    if port is None:
+        return {"concat": [src, dst, proto]}
+    return {"concat": [src, dst, proto, port]}
+
+
+def _element_set(element: Element) -> str:
+    return set_name(6 if ":" in element[1] else 4, element[2], element[3])
+
+
+def element_commands(
+    table: str, writes: Iterable[ElementWrite], deletes: Iterable[Element] = ()
+) -> list[Command]:
+    """Deletes first, then writes, grouped one command per set.
+
+    An `add` of an element that exists sets its timeout to the new value (kernel 6.10 and later), so
+    callers only write when the new expiry is later than what the kernel holds (policy.ttl).
+    """
+    cmds: list[Command] = []
+    by_set: dict[str, list[dict[str, Any]]] = {}
+    for element in deletes:
+        by_set.setdefault(_element_set(element), []).append(_element_value(element))
+    for name, elems in by_set.items():
+        cmds.append({"delete": {"element": {"family": FAMILY, "table": table, "name": name, "elem": elems}}})
+    by_set = {}
+    for write in writes:
+        elem = {
+            "elem": {
+                "val": _element_value(write.element),
+                "timeout": write.timeout,
+                "comment": write.name[:127],
+            }
+        }
+        by_set.setdefault(_element_set(write.element), []).append(elem)
+    for name, elems in by_set.items():
+        cmds.append({"add": {"element": {"family": FAMILY, "table": table, "name": name, "elem": elems}}})
+    return cmds
+
+
+def enforced_commands(table: str, add: Iterable[str], remove: Iterable[str]) -> list[Command]:
+    cmds: list[Command] = []
+    for verb, addresses in (("delete", remove), ("add", add)):
+        for v in (4, 6):
+            elems = [a for a in addresses if (":" in a) == (v == 6)]
+            if elems:
+                cmds.append(
+                    {
+                        verb: {
+                            "element": {
+                                "family": FAMILY,
+                                "table": table,
+                                "name": f"enforced_v{v}",
+                                "elem": elems,
+                            }
+                        }
+                    }
+                )
+    return cmds
+
+
+def exempt_commands(table: str, networks: Iterable[str]) -> list[Command]:
+    """Replace the exempt sets' contents (flush and add in the same transaction)."""
+    cmds: list[Command] = []
+    networks = list(networks)
+    for v in (4, 6):
+        cmds.append({"flush": {"set": {"family": FAMILY, "table": table, "name": f"exempt_v{v}"}}})
+        elems = []
+        for net in networks:
+            if (":" in net) != (v == 6):
+                continue
+            addr, _, plen = net.partition("/")
+            elems.append({"prefix": {"addr": addr, "len": int(plen)}} if plen else addr)
+        if elems:
+            cmds.append(
+                {
+                    "add": {
+                        "element": {"family": FAMILY, "table": table, "name": f"exempt_v{v}", "elem": elems}
+                    }
+                }
+            )
+    return cmds
+
+
+def delete_table(table: str) -> list[Command]:
+    return [{"delete": {"table": {"family": FAMILY, "name": table}}}]
