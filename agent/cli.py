@@ -1,0 +1,188 @@
+"""The `fqdn-policy` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import sys
+from pathlib import Path
+
+from agent import logs
+from agent.runtime import Agent, AgentConfig, StartupError
+from dnsproxy.upstream import UpstreamAddress
+from enforcer import ruleset
+from enforcer.nft import Nft, NftError
+from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
+from policy.fileloader import PolicyFileError, load_file
+from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL
+
+EXIT_OK = 0
+EXIT_INVALID = 1
+EXIT_USAGE = 2
+EXIT_RUNTIME = 3
+
+
+def host_port(text: str) -> tuple[str, int]:
+    """IP:PORT or [IPv6]:PORT; a bare address means port 53."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest.startswith(":"):
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    try:
+        ipaddress.ip_address(host)
+        number = int(port)
+        if not 0 <= number <= 65535:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not IP:PORT, [IPv6]:PORT or an IP address") from None
+    return host, number
+
+
+def network(text: str) -> str:
+    try:
+        return ipaddress.ip_network(text, strict=False).compressed
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address or CIDR range") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fqdn-policy", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    d = argparse.ArgumentDefaultsHelpFormatter
+
+    run = sub.add_parser("run", help="run the DNS proxy and enforcer", formatter_class=d)
+    run.add_argument(
+        "--policy", type=Path, required=True, help="YAML file of FQDNNetworkPolicy and Pod documents"
+    )
+    run.add_argument(
+        "--listen",
+        type=host_port,
+        action="append",
+        help="address to serve DNS on, UDP and TCP (repeatable; default 127.0.0.1:53)",
+    )
+    run.add_argument(
+        "--upstream",
+        type=host_port,
+        action="append",
+        required=True,
+        help="upstream resolver IP:PORT (repeatable: tried in turn when one does not answer)",
+    )
+    run.add_argument("--table", default=ruleset.DEFAULT_TABLE, help="name of the inet table this agent owns")
+    run.add_argument(
+        "--min-ttl",
+        type=int,
+        default=DEFAULT_MIN_TTL,
+        help="shortest time (s) an answered address stays allowed",
+    )
+    run.add_argument(
+        "--max-ttl",
+        type=int,
+        default=DEFAULT_MAX_TTL,
+        help="longest time (s) an answered address stays allowed",
+    )
+    run.add_argument(
+        "--max-addresses-per-name",
+        type=int,
+        default=DEFAULT_MAX_ADDRESSES_PER_NAME,
+        help="addresses kept per pod and name; the oldest are dropped beyond it (logged)",
+    )
+    run.add_argument(
+        "--exempt",
+        type=network,
+        action="append",
+        default=[],
+        help="destination range never enforced, e.g. the cluster's pod and service ranges (repeatable)",
+    )
+    run.add_argument(
+        "--protect",
+        type=network,
+        action="append",
+        default=[],
+        help="range answers may point at but never gets allowed, besides loopback, link-local "
+        "and the node's own addresses (repeatable)",
+    )
+    run.add_argument(
+        "--upstream-timeout", type=float, default=1.0, help="seconds to wait for one upstream attempt"
+    )
+    run.add_argument(
+        "--attempts", type=int, default=3, help="upstream attempts before the client gets SERVFAIL"
+    )
+    run.add_argument(
+        "--watch-interval", type=float, default=1.0, help="seconds between checks of the policy file"
+    )
+
+    check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
+    check.add_argument("file", type=Path)
+
+    teardown = sub.add_parser("teardown", help="delete this project's nftables table (lifts all enforcement)")
+    teardown.add_argument("--table", default=ruleset.DEFAULT_TABLE)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "check":
+        return _check(args.file)
+    if args.command == "teardown":
+        return _teardown(args.table)
+    return _run(args)
+
+
+def _check(path: Path) -> int:
+    try:
+        policy_set = load_file(path)
+    except PolicyFileError as error:
+        print(error, file=sys.stderr)
+        return EXIT_INVALID
+    print(f"{path}: OK: {len(policy_set.policies)} policies, {len(policy_set.pods)} pods")
+    return EXIT_OK
+
+
+def _teardown(table: str) -> int:
+    try:
+        nft = Nft()
+        if nft.table_exists(table):
+            nft.run(ruleset.delete_table(table))
+            print(f"deleted table {ruleset.FAMILY} {table}")
+        else:
+            print(f"no table {ruleset.FAMILY} {table}")
+    except NftError as error:
+        print(f"teardown failed: {error}", file=sys.stderr)
+        return EXIT_RUNTIME
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    logs.configure()
+    config = AgentConfig(
+        policy_file=args.policy,
+        listen=args.listen or [("127.0.0.1", 53)],
+        upstreams=[UpstreamAddress(h, p) for h, p in args.upstream],
+        table=args.table,
+        min_ttl=args.min_ttl,
+        max_ttl=args.max_ttl,
+        max_addresses_per_name=args.max_addresses_per_name,
+        exempt=args.exempt,
+        protected=args.protect,
+        upstream_timeout=args.upstream_timeout,
+        attempts=args.attempts,
+        watch_interval=args.watch_interval,
+    )
+    try:
+        asyncio.run(Agent(config).run_forever())
+    except StartupError as error:
+        logs.get("fqdn_policy.agent").error("agent.start_failed", error=str(error))
+        print(f"fqdn-policy: {error}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except ValueError as error:
+        print(f"fqdn-policy: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""PolicyGate: the shell around policy.decision that the DNS server calls before releasing an answer.
+
+It turns a decision into a kernel write (through the SetWriter), releases the answer only after the
+write is acknowledged, and writes the decision's log line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agent.logs import get, qtype_name, rcode_name
+from dnsproxy.server import Release
+from dnsproxy.wire import Answer, Query
+from enforcer.ruleset import element_commands
+from enforcer.writer import SetWriter
+from policy.addressguard import AddressGuard
+from policy.allowtable import AllowTable
+from policy.decision import AnsweredLookup, Decision, Outcome, decide
+from policy.model import Grant
+from policy.ruleindex import PolicyIndex
+
+
+@dataclass(slots=True)
+class GateStats:
+    decisions: dict[str, int]
+    write_failures: int = 0
+    elements_written: int = 0
+
+
+def grant_text(grant: Grant) -> str:
+    proto, port = grant
+    if proto is None:
+        return "any"
+    return f"{proto}/{port}" if port is not None else f"{proto}/any"
+
+
+class PolicyGate:
+    def __init__(
+        self,
+        index: PolicyIndex,
+        table: AllowTable,
+        guard: AddressGuard,
+        writer: SetWriter,
+        nft_table: str,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.index = index
+        self.table = table
+        self.guard = guard
+        self.writer = writer
+        self.nft_table = nft_table
+        self.clock = clock
+        self.stats = GateStats(decisions={o.value: 0 for o in Outcome})
+        self.log = get("fqdn_policy.dns")
+
+    def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
+        lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
+        decision = decide(lookup, self.index, self.table, self.guard, self.clock())
+        self.stats.decisions[decision.outcome.value] += 1
+        plan = decision.plan
+        if plan is None or not decision.needs_write:
+            if plan is not None:
+                self.table.commit(plan)
+            self._log(lookup, query, transport, decision)
+            release(True)
+            return
+
+        def done(error: Exception | None) -> None:
+            if error is None:
+                self.table.commit(plan)
+                self.stats.elements_written += len(plan.writes)
+                self._log(lookup, query, transport, decision)
+                release(True)
+            else:
+                self.stats.write_failures += 1
+                self._log(lookup, query, transport, decision, error=str(error))
+                release(False)
+
+        self.writer.submit(element_commands(self.nft_table, plan.writes, plan.deletes), done)
+
+    def failed(self, client_ip: str, transport: str, query: Query, reason: str) -> None:
+        client = self.index.client(client_ip)
+        self.log.warning(
+            "dns.servfail",
+            client=client_ip,
+            pod=client.pod.key if client else None,
+            qname=query.qname_text,
+            qtype=qtype_name(query.qtype),
+            transport=transport,
+            reason=reason,
+        )
+
+    def _log(
+        self,
+        lookup: AnsweredLookup,
+        query: Query,
+        transport: str,
+        decision: Decision,
+        error: str | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "client": lookup.client_ip,
+            "pod": decision.pod,
+            "qname": query.qname_text,
+            "qtype": qtype_name(lookup.qtype),
+            "rcode": rcode_name(lookup.rcode),
+            "transport": transport,
+            "outcome": decision.outcome.value,
+        }
+        if decision.match.rules:
+            fields["rules"] = [str(r) for r in decision.match.rules]
+            fields["grants"] = sorted(grant_text(g) for g in decision.match.grants)
+        plan = decision.plan
+        if plan is not None:
+            fields["allowed"] = [
+                {"address": a[1], "ttl": a[2], "timeout": self.table.ttl.timeout(a[2])}
+                for a in lookup.addresses
+                if a[1] in plan.resolved
+            ]
+            fields["elements_written"] = len(plan.writes)
+            if plan.evicted:
+                fields["evicted"] = plan.evicted
+        if decision.guarded:
+            fields["guarded"] = list(decision.guarded)
+        if error is not None:
+            fields["error"] = error
+            fields["answer"] = "SERVFAIL"
+            self.log.error("dns.decision", **fields)
+        else:
+            self.log.info("dns.decision", **fields)

@@ -1,0 +1,246 @@
+"""The running agent: wires the policy source, the DNS server and the enforcer, and owns their lifecycle.
+
+Start: load the policy (refuse to start on a bad file), create or adopt the nftables table in one
+transaction (existing allow elements are kept and taken over), then listen. Reload (SIGHUP or a changed
+file): a bad file keeps the last good policy; a good one swaps the rule index first, waits for writes
+decided under the old one, then applies the difference in one transaction. Stop (SIGTERM): stop
+listening, let in-flight queries finish, leave the table in place so allowed flows keep working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent.gate import PolicyGate
+from agent.logs import get
+from dnsproxy.server import DnsServer, Resolver
+from dnsproxy.upstream import Forwarder, UpstreamAddress
+from enforcer import ruleset
+from enforcer.nft import Nft
+from enforcer.writer import SetWriter
+from policy.addressguard import AddressGuard
+from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
+from policy.fileloader import PolicyFileError, load_file
+from policy.model import PolicySet
+from policy.ruleindex import PolicyIndex
+from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, TTLPolicy
+
+DRAIN_SECONDS = 3.0
+EXPIRY_SWEEP_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class AgentConfig:
+    policy_file: Path
+    listen: list[tuple[str, int]]
+    upstreams: list[UpstreamAddress]
+    table: str = ruleset.DEFAULT_TABLE
+    min_ttl: int = DEFAULT_MIN_TTL
+    max_ttl: int = DEFAULT_MAX_TTL
+    max_addresses_per_name: int = DEFAULT_MAX_ADDRESSES_PER_NAME
+    exempt: list[str] = field(default_factory=list)
+    protected: list[str] = field(default_factory=list)
+    upstream_timeout: float = 1.0
+    attempts: int = 3
+    watch_interval: float = 1.0
+
+
+class StartupError(RuntimeError):
+    pass
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.log = get("fqdn_policy.agent")
+        self.writer = SetWriter()
+        self.table = AllowTable(TTLPolicy(config.min_ttl, config.max_ttl), config.max_addresses_per_name)
+        self.forwarder = Forwarder(config.upstreams, config.upstream_timeout, config.attempts)
+        self.gate: PolicyGate | None = None
+        self.servers: list[DnsServer] = []
+        self._reload_lock = asyncio.Lock()
+        self._file_stamp: tuple[int, int, int] | None = None
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def index(self) -> PolicyIndex:
+        assert self.gate is not None
+        return self.gate.index
+
+    async def start(self) -> None:
+        try:
+            policy_set = self._load()
+        except PolicyFileError as error:
+            raise StartupError(f"policy file refused:\n{error}") from error
+        index = PolicyIndex(policy_set)
+        guard = AddressGuard(self.config.protected, node_addresses())
+        self.gate = PolicyGate(index, self.table, guard, self.writer, self.config.table)
+        try:
+            await self.writer.call(lambda nft: self._install(nft, index))
+        except Exception as error:
+            raise StartupError(f"cannot program nftables table {self.config.table!r}: {error}") from error
+        await self._reconcile(index)
+        await self.forwarder.start()
+        resolver = Resolver(self.forwarder, self.gate)
+        for host, port in self.config.listen:
+            server = DnsServer(resolver, host, port)
+            await server.start()
+            self.servers.append(server)
+        self._tasks = [
+            asyncio.create_task(self._watch_file()),
+            asyncio.create_task(self._sweep_expired()),
+        ]
+        self.log.info(
+            "agent.ready",
+            listen=[f"{h}:{p}" for h, p in self.config.listen],
+            upstreams=[str(u) for u in self.config.upstreams],
+            policies=len(policy_set.policies),
+            pods=len(policy_set.pods),
+            enforced_pods=sum(1 for p in policy_set.pods if (c := index.pod(p.key)) and c.rules),
+            adopted_elements=len(self.table),
+            table=f"{ruleset.FAMILY} {self.config.table}",
+        )
+
+    def _load(self) -> PolicySet:
+        path = self.config.policy_file
+        policy_set = load_file(path)
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            self._file_stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        return policy_set
+
+    def _install(self, nft: Nft, index: PolicyIndex) -> None:
+        """Create or adopt the table, all in one transaction, then take over the kernel's elements."""
+        table = self.config.table
+        enforced = sorted(index.enforced_ips(4) | index.enforced_ips(6))
+        commands = ruleset.base_ruleset(table)
+        commands += [
+            {"flush": {"set": {"family": ruleset.FAMILY, "table": table, "name": f"enforced_v{v}"}}}
+            for v in (4, 6)
+        ]
+        commands += ruleset.enforced_commands(table, enforced, [])
+        commands += ruleset.exempt_commands(table, self.config.exempt)
+        nft.run(commands)
+        now = time.monotonic()
+        for name in ruleset.allow_set_names():
+            for item in nft.list_set(table, name):
+                elem = item["elem"]
+                values = elem["val"]["concat"]
+                src, dst = values[0], values[1]
+                proto = values[2] if len(values) > 2 else None
+                port = int(values[3]) if len(values) > 3 else None
+                client = index.client(src)
+                expiry = now + float(elem.get("expires", elem.get("timeout", 0)))
+                self.table.adopt(
+                    (src, dst, proto, port),
+                    expiry,
+                    elem.get("comment", ""),
+                    client.pod.key if client else None,
+                )
+
+    async def _reconcile(self, index: PolicyIndex, previous: PolicyIndex | None = None) -> None:
+        rec = self.table.reconcile(index, time.monotonic())
+        commands = ruleset.element_commands(self.config.table, rec.writes, rec.deletes)
+        if previous is not None:
+            add: set[str] = set()
+            remove: set[str] = set()
+            for v in (4, 6):
+                new, old = index.enforced_ips(v), previous.enforced_ips(v)
+                add |= new - old
+                remove |= old - new
+            commands = ruleset.enforced_commands(self.config.table, sorted(add), sorted(remove)) + commands
+        await self.writer.write(commands)
+        self.table.apply_reconciliation(rec)
+        if rec.writes or rec.deletes:
+            self.log.info(
+                "policy.reconciled", elements_written=len(rec.writes), elements_deleted=len(rec.deletes)
+            )
+
+    async def reload(self, reason: str) -> bool:
+        async with self._reload_lock:
+            try:
+                policy_set = self._load()
+            except PolicyFileError as error:
+                self.log.error(
+                    "policy.refused",
+                    reason=reason,
+                    file=str(self.config.policy_file),
+                    problems=[str(p) for p in error.problems],
+                    keeping="last good policy",
+                )
+                return False
+            assert self.gate is not None
+            previous = self.gate.index
+            index = PolicyIndex(policy_set)
+            self.gate.index = index  # answers from now on are decided under the new rules
+            await self.writer.write([])  # barrier: writes decided under the old rules are done
+            try:
+                await self._reconcile(index, previous)
+            except Exception as error:
+                self.gate.index = previous
+                self.log.error(
+                    "policy.apply_failed", reason=reason, error=str(error), keeping="last good policy"
+                )
+                return False
+            self.log.info(
+                "policy.loaded", reason=reason, policies=len(policy_set.policies), pods=len(policy_set.pods)
+            )
+            return True
+
+    async def _watch_file(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.watch_interval)
+            try:
+                st = self.config.policy_file.stat()
+                stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+            except OSError:
+                continue  # a file being replaced; the next poll sees the new one
+            if stamp != self._file_stamp:
+                self._file_stamp = stamp
+                await self.reload("file changed")
+
+    async def _sweep_expired(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
+            self.table.forget_expired(time.monotonic())
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for server in self.servers:
+            await server.stop()
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while self.forwarder.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await self.writer.write([])
+        self.forwarder.close()
+        self.writer.close()
+        self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.table}")
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
+        loop.add_signal_handler(signal.SIGINT, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
+        await self.start()
+        await self._stopping.wait()
+        await self.stop()
+
+
+def node_addresses() -> list[str]:
+    """This network namespace's own addresses, for the rebinding guard (answers never allow them)."""
+    try:
+        out = subprocess.run(
+            ["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=5, check=True
+        )
+        return [a["local"] for link in json.loads(out.stdout) for a in link.get("addr_info", [])]
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+        return []
