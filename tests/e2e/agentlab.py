@@ -1,0 +1,142 @@
+"""A running agent in a Lab: the fake internet in `inet`, `fqdn-policy run` in `node`, probes in pods.
+
+Shared by the end-to-end tests; it starts the real console script, not an in-process agent.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.lab.netlab import Lab
+from tests.lab.upstream import FakeInternet
+
+AGENT = str(Path(sys.executable).with_name("fqdn-policy"))
+PROXY_V4 = "10.244.1.1:53"
+PROXY_V6 = "[2001:db8:244::1]:53"
+
+ZONE = {
+    "www.google.com": {"A": ["198.51.100.10"], "AAAA": ["2001:db8:100::10"], "ttl": 300},
+    "www.cloudflare.com": {"A": ["198.51.100.20"], "AAAA": ["2001:db8:100::20"], "ttl": 300},
+    "api.yourdomain.com": {"A": ["198.51.100.30"], "AAAA": ["2001:db8:100::30"], "ttl": 300},
+}
+
+
+def article_policy(ports: bool = True) -> dict[str, Any]:
+    rule: dict[str, Any] = {"matches": [{"pattern": "*.yourdomain.com"}, {"name": "www.google.com"}]}
+    if ports:
+        rule["ports"] = [{"protocol": "TCP", "port": 443}]
+    return {
+        "apiVersion": "networking.gke.io/v1alpha1",
+        "kind": "FQDNNetworkPolicy",
+        "metadata": {"name": "allow-out-fqdnnp", "namespace": "default"},
+        "spec": {"podSelector": {"matchLabels": {"app": "curl-client"}}, "egress": [rule]},
+    }
+
+
+def pod_doc(name: str, labels: dict[str, str], ipv4: str, ipv6: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": labels},
+        "status": {"podIPs": [{"ip": ipv4}, {"ip": ipv6}]},
+    }
+
+
+def lab_pods() -> list[dict[str, Any]]:
+    return [
+        pod_doc("curl-client", {"app": "curl-client"}, "10.244.1.10", "2001:db8:244::10"),
+        pod_doc("other", {"app": "other"}, "10.244.1.11", "2001:db8:244::11"),
+    ]
+
+
+class AgentLab:
+    def __init__(self, lab: Lab, workdir: Path, zone: dict[str, Any] = ZONE) -> None:
+        self.lab = lab
+        self.internet = FakeInternet(lab, workdir, zone)
+        self.workdir = workdir
+        self.policy_file = workdir / "policy.yaml"
+        self.agent_log = workdir / "agent.log"
+        self.agent: subprocess.Popen[Any] | None = None
+
+    def write_policy(self, documents: list[dict[str, Any]]) -> None:
+        tmp = self.policy_file.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump_all(documents))
+        tmp.replace(self.policy_file)
+
+    def start_agent(self, *extra: str) -> subprocess.Popen[Any]:
+        log = open(self.agent_log, "a")  # noqa: SIM115 - the child writes to it until it exits
+        self.agent = self.lab.popen(
+            "node",
+            [
+                AGENT,
+                "run",
+                "--policy",
+                str(self.policy_file),
+                "--listen",
+                PROXY_V4,
+                "--listen",
+                PROXY_V6,
+                "--upstream",
+                "198.51.100.53:53",
+                *extra,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(lambda: self.has_log("agent.ready") or self.agent.poll() is not None, 15, "agent ready")
+        assert self.agent.poll() is None, self.agent_log.read_text()
+        return self.agent
+
+    def stop_agent(self, sig: int = signal.SIGTERM) -> int:
+        assert self.agent is not None
+        self.agent.send_signal(sig)
+        return self.agent.wait(timeout=10)
+
+    def logs(self) -> list[dict[str, Any]]:
+        if not self.agent_log.exists():
+            return []
+        out = []
+        for line in self.agent_log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"event": "unparsed", "text": line})
+        return out
+
+    def has_log(self, event: str, **fields: Any) -> bool:
+        return any(
+            e.get("event") == event and all(e.get(k) == v for k, v in fields.items()) for e in self.logs()
+        )
+
+    def probe(self, pod: str, *argv: str) -> dict[str, Any]:
+        out = self.lab.run(pod, [sys.executable, "-m", "tests.lab.probe", *argv], timeout=20)
+        return json.loads(out.stdout)
+
+    def dns(
+        self, pod: str, name: str, qtype: str = "A", server: str = PROXY_V4, tcp: bool = False
+    ) -> dict[str, Any]:
+        return self.probe(pod, "dns", name, qtype, "--server", server, *(["--tcp"] if tcp else []))
+
+    def tcp(self, pod: str, host: str, port: int, timeout: float = 1.0) -> str:
+        return self.probe(pod, "tcp", host, str(port), "--timeout", str(timeout))["result"]
+
+    def nft(self, *argv: str) -> str:
+        return self.lab.run("node", ["nft", *argv]).stdout
+
+
+def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds} s waiting for {what}")

@@ -1,0 +1,1 @@
+"""Network-namespace test lab: pods, a node, and a fake internet. See README.md here."""

@@ -1,0 +1,129 @@
+"""TTL arithmetic and the name manager, with time passed in: nothing here sleeps."""
+
+import pytest
+
+from policy.allowtable import AllowTable
+from policy.fileloader import load_text
+from policy.ruleindex import PolicyIndex
+from policy.ttl import TTLPolicy
+
+POD = "default/p"
+IPS = {4: ("10.244.1.10",), 6: ("2001:db8:244::10",)}
+TCP443 = (("tcp", 443),)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "timeout"), [(0, 5), (1, 5), (5, 5), (300, 300), (86400, 3600), (2**31 - 1, 3600)]
+)
+def test_timeout_is_clamped(ttl, timeout):
+    assert TTLPolicy(5, 3600).timeout(ttl) == timeout
+
+
+def test_ttl_policy_rejects_nonsense():
+    with pytest.raises(ValueError, match="at least 1"):
+        TTLPolicy(0, 10)
+    with pytest.raises(ValueError, match="below min"):
+        TTLPolicy(10, 5)
+
+
+def plan_commit(table, addresses, now, qname="a.example.com", grants=TCP443):
+    plan = table.plan(POD, IPS, qname, grants, addresses, now)
+    table.commit(plan)
+    return plan
+
+
+def test_first_answer_writes_each_address_and_family():
+    table = AllowTable(TTLPolicy(5, 3600))
+    plan = plan_commit(table, [(4, "198.51.100.10", 300), (6, "2001:db8:100::10", 300)], now=100.0)
+    assert [(w.element, w.timeout) for w in plan.writes] == [
+        (("10.244.1.10", "198.51.100.10", "tcp", 443), 300),
+        (("2001:db8:244::10", "2001:db8:100::10", "tcp", 443), 300),
+    ]
+    assert plan.writes[0].name == "a.example.com"
+
+
+def test_covered_answer_writes_nothing():
+    table = AllowTable(TTLPolicy(5, 3600))
+    plan_commit(table, [(4, "198.51.100.10", 300)], now=100.0)
+    # an upstream cache counts the TTL down: the same answer 10 s later is covered
+    assert plan_commit(table, [(4, "198.51.100.10", 290)], now=110.0).writes == []
+
+
+def test_later_answer_refreshes_and_shorter_never_cuts():
+    table = AllowTable(TTLPolicy(1, 3600))
+    plan_commit(table, [(4, "198.51.100.10", 10)], now=0.0)
+    refresh = plan_commit(table, [(4, "198.51.100.10", 10)], now=5.0)
+    assert [w.timeout for w in refresh.writes] == [10]
+    assert table.expiry[("10.244.1.10", "198.51.100.10", "tcp", 443)] == 15.0
+    shorter = plan_commit(table, [(4, "198.51.100.10", 2)], now=6.0)
+    assert shorter.writes == []
+    assert table.expiry[("10.244.1.10", "198.51.100.10", "tcp", 443)] == 15.0
+
+
+def test_uncommitted_plan_changes_nothing():
+    table = AllowTable(TTLPolicy(5, 3600))
+    table.plan(POD, IPS, "a.example.com", TCP443, [(4, "198.51.100.10", 300)], 0.0)
+    assert len(table) == 0 and table.resolutions == {}
+
+
+def test_cap_keeps_newest_and_reports_eviction():
+    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=2)
+    plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0)
+    plan_commit(table, [(4, "198.51.100.2", 100)], now=1.0)
+    plan = plan_commit(table, [(4, "198.51.100.3", 100)], now=2.0)
+    assert plan.evicted == ["198.51.100.1"]
+    assert plan.deletes == [("10.244.1.10", "198.51.100.1", "tcp", 443)]
+    assert set(table.resolutions[(POD, "a.example.com")]) == {"198.51.100.2", "198.51.100.3"}
+    assert ("10.244.1.10", "198.51.100.1", "tcp", 443) not in table.expiry
+
+
+def test_forget_expired():
+    table = AllowTable(TTLPolicy(5, 3600))
+    plan_commit(table, [(4, "198.51.100.1", 10)], now=0.0)
+    assert table.forget_expired(now=9.0) == 0
+    assert table.forget_expired(now=10.0) == 1
+    assert table.resolutions == {}
+
+
+POLICY = """
+apiVersion: networking.gke.io/v1alpha1
+kind: FQDNNetworkPolicy
+metadata: {name: p}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  egress:
+  - matches: [{name: a.example.com}]
+    %s
+---
+{apiVersion: v1, kind: Pod, metadata: {name: p, labels: {app: c}}, status: {podIPs: [{ip: 10.244.1.10}]}}
+"""
+
+
+def test_reconcile_rewrites_grants_without_a_new_lookup():
+    with_ports = PolicyIndex(load_text(POLICY % "ports: [{protocol: TCP, port: 443}]"))
+    without_ports = PolicyIndex(load_text(POLICY % ""))
+    table = AllowTable(TTLPolicy(5, 3600))
+    plan_commit(table, [(4, "198.51.100.10", 300)], now=0.0)
+    rec = table.reconcile(without_ports, now=100.0)
+    assert [(w.element, w.timeout) for w in rec.writes] == [
+        (("10.244.1.10", "198.51.100.10", None, None), 200)
+    ]
+    assert rec.deletes == [("10.244.1.10", "198.51.100.10", "tcp", 443)]
+    table.apply_reconciliation(rec)
+    # unchanged policy: nothing to do
+    assert table.reconcile(without_ports, now=101.0).writes == []
+    assert table.reconcile(without_ports, now=101.0).deletes == []
+    # back again
+    rec = table.reconcile(with_ports, now=102.0)
+    assert [w.element for w in rec.writes] == [("10.244.1.10", "198.51.100.10", "tcp", 443)]
+
+
+def test_reconcile_drops_everything_of_a_deselected_pod():
+    table = AllowTable(TTLPolicy(5, 3600))
+    plan_commit(table, [(4, "198.51.100.10", 300)], now=0.0)
+    empty = PolicyIndex(
+        load_text("{apiVersion: v1, kind: Pod, metadata: {name: p}, status: {podIP: 10.244.1.10}}")
+    )
+    rec = table.reconcile(empty, now=1.0)
+    assert rec.writes == [] and rec.deletes == [("10.244.1.10", "198.51.100.10", "tcp", 443)]
+    assert table.resolutions == {}

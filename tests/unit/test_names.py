@@ -1,0 +1,76 @@
+"""Name and pattern matching, one row per rule of docs/semantics.md."""
+
+import pytest
+
+from policy.names import InvalidName, compile_name, compile_pattern, suffixes
+
+MATCH_ROWS = [
+    # (kind, policy text, query name, matches)
+    ("name", "www.google.com", "www.google.com", True),
+    ("name", "www.google.com", "WWW.Google.COM", True),
+    ("name", "www.google.com.", "www.google.com", True),
+    ("name", "www.google.com", "www.google.com.", True),
+    ("name", "www.google.com", "google.com", False),
+    ("name", "www.google.com", "a.www.google.com", False),
+    ("pattern", "*.yourdomain.com", "api.yourdomain.com", True),
+    ("pattern", "*.yourdomain.com", "API.YourDomain.com.", True),
+    ("pattern", "*.yourdomain.com", "yourdomain.com", False),
+    ("pattern", "*.yourdomain.com", "a.b.yourdomain.com", False),
+    ("pattern", "*.yourdomain.com", "api.yourdomain.com.evil.net", False),
+    ("pattern", "*.yourdomain.com", "apiyourdomain.com", False),
+    ("pattern", "api-*.example.com", "api-eu.example.com", True),
+    ("pattern", "api-*.example.com", "api-.example.com", True),
+    ("pattern", "api-*.example.com", "api.example.com", False),
+    ("pattern", "api-*.example.com", "api-eu.x.example.com", False),
+    ("pattern", "*", "anything.at.all", True),
+    ("pattern", "*", "com", True),
+    ("pattern", "**.example.com", "a.example.com", True),
+    ("pattern", "**.example.com", "a.b.example.com", True),
+    ("pattern", "**.example.com", "example.com", False),
+    ("pattern", "**.example.com", "badexample.com", False),
+    ("pattern", "a*b.example.com", "ab.example.com", True),
+    ("pattern", "a*b.example.com", "axxb.example.com", True),
+    ("pattern", "a*b.example.com", "a.b.example.com", False),
+    ("pattern", "www.*.com", "www.google.com", True),
+    ("pattern", "www.*.com", "www.a.b.com", False),
+    ("pattern", "exact.example.com", "exact.example.com", True),
+    ("pattern", "exact.example.com", "x.exact.example.com", False),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "qname", "expected"), MATCH_ROWS)
+def test_matching(kind, text, qname, expected):
+    matcher = compile_name(text) if kind == "name" else compile_pattern(text)
+    normalized = qname.lower().rstrip(".")
+    assert matcher.matches(normalized) is expected
+    if expected:
+        # the suffix index must find every pattern that matches
+        assert matcher.suffix in suffixes(normalized)
+
+
+INVALID_ROWS = [
+    ("name", "", "empty"),
+    ("name", "a..b", "empty label"),
+    ("name", ".a.b", "empty label"),
+    ("name", "*.example.com", "use `pattern`"),
+    ("name", "exa mple.com", "characters"),
+    ("name", "a" * 64 + ".com", "longer than 63"),
+    ("name", ("a" * 60 + ".") * 5 + "com", "limit is 253"),
+    ("pattern", "x.**.com", "'**' is only valid"),
+    ("pattern", "**", "'**' is only valid"),
+    ("pattern", "**x.com", "'**' is only valid"),
+    ("pattern", "a..com", "empty label"),
+    ("pattern", "ex!.com", "characters"),
+    ("pattern", "", "empty"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "message"), INVALID_ROWS)
+def test_invalid(kind, text, message):
+    compile_fn = compile_name if kind == "name" else compile_pattern
+    with pytest.raises(InvalidName, match=message.replace("*", r"\*").replace("(", r"\(")):
+        compile_fn(text)
+
+
+def test_suffixes_end_at_root():
+    assert suffixes("a.b.c") == ["a.b.c", "b.c", "c", ""]
