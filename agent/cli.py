@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--watch-interval", type=float, default=1.0, help="seconds between checks of the policy file"
     )
+    run.add_argument(
+        "--watchdog-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks that the nftables table is intact (it is rebuilt if not)",
+    )
 
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
@@ -171,6 +177,7 @@ def _run(args: argparse.Namespace) -> int:
         upstream_timeout=args.upstream_timeout,
         attempts=args.attempts,
         watch_interval=args.watch_interval,
+        watchdog_interval=args.watchdog_interval,
     )
     try:
         asyncio.run(Agent(config).run_forever())

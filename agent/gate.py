@@ -46,6 +46,7 @@ class PolicyGate:
         writer: SetWriter,
         nft_table: str,
         clock: Callable[[], float] = time.monotonic,
+        on_write_failure: Callable[[Exception], None] | None = None,
     ) -> None:
         self.index = index
         self.table = table
@@ -53,6 +54,7 @@ class PolicyGate:
         self.writer = writer
         self.nft_table = nft_table
         self.clock = clock
+        self.on_write_failure = on_write_failure
         self.stats = GateStats(decisions={o.value: 0 for o in Outcome})
         self.log = get("fqdn_policy.dns")
 
@@ -78,6 +80,8 @@ class PolicyGate:
                 self.stats.write_failures += 1
                 self._log(lookup, query, transport, decision, error=str(error))
                 release(False)
+                if self.on_write_failure is not None:
+                    self.on_write_failure(error)
 
         self.writer.submit(element_commands(self.nft_table, plan.writes, plan.deletes), done)
 

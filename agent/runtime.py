@@ -50,6 +50,7 @@ class AgentConfig:
     upstream_timeout: float = 1.0
     attempts: int = 3
     watch_interval: float = 1.0
+    watchdog_interval: float = 1.0
 
 
 class StartupError(RuntimeError):
@@ -69,6 +70,7 @@ class Agent:
         self._file_stamp: tuple[int, int, int] | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._repairing: asyncio.Task[None] | None = None
 
     @property
     def index(self) -> PolicyIndex:
@@ -82,7 +84,9 @@ class Agent:
             raise StartupError(f"policy file refused:\n{error}") from error
         index = PolicyIndex(policy_set)
         guard = AddressGuard(self.config.protected, node_addresses())
-        self.gate = PolicyGate(index, self.table, guard, self.writer, self.config.table)
+        self.gate = PolicyGate(
+            index, self.table, guard, self.writer, self.config.table, on_write_failure=self._write_failed
+        )
         try:
             await self.writer.call(lambda nft: self._install(nft, index))
         except Exception as error:
@@ -97,6 +101,7 @@ class Agent:
         self._tasks = [
             asyncio.create_task(self._watch_file()),
             asyncio.create_task(self._sweep_expired()),
+            asyncio.create_task(self._watchdog()),
         ]
         self.log.info(
             "agent.ready",
@@ -117,8 +122,12 @@ class Agent:
             self._file_stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         return policy_set
 
-    def _install(self, nft: Nft, index: PolicyIndex) -> None:
-        """Create or adopt the table, all in one transaction, then take over the kernel's elements."""
+    def _install(self, nft: Nft, index: PolicyIndex, rewrite: bool = False) -> None:
+        """Create or adopt the table, all in one transaction, then take over the kernel's elements.
+
+        With `rewrite`, every element the agent knows is written back in the same transaction: the
+        repair after someone deleted the table or a set.
+        """
         table = self.config.table
         enforced = sorted(index.enforced_ips(4) | index.enforced_ips(6))
         commands = ruleset.base_ruleset(table)
@@ -128,8 +137,10 @@ class Agent:
         ]
         commands += ruleset.enforced_commands(table, enforced, [])
         commands += ruleset.exempt_commands(table, self.config.exempt)
-        nft.run(commands)
         now = time.monotonic()
+        if rewrite:
+            commands += ruleset.element_commands(table, self.table.live_writes(now))
+        nft.run(commands)
         for name in ruleset.allow_set_names():
             for item in nft.list_set(table, name):
                 elem = item["elem"]
@@ -206,6 +217,31 @@ class Agent:
             if stamp != self._file_stamp:
                 self._file_stamp = stamp
                 await self.reload("file changed")
+
+    def _write_failed(self, error: Exception) -> None:
+        if self._repairing is None or self._repairing.done():
+            self._repairing = asyncio.ensure_future(self.repair(f"write failed: {error}"))
+
+    async def repair(self, reason: str) -> None:
+        """Recreate the table and write back everything allowed (someone deleted or flushed it)."""
+        self.log.error("enforcer.repairing", reason=reason, table=f"{ruleset.FAMILY} {self.config.table}")
+        try:
+            await self.writer.call(lambda nft: self._install(nft, self.index, rewrite=True))
+        except Exception as error:
+            self.log.error("enforcer.repair_failed", error=str(error))
+            return
+        self.log.info("enforcer.repaired", elements_written=len(self.table))
+
+    def _chains_present(self, nft: Nft) -> bool:
+        return all(nft.chain_exists(self.config.table, c) for c in ("forward", "egress_v4", "egress_v6"))
+
+    async def _watchdog(self) -> None:
+        """Notices a deleted table or chain within a second, even when no lookup fails on it."""
+        while True:
+            await asyncio.sleep(self.config.watchdog_interval)
+            present = await self.writer.call(self._chains_present)
+            if not present and (self._repairing is None or self._repairing.done()):
+                self._repairing = asyncio.ensure_future(self.repair("table or chain missing"))
 
     async def _sweep_expired(self) -> None:
         while True:

@@ -44,6 +44,14 @@ class Nft:
                 ]
         return []
 
+    def chain_exists(self, table: str, chain: str) -> bool:
+        """Cheap liveness check: listing a chain prints its rules, not the sets' elements."""
+        try:
+            self.run([{"list": {"chain": {"family": FAMILY, "table": table, "name": chain}}}])
+        except NftError:
+            return False
+        return True
+
     def table_exists(self, table: str) -> bool:
         try:
             self.run([{"list": {"table": {"family": FAMILY, "name": table}}}])

@@ -162,6 +162,15 @@ class AllowTable:
         for write in rec.writes:
             self.expiry[write.element] = write.expiry
 
+    def live_writes(self, now: float, margin: float = 1.0) -> list[ElementWrite]:
+        """Every element still live, with the time it has left: to write them all back after a repair."""
+        names = {dst: name for (_, name), resolved in self.resolutions.items() for dst in resolved}
+        return [
+            ElementWrite(e, math.ceil(until - now), until, names.get(e[1], ""))
+            for e, until in self.expiry.items()
+            if until - now > margin
+        ]
+
     def forget_expired(self, now: float) -> int:
         """Drop bookkeeping the kernel has already expired; returns how many elements went."""
         stale = [e for e, until in self.expiry.items() if until <= now]

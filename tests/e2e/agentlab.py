@@ -73,6 +73,7 @@ class AgentLab:
         tmp.replace(self.policy_file)
 
     def start_agent(self, *extra: str) -> subprocess.Popen[Any]:
+        readies = self.count_log("agent.ready")
         log = open(self.agent_log, "a")  # noqa: SIM115 - the child writes to it until it exits
         self.agent = self.lab.popen(
             "node",
@@ -92,7 +93,11 @@ class AgentLab:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: self.has_log("agent.ready") or self.agent.poll() is not None, 15, "agent ready")
+        wait_for(
+            lambda: self.count_log("agent.ready") > readies or self.agent.poll() is not None,
+            15,
+            "agent ready",
+        )
         assert self.agent.poll() is None, self.agent_log.read_text()
         return self.agent
 
@@ -111,6 +116,9 @@ class AgentLab:
             except ValueError:
                 out.append({"event": "unparsed", "text": line})
         return out
+
+    def count_log(self, event: str) -> int:
+        return sum(1 for e in self.logs() if e.get("event") == event)
 
     def has_log(self, event: str, **fields: Any) -> bool:
         return any(

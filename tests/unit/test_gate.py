@@ -1,0 +1,111 @@
+"""The gate between DNS and kernel: an answer is released only after its write, SERVFAIL if it fails."""
+
+import pytest
+from dnslib import DNSRecord
+
+from agent.gate import PolicyGate
+from dnsproxy.wire import Answer, Query, parse_query
+from policy.addressguard import AddressGuard
+from policy.allowtable import AllowTable
+from policy.fileloader import load_text
+from policy.ruleindex import PolicyIndex
+from policy.ttl import TTLPolicy
+
+POLICY = """
+apiVersion: networking.gke.io/v1alpha1
+kind: FQDNNetworkPolicy
+metadata: {name: p}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  egress:
+  - matches: [{name: www.google.com}]
+    ports: [{protocol: TCP, port: 443}]
+---
+{apiVersion: v1, kind: Pod, metadata: {name: c, labels: {app: c}}, status: {podIPs: [{ip: 10.244.1.10}]}}
+---
+{apiVersion: v1, kind: Pod, metadata: {name: o}, status: {podIPs: [{ip: 10.244.1.11}]}}
+"""
+
+
+class HeldWriter:
+    """Holds every write until the test completes it."""
+
+    def __init__(self):
+        self.pending = []
+
+    def submit(self, commands, done):
+        self.pending.append((commands, done))
+
+
+@pytest.fixture
+def gate():
+    index = PolicyIndex(load_text(POLICY))
+    return PolicyGate(
+        index, AllowTable(TTLPolicy(5, 3600)), AddressGuard(), HeldWriter(), "t", clock=lambda: 100.0
+    )
+
+
+def query(name="www.google.com"):
+    parsed = parse_query(DNSRecord.question(name or "odd.example").pack())
+    return Query(parsed.id, parsed.flags, parsed.question, name, parsed.qtype)
+
+
+def answer(*addresses):
+    return Answer(rcode=0, truncated=False, addresses=tuple((4, a, 300) for a in addresses))
+
+
+def test_answer_waits_for_its_write(gate):
+    released = []
+    gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.10"), released.append)
+    assert released == []
+    ((commands, done),) = gate.writer.pending
+    elems = commands[0]["add"]["element"]["elem"]
+    assert elems[0]["elem"]["val"] == {"concat": ["10.244.1.10", "198.51.100.10", "tcp", 443]}
+    assert elems[0]["elem"]["timeout"] == 300
+    done(None)
+    assert released == [True]
+    assert len(gate.table) == 1
+
+
+def test_failed_write_means_servfail_and_nothing_remembered(gate):
+    released = []
+    gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.10"), released.append)
+    gate.writer.pending[0][1](RuntimeError("netlink: no such table"))
+    assert released == [False]
+    assert len(gate.table) == 0
+    assert gate.stats.write_failures == 1
+
+
+def test_covered_answer_is_released_at_once(gate):
+    released = []
+    gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.10"), released.append)
+    gate.writer.pending.pop()[1](None)
+    gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.10"), released.append)
+    assert released == [True, True] and gate.writer.pending == []
+
+
+@pytest.mark.parametrize(
+    ("client", "name", "addresses", "outcome"),
+    [
+        ("10.244.1.11", "www.google.com", ["198.51.100.10"], "not-selected"),
+        ("10.244.1.99", "www.google.com", ["198.51.100.10"], "unknown-client"),
+        ("10.244.1.10", "www.cloudflare.com", ["198.51.100.20"], "name-not-allowed"),
+        ("10.244.1.10", None, ["198.51.100.20"], "unmatchable-name"),
+        ("10.244.1.10", "www.google.com", [], "no-addresses"),
+        ("10.244.1.10", "www.google.com", ["127.0.0.1", "169.254.169.254"], "no-addresses"),
+    ],
+)
+def test_nothing_to_write_is_released_at_once(gate, client, name, addresses, outcome):
+    released = []
+    gate.admit(client, "udp", query(name), answer(*addresses), released.append)
+    assert released == [True]
+    assert gate.writer.pending == []
+    assert gate.stats.decisions[outcome] == 1
+
+
+def test_rebinding_guard_allows_only_public_addresses(gate):
+    released = []
+    gate.admit("10.244.1.10", "udp", query(), answer("127.0.0.1", "198.51.100.10"), released.append)
+    ((commands, _done),) = gate.writer.pending
+    vals = [e["elem"]["val"]["concat"][1] for c in commands for e in c["add"]["element"]["elem"]]
+    assert vals == ["198.51.100.10"]
