@@ -148,8 +148,10 @@ def element_commands(
 ) -> list[Command]:
     """Deletes first, then writes, grouped one command per set.
 
-    An `add` of an element that exists sets its timeout to the new value (kernel 6.10 and later), so
-    callers only write when the new expiry is later than what the kernel holds (policy.ttl).
+    Re-adding an element that exists refreshes it only when the request carries an expiration
+    (Linux 6.10+ element updates; with a timeout alone and the same value the kernel keeps the old
+    expiry, measured on 6.18), so every write sets `expires` as well as `timeout`. Callers only write
+    when the new expiry is later than what the kernel holds (policy.ttl): an update can also shorten.
     """
     cmds: list[Command] = []
     by_set: dict[str, list[dict[str, Any]]] = {}
@@ -163,6 +165,7 @@ def element_commands(
             "elem": {
                 "val": _element_value(write.element),
                 "timeout": write.timeout,
+                "expires": write.timeout,
                 "comment": write.name[:127],
             }
         }

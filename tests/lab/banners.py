@@ -36,6 +36,22 @@ async def serve_tcp_banner(port: int) -> asyncio.Server:
     return await asyncio.start_server(greet, ["0.0.0.0", "::"], port, reuse_address=True)
 
 
+async def serve_tcp_echo(port: int) -> asyncio.Server:
+    """Echoes lines and keeps the connection open: for tests of flows that outlive an allowance."""
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                writer.write(line)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(echo, ["0.0.0.0", "::"], port, reuse_address=True)
+
+
 def local_addresses() -> list[str]:
     """Every non-link-local address in the current namespace."""
     out = subprocess.run(["ip", "-j", "addr", "show"], capture_output=True, text=True, check=True).stdout

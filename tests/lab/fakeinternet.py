@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tests.lab.banners import serve_tcp_banner, serve_udp_banner
+from tests.lab.banners import serve_tcp_banner, serve_tcp_echo, serve_udp_banner
 from tests.lab.dnsserve import DnsService
 from tests.lab.hostport import format_hostport, parse_hostport
 from tests.lab.querystats import QueryStats
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zone", type=Path, help="YAML zone file; reloaded when it changes")
     p.add_argument("--dns", type=parse_hostport, action="append", default=[], metavar="HOST:PORT")
     p.add_argument("--tcp", type=int, action="append", default=[], metavar="PORT", help="TCP banner port")
+    p.add_argument("--echo", type=int, action="append", default=[], metavar="PORT", help="TCP echo port")
     p.add_argument("--udp", type=int, action="append", default=[], metavar="PORT", help="UDP banner port")
     p.add_argument("--ready-file", type=Path)
     p.add_argument("--stats-file", type=Path)
@@ -61,6 +62,8 @@ async def serve(args: argparse.Namespace) -> None:
         servers.append(await dns.serve_tcp(host, port))
     for port in args.tcp:
         servers.append(await serve_tcp_banner(port))
+    for port in args.echo:
+        servers.append(await serve_tcp_echo(port))
     for port in args.udp:
         await serve_udp_banner(port)
     watcher = asyncio.create_task(zone_file.watch())

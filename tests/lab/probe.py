@@ -92,6 +92,37 @@ def probe_tcp(host: str, port: int, timeout: float = 1.0) -> dict[str, Any]:
     return {"result": "connected", "elapsed_ms": _ms(start), "banner": data.decode(errors="replace").strip()}
 
 
+def probe_hold(
+    host: str, port: int, seconds: float, interval: float = 0.25, timeout: float = 1.0
+) -> dict[str, Any]:
+    """Keep one TCP connection to an echo service busy for `seconds`: "held" if every line came back.
+
+    For flows that must outlive the allowance they were opened under (conntrack keeps them)."""
+    start = time.monotonic()
+    family, addr = _sockaddr(host, port, socket.SOCK_STREAM)
+    exchanged = 0
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(addr)
+        except OSError as exc:
+            return _failure(exc, start, stage="connect", banner="")
+        while time.monotonic() - start < seconds:
+            try:
+                sock.sendall(b"ping\n")
+                if _read_line(sock, time.monotonic() + timeout) != b"ping\n":
+                    return {"result": "broken", "elapsed_ms": _ms(start), "exchanged": exchanged}
+            except OSError as exc:
+                return {
+                    **_failure(exc, start, stage="hold", banner=""),
+                    "result": "broken",
+                    "exchanged": exchanged,
+                }
+            exchanged += 1
+            time.sleep(interval)
+    return {"result": "held", "elapsed_ms": _ms(start), "exchanged": exchanged}
+
+
 def probe_udp(host: str, port: int, timeout: float = 1.0, payload: bytes = b"probe\n") -> dict[str, Any]:
     start = time.monotonic()
     family, addr = _sockaddr(host, port, socket.SOCK_DGRAM)
@@ -189,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("host")
         s.add_argument("port", type=int)
         s.add_argument("--timeout", type=float, default=default_timeout)
+    h = sub.add_parser("hold")
+    h.add_argument("host")
+    h.add_argument("port", type=int)
+    h.add_argument("--seconds", type=float, required=True)
+    h.add_argument("--timeout", type=float, default=1.0)
     d = sub.add_parser("dns")
     d.add_argument("name")
     d.add_argument("type")
@@ -206,6 +242,8 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         return probe_tcp(args.host, args.port, args.timeout)
     if args.kind == "udp":
         return probe_udp(args.host, args.port, args.timeout)
+    if args.kind == "hold":
+        return probe_hold(args.host, args.port, args.seconds, timeout=args.timeout)
     return probe_dns(
         args.name, args.type, args.server, tcp=args.tcp, timeout=args.timeout, edns=args.edns, qid=args.qid
     )

@@ -41,6 +41,7 @@ class FakeInternet:
         dns: Sequence[str] = DEFAULT_DNS,
         tcp_ports: Sequence[int] = (80, 443),
         udp_ports: Sequence[int] = (443,),
+        echo_ports: Sequence[int] = (7,),
     ) -> None:
         self.lab = lab
         self.zone_path = workdir / "zone.yaml"
@@ -49,6 +50,7 @@ class FakeInternet:
         self.log_path = workdir / "upstream.log"
         self._zone = dict(zone)
         self._dns, self._tcp, self._udp = tuple(dns), tuple(tcp_ports), tuple(udp_ports)
+        self._echo = tuple(echo_ports)
         self._proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Self:
@@ -71,6 +73,8 @@ class FakeInternet:
             args += ["--tcp", str(p)]
         for p in self._udp:
             args += ["--udp", str(p)]
+        for p in self._echo:
+            args += ["--echo", str(p)]
         with self.log_path.open("wb") as log:
             self._proc = self.lab.popen(
                 INET,
