@@ -53,6 +53,9 @@ class AllowTable:
         self.max_addresses_per_name = max_addresses_per_name
         self.expiry: dict[Element, float] = {}
         self.resolutions: dict[tuple[str, str], dict[str, float]] = {}
+        # (pod, destination) -> the names of that pod that resolved to it: an evicted address stays
+        # allowed while another name still holds it.
+        self._names_by_dst: dict[tuple[str, str], set[str]] = {}
 
     def __len__(self) -> int:
         return len(self.expiry)
@@ -85,19 +88,16 @@ class AllowTable:
                     element = (src, dst, proto, port)
                     if needs_write(expiry.get(element), ttl, now):
                         plan.writes.append(ElementWrite(element, timeout, until, qname))
-        self._apply_cap(plan, pod_ips)
+        self._apply_cap(plan, pod_ips, grants)
         return plan
 
-    def _apply_cap(self, plan: Plan, pod_ips: dict[int, tuple[str, ...]]) -> None:
+    def _apply_cap(self, plan: Plan, pod_ips: dict[int, tuple[str, ...]], grants: tuple[Grant, ...]) -> None:
         known = self.resolutions.get((plan.pod, plan.qname), {})
-        merged = {**known}
-        for dst, until in plan.resolved.items():
-            if merged.get(dst, 0.0) < until:
-                merged[dst] = until
-        overflow = len(merged) - self.max_addresses_per_name
+        overflow = len(known.keys() | plan.resolved.keys()) - self.max_addresses_per_name
         if overflow <= 0:
             return
-        # Keep the newest: the addresses whose allowance runs longest; the answer's own come first.
+        # Keep the newest: the answer's own addresses first, then those whose allowance runs longest.
+        merged = {**known, **plan.resolved}
         oldest = sorted(merged, key=lambda d: (d in plan.resolved, merged[d]))[:overflow]
         evicted = set(oldest)
         plan.evicted = [d for d in oldest if d in known]
@@ -105,11 +105,14 @@ class AllowTable:
         for dst in evicted:
             plan.resolved.pop(dst, None)
         for dst in plan.evicted:
-            if not self._resolved_elsewhere(plan.pod, plan.qname, dst):
-                plan.deletes += [e for e in self.expiry if e[1] == dst and e[0] in _all(pod_ips)]
-
-    def _resolved_elsewhere(self, pod: str, qname: str, dst: str) -> bool:
-        return any(p == pod and n != qname and dst in r for (p, n), r in self.resolutions.items())
+            if self._names_by_dst.get((plan.pod, dst), set()) - {plan.qname}:
+                continue  # another name of this pod still resolves to it
+            version = 6 if ":" in dst else 4
+            for src in pod_ips.get(version, ()):
+                for proto, port in grants:
+                    element = (src, dst, proto, port)
+                    if element in self.expiry:
+                        plan.deletes.append(element)
 
     def commit(self, plan: Plan) -> None:
         """Record a plan once the kernel has acknowledged its writes."""
@@ -122,9 +125,11 @@ class AllowTable:
             known = self.resolutions.setdefault((plan.pod, plan.qname), {})
             for dst in plan.evicted:
                 known.pop(dst, None)
+                self._names_by_dst.get((plan.pod, dst), set()).discard(plan.qname)
             for dst, until in plan.resolved.items():
                 if known.get(dst, 0.0) < until:
                     known[dst] = until
+                self._names_by_dst.setdefault((plan.pod, dst), set()).add(plan.qname)
 
     def reconcile(self, index: PolicyIndex, now: float) -> Reconciliation:
         """Elements to add and delete so the sets say what `index` allows for what pods resolved.
@@ -148,6 +153,7 @@ class AllowTable:
                         element = (src, dst, proto, port)
                         if desired.get(element, (0.0, ""))[0] < until:
                             desired[element] = (until, qname)
+        self._reindex()
         deletes = [e for e, until in self.expiry.items() if e not in desired and until > now]
         writes = [
             ElementWrite(e, max(1, math.ceil(until - now)), until, name)
@@ -161,6 +167,13 @@ class AllowTable:
             self.expiry.pop(element, None)
         for write in rec.writes:
             self.expiry[write.element] = write.expiry
+
+    def _reindex(self) -> None:
+        index: dict[tuple[str, str], set[str]] = {}
+        for (pod, qname), resolved in self.resolutions.items():
+            for dst in resolved:
+                index.setdefault((pod, dst), set()).add(qname)
+        self._names_by_dst = index
 
     def live_writes(self, now: float, margin: float = 1.0) -> list[ElementWrite]:
         """Every element still live, with the time it has left: to write them all back after a repair."""
@@ -182,6 +195,7 @@ class AllowTable:
                 self.resolutions[key] = live
             else:
                 del self.resolutions[key]
+        self._reindex()
         return len(stale)
 
     def adopt(self, element: Element, expiry: float, name: str, pod: str | None) -> None:
@@ -192,7 +206,4 @@ class AllowTable:
             known = self.resolutions.setdefault((pod, name), {})
             if known.get(element[1], 0.0) < expiry:
                 known[element[1]] = expiry
-
-
-def _all(pod_ips: dict[int, tuple[str, ...]]) -> set[str]:
-    return {ip for ips in pod_ips.values() for ip in ips}
+            self._names_by_dst.setdefault((pod, element[1]), set()).add(name)

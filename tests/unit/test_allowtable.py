@@ -127,3 +127,13 @@ def test_reconcile_drops_everything_of_a_deselected_pod():
     rec = table.reconcile(empty, now=1.0)
     assert rec.writes == [] and rec.deletes == [("10.244.1.10", "198.51.100.10", "tcp", 443)]
     assert table.resolutions == {}
+
+
+def test_evicted_address_stays_while_another_name_holds_it():
+    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=1)
+    plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0, qname="a.example.com")
+    plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0, qname="b.example.com")
+    plan = plan_commit(table, [(4, "198.51.100.2", 100)], now=1.0, qname="a.example.com")
+    assert plan.evicted == ["198.51.100.1"]
+    assert plan.deletes == []  # b.example.com still resolves to it
+    assert ("10.244.1.10", "198.51.100.1", "tcp", 443) in table.expiry
