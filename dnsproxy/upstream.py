@@ -12,8 +12,8 @@ An unanswered attempt moves to the next upstream; when every attempt is used up 
 from __future__ import annotations
 
 import asyncio
+import os
 import random
-import secrets
 import socket
 import struct
 from collections import deque
@@ -25,8 +25,21 @@ from dnsproxy.wire import Answer, Query, WireError, parse_answer, with_id
 AnswerCallback = Callable[[bytes | None, Answer | None], None]
 
 SOCKETS_PER_UPSTREAM = 4
-MAX_UDP_ANSWER = 65535
 SWEEP_INTERVAL = 0.05
+DEFAULT_MAX_IN_FLIGHT = 8192
+
+
+class _RandomIds:
+    """Unpredictable 16-bit query IDs from a buffer of os.urandom: one syscall per 32k IDs, not per query."""
+
+    def __init__(self) -> None:
+        self._ids: list[int] = []
+
+    def next(self) -> int:
+        if not self._ids:
+            raw = os.urandom(65536)
+            self._ids = list(struct.unpack(f"!{len(raw) // 2}H", raw))
+        return self._ids.pop()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +74,7 @@ class ForwarderStats:
     timeouts: int = 0
     rejected: int = 0  # answers with an unknown ID, a wrong question, or unparseable
     failed: int = 0  # queries that got no answer from any upstream
+    overloaded: int = 0  # queries refused because too many were in flight
     per_upstream_timeouts: dict[str, int] = field(default_factory=dict)
 
 
@@ -84,7 +98,11 @@ class _UpstreamSocket(asyncio.DatagramProtocol):
 
 class Forwarder:
     def __init__(
-        self, upstreams: list[UpstreamAddress], attempt_timeout: float = 1.0, attempts: int = 3
+        self,
+        upstreams: list[UpstreamAddress],
+        attempt_timeout: float = 1.0,
+        attempts: int = 3,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
     ) -> None:
         if not upstreams:
             raise ValueError("at least one upstream is needed")
@@ -96,6 +114,9 @@ class Forwarder:
         self._order: deque[_Pending] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._preferred = 0
+        self._ids = _RandomIds()
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -119,21 +140,26 @@ class Forwarder:
                 if sock.transport:
                     sock.transport.close()
 
-    @property
-    def in_flight(self) -> int:
-        return sum(len(s.pending) for group in self._sockets for s in group)
-
     def forward(self, query: Query, wire: bytes, callback: AnswerCallback) -> None:
-        """Send `wire` upstream; `callback(answer_wire_with_original_id, parsed)` or (None, None)."""
+        """Send `wire` upstream; `callback(answer_wire_with_original_id, parsed)` or (None, None).
+
+        Beyond `max_in_flight` unanswered queries the caller gets (None, None) at once: memory stays
+        bounded and the client gets SERVFAIL instead of a query that can never be tracked.
+        """
+        if self.in_flight >= self.max_in_flight:
+            self.stats.overloaded += 1
+            callback(None, None)
+            return
+        self.in_flight += 1
         self._send(_Pending(query, wire, callback, 0, self._preferred, 0, 0, 0.0))
 
     def _send(self, pending: _Pending) -> None:
         loop = asyncio.get_running_loop()
         group = self._sockets[pending.upstream]
         sock = group[random.randrange(len(group))]
-        ident = secrets.randbits(16)
-        while ident in sock.pending:
-            ident = secrets.randbits(16)
+        ident = self._ids.next()
+        while ident in sock.pending:  # at most max_in_flight of 65536 are taken, so this ends quickly
+            ident = self._ids.next()
         pending.ident = ident
         pending.socket_index = sock.index
         pending.deadline = loop.time() + self.attempt_timeout
@@ -158,6 +184,7 @@ class Forwarder:
             self.stats.rejected += 1  # keep waiting: the real answer may still come
             return
         del sock.pending[ident]
+        self.in_flight -= 1
         self.stats.answered += 1
         self._preferred = pending.upstream
         pending.callback(with_id(data, pending.query.id), answer)
@@ -185,6 +212,7 @@ class Forwarder:
                     self._preferred = pending.upstream
                 self._send(pending)
             else:
+                self.in_flight -= 1
                 self.stats.failed += 1
                 pending.callback(None, None)
         # Answered entries stay in the deque until their deadline passes; bound it anyway.
@@ -197,7 +225,7 @@ class Forwarder:
         start = self._preferred
         for attempt in range(self.attempts):
             upstream = self.upstreams[(start + attempt) % len(self.upstreams)]
-            ident = secrets.randbits(16)
+            ident = self._ids.next()
             try:
                 data = await asyncio.wait_for(
                     _tcp_exchange(upstream, with_id(wire, ident)), self.attempt_timeout
