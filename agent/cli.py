@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from agent import logs
+from agent.decisionlog import DEFAULT_WINDOW, LogMode
 from agent.runtime import Agent, AgentConfig, StartupError
-from dnsproxy.upstream import UpstreamAddress
+from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, UpstreamAddress
 from enforcer import ruleset
 from enforcer.nft import Nft, NftError
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
@@ -121,6 +122,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between checks that the nftables table is intact (it is rebuilt if not)",
     )
 
+    run.add_argument(
+        "--log-decisions",
+        choices=[m.value for m in LogMode],
+        default=LogMode.CHANGES.value,
+        help="all: a line per lookup; changes: a line per kernel write or failure and per new "
+        "(pod, name, outcome) in a window, repeats counted in a dns.repeated line; none: failures only",
+    )
+    run.add_argument(
+        "--log-window", type=float, default=DEFAULT_WINDOW, help="seconds over which repeats are counted"
+    )
+    run.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=DEFAULT_MAX_IN_FLIGHT,
+        help="unanswered upstream queries at once; beyond it clients get SERVFAIL",
+    )
+
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
 
@@ -178,6 +196,9 @@ def _run(args: argparse.Namespace) -> int:
         attempts=args.attempts,
         watch_interval=args.watch_interval,
         watchdog_interval=args.watchdog_interval,
+        log_decisions=LogMode(args.log_decisions),
+        log_window=args.log_window,
+        max_in_flight=args.max_in_flight,
     )
     try:
         asyncio.run(Agent(config).run_forever())

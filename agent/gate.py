@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from agent.decisionlog import DecisionLog
 from agent.logs import get, qtype_name, rcode_name
 from dnsproxy.server import Release
 from dnsproxy.wire import Answer, Query
@@ -47,6 +48,7 @@ class PolicyGate:
         nft_table: str,
         clock: Callable[[], float] = time.monotonic,
         on_write_failure: Callable[[Exception], None] | None = None,
+        decision_log: DecisionLog | None = None,
     ) -> None:
         self.index = index
         self.table = table
@@ -57,6 +59,7 @@ class PolicyGate:
         self.on_write_failure = on_write_failure
         self.stats = GateStats(decisions={o.value: 0 for o in Outcome})
         self.log = get("fqdn_policy.dns")
+        self.decision_log = decision_log if decision_log is not None else DecisionLog()
 
     def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
@@ -105,6 +108,11 @@ class PolicyGate:
         decision: Decision,
         error: str | None = None,
     ) -> None:
+        plan = decision.plan
+        wrote = plan is not None and bool(plan.writes or plan.deletes)
+        key = (lookup.client_ip, lookup.qname, lookup.qtype, decision.outcome)
+        if not self.decision_log.wants(key, wrote, error is not None, self.clock()):
+            return
         fields: dict[str, Any] = {
             "client": lookup.client_ip,
             "pod": decision.pod,
@@ -117,7 +125,6 @@ class PolicyGate:
         if decision.match.rules:
             fields["rules"] = [str(r) for r in decision.match.rules]
             fields["grants"] = sorted(grant_text(g) for g in decision.match.grants)
-        plan = decision.plan
         if plan is not None:
             fields["allowed"] = [
                 {"address": a[1], "ttl": a[2], "timeout": self.table.ttl.timeout(a[2])}
@@ -132,6 +139,4 @@ class PolicyGate:
         if error is not None:
             fields["error"] = error
             fields["answer"] = "SERVFAIL"
-            self.log.error("dns.decision", **fields)
-        else:
-            self.log.info("dns.decision", **fields)
+        self.decision_log.write(fields, failed=error is not None)

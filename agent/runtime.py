@@ -18,10 +18,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.gate import PolicyGate
 from agent.logs import get
 from dnsproxy.server import DnsServer, Resolver
-from dnsproxy.upstream import Forwarder, UpstreamAddress
+from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, Forwarder, UpstreamAddress
 from enforcer import ruleset
 from enforcer.nft import Nft
 from enforcer.writer import SetWriter
@@ -34,6 +35,7 @@ from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, TTLPolicy
 
 DRAIN_SECONDS = 3.0
 EXPIRY_SWEEP_SECONDS = 30.0
+LOG_FLUSH_SECONDS = 0.5
 
 
 @dataclass(slots=True)
@@ -51,6 +53,9 @@ class AgentConfig:
     attempts: int = 3
     watch_interval: float = 1.0
     watchdog_interval: float = 1.0
+    log_decisions: LogMode = LogMode.CHANGES
+    log_window: float = DEFAULT_WINDOW
+    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
 
 
 class StartupError(RuntimeError):
@@ -63,7 +68,10 @@ class Agent:
         self.log = get("fqdn_policy.agent")
         self.writer = SetWriter()
         self.table = AllowTable(TTLPolicy(config.min_ttl, config.max_ttl), config.max_addresses_per_name)
-        self.forwarder = Forwarder(config.upstreams, config.upstream_timeout, config.attempts)
+        self.forwarder = Forwarder(
+            config.upstreams, config.upstream_timeout, config.attempts, max_in_flight=config.max_in_flight
+        )
+        self.decision_log = DecisionLog(mode=config.log_decisions, window=config.log_window)
         self.gate: PolicyGate | None = None
         self.servers: list[DnsServer] = []
         self._reload_lock = asyncio.Lock()
@@ -85,7 +93,13 @@ class Agent:
         index = PolicyIndex(policy_set)
         guard = AddressGuard(self.config.protected, node_addresses())
         self.gate = PolicyGate(
-            index, self.table, guard, self.writer, self.config.table, on_write_failure=self._write_failed
+            index,
+            self.table,
+            guard,
+            self.writer,
+            self.config.table,
+            on_write_failure=self._write_failed,
+            decision_log=self.decision_log,
         )
         try:
             await self.writer.call(lambda nft: self._install(nft, index))
@@ -102,6 +116,7 @@ class Agent:
             asyncio.create_task(self._watch_file()),
             asyncio.create_task(self._sweep_expired()),
             asyncio.create_task(self._watchdog()),
+            asyncio.create_task(self._flush_logs()),
         ]
         self.log.info(
             "agent.ready",
@@ -243,6 +258,13 @@ class Agent:
             if not present and (self._repairing is None or self._repairing.done()):
                 self._repairing = asyncio.ensure_future(self.repair("table or chain missing"))
 
+    async def _flush_logs(self) -> None:
+        """Decision lines are written to a buffer; a crash loses at most this interval of them."""
+        while True:
+            await asyncio.sleep(LOG_FLUSH_SECONDS)
+            self.decision_log.flush_repeats_if_due(time.monotonic())
+            self.decision_log.flush()
+
     async def _sweep_expired(self) -> None:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
@@ -258,7 +280,8 @@ class Agent:
             await asyncio.sleep(0.02)
         await self.writer.write([])
         self.forwarder.close()
-        self.writer.close()
+        self.decision_log.flush_repeats(time.monotonic())
+        self.decision_log.flush()
         self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.table}")
 
     async def run_forever(self) -> None:

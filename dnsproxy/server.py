@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from dnsproxy.udpsocket import UdpEndpoint
 from dnsproxy.upstream import Forwarder
 from dnsproxy.wire import RCODE_SERVFAIL, Answer, Query, WireError, error_response, formerr_for, parse_query
 
@@ -107,22 +108,6 @@ class Resolver:
         return error_response(query, RCODE_SERVFAIL)
 
 
-class _UdpListener(asyncio.DatagramProtocol):
-    def __init__(self, resolver: Resolver) -> None:
-        self.resolver = resolver
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.resolver.handle_udp(data, addr, self._send)
-
-    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.sendto(data, addr)
-
-
 class DnsServer:
     """UDP and TCP listeners on one address."""
 
@@ -131,21 +116,23 @@ class DnsServer:
         self.host = host
         self.port = port
         self.tcp_limits = tcp_limits
-        self._udp: asyncio.DatagramTransport | None = None
+        self._udp: UdpEndpoint | None = None
         self._tcp: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._udp, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpListener(self.resolver), local_addr=(self.host, self.port), reuse_port=True
-        )
+        handle = self.resolver.handle_udp
+        self._udp = UdpEndpoint.bind(self.host, self.port, lambda data, addr: handle(data, addr, self._send))
         self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_port=True)
+
+    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._udp is not None and not self._udp.closed:
+            self._udp.sendto(data, addr)
 
     @property
     def bound_port(self) -> int:
         assert self._udp is not None
-        return int(self._udp.get_extra_info("sockname")[1])
+        return self._udp.port
 
     async def stop(self) -> None:
         if self._udp:

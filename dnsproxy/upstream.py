@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dnsproxy.udpsocket import UdpEndpoint
 from dnsproxy.wire import Answer, Query, WireError, parse_answer, with_id
 
 AnswerCallback = Callable[[bytes | None, Answer | None], None]
@@ -78,22 +79,13 @@ class ForwarderStats:
     per_upstream_timeouts: dict[str, int] = field(default_factory=dict)
 
 
-class _UpstreamSocket(asyncio.DatagramProtocol):
-    def __init__(self, forwarder: Forwarder, index: int) -> None:
-        self.forwarder = forwarder
+class _UpstreamSocket:
+    def __init__(self, forwarder: Forwarder, index: int, upstream: UpstreamAddress) -> None:
         self.index = index
-        self.transport: asyncio.DatagramTransport | None = None
         self.pending: dict[int, _Pending] = {}
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.forwarder._on_datagram(self, data)
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable from a dead upstream: the sweep retries elsewhere on timeout.
-        pass
+        self.endpoint = UdpEndpoint.connect(
+            upstream.host, upstream.port, lambda data, _: forwarder._on_datagram(self, data)
+        )
 
 
 class Forwarder:
@@ -119,17 +111,8 @@ class Forwarder:
         self.in_flight = 0
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         for upstream in self.upstreams:
-            group = []
-            for i in range(SOCKETS_PER_UPSTREAM):
-                _, proto = await loop.create_datagram_endpoint(
-                    lambda i=i: _UpstreamSocket(self, i),
-                    remote_addr=(upstream.host, upstream.port),
-                    family=upstream.family,
-                )
-                group.append(proto)
-            self._sockets.append(group)
+            self._sockets.append([_UpstreamSocket(self, i, upstream) for i in range(SOCKETS_PER_UPSTREAM)])
         self._schedule_sweep()
 
     def close(self) -> None:
@@ -137,8 +120,7 @@ class Forwarder:
             self._sweeper.cancel()
         for group in self._sockets:
             for sock in group:
-                if sock.transport:
-                    sock.transport.close()
+                sock.endpoint.close()
 
     def forward(self, query: Query, wire: bytes, callback: AnswerCallback) -> None:
         """Send `wire` upstream; `callback(answer_wire_with_original_id, parsed)` or (None, None).
@@ -166,8 +148,7 @@ class Forwarder:
         sock.pending[ident] = pending
         self._order.append(pending)
         self.stats.forwarded += 1
-        assert sock.transport is not None
-        sock.transport.sendto(with_id(pending.wire, ident))
+        sock.endpoint.send(with_id(pending.wire, ident))
 
     def _on_datagram(self, sock: _UpstreamSocket, data: bytes) -> None:
         if len(data) < 2:

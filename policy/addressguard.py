@@ -8,6 +8,7 @@ always protected; the node's addresses and extra ranges come from configuration.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable
 
 ALWAYS_PROTECTED = ("127.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "::1/128", "fe80::/10", "::/128")
@@ -24,6 +25,14 @@ class AddressGuard:
         self._v6 = tuple((int(n.network_address), int(n.netmask)) for n in nets if n.version == 6)
 
     def protects(self, version: int, address: str) -> bool:
-        value = int(ipaddress.ip_address(address))
-        ranges = self._v4 if version == 4 else self._v6
-        return any(value & mask == net for net, mask in ranges)
+        # inet_pton and int.from_bytes are C calls; ipaddress.ip_address costs ten times more here.
+        if version == 4:
+            value = int.from_bytes(socket.inet_pton(socket.AF_INET, address), "big")
+            ranges = self._v4
+        else:
+            value = int.from_bytes(socket.inet_pton(socket.AF_INET6, address), "big")
+            ranges = self._v6
+        for net, mask in ranges:  # noqa: SIM110 - a generator costs more on this hot path
+            if value & mask == net:
+                return True
+        return False

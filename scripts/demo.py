@@ -45,6 +45,7 @@ def show_decision(env: AgentLab, seen: int) -> int:
 
 def step(env: AgentLab, pod: str, label: str, name: str, port: int, expect: str, seen: int) -> int:
     answer = env.dns(pod, name)
+    time.sleep(0.6)  # decision lines are flushed twice a second
     addresses = [a["data"] for a in answer["answers"]]
     say(f"  {BOLD}{label}{RESET}$ nslookup {name}  ->  {answer['rcode']} {', '.join(addresses)}")
     seen = show_decision(env, seen)

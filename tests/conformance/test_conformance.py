@@ -61,9 +61,13 @@ def connect(env: AgentLab, pod: str, target: str, proto: str) -> str:
 
 
 def last_decision(env: AgentLab, qname: str) -> dict:
-    decisions = [e for e in env.logs() if e.get("event") == "dns.decision" and e.get("qname") == qname]
-    assert decisions, f"no decision logged for {qname}"
-    return decisions[-1]
+    """Decision lines are flushed every half second: wait for the one asked about."""
+
+    def decisions():
+        return [e for e in env.logs() if e.get("event") == "dns.decision" and e.get("qname") == qname]
+
+    wait_for(lambda: bool(decisions()), 3, f"a decision logged for {qname}")
+    return decisions()[-1]
 
 
 def set_destinations(env: AgentLab) -> set[str]:

@@ -1,0 +1,84 @@
+"""Non-blocking UDP sockets read in bursts straight from the event loop.
+
+asyncio's datagram transports read one datagram per readiness event and wrap each in two layers of
+callbacks. Reading until the socket is empty (bounded per event, so one busy socket cannot starve the
+others) costs less per packet and hands the SetWriter a whole burst of answers to write in one
+transaction at the end of the loop turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable
+
+BURST = 64
+RECEIVE_SIZE = 65535
+
+Receive = Callable[[bytes, tuple[str, int]], None]
+
+
+class UdpEndpoint:
+    def __init__(self, sock: socket.socket, receive: Receive) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self._receive = receive
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(sock.fileno(), self._drain)
+        self.send_failures = 0
+        self.closed = False
+
+    @classmethod
+    def bind(cls, host: str, port: int, receive: Receive, reuse_port: bool = True) -> UdpEndpoint:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        if reuse_port:
+            # A new agent binds beside the old one during a restart, so lookups never go unanswered.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        return cls(sock, receive)
+
+    @classmethod
+    def connect(cls, host: str, port: int, receive: Receive) -> UdpEndpoint:
+        """A connected socket: the kernel drops datagrams from any other address or port."""
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.connect((host, port))
+        return cls(sock, receive)
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def _drain(self) -> None:
+        recvfrom = self.sock.recvfrom
+        receive = self._receive
+        for _ in range(BURST):
+            try:
+                data, addr = recvfrom(RECEIVE_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # ICMP errors surface here on connected sockets; the sweep handles silence
+            receive(data, addr)
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError, OSError):
+            # A full send buffer on a datagram socket: the client retries, as it would after a loss.
+            self.send_failures += 1
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.sock.send(data)
+        except (BlockingIOError, InterruptedError, OSError):
+            self.send_failures += 1
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._loop.remove_reader(self.sock.fileno())
+            self.sock.close()
