@@ -192,8 +192,10 @@ class Agent:
 
     async def reload(self, reason: str) -> bool:
         async with self._reload_lock:
+            started = time.monotonic()
             try:
-                policy_set = self._load()
+                # Parsing and indexing run in a thread: a large file must not stall lookups meanwhile.
+                policy_set = await asyncio.to_thread(self._load)
             except PolicyFileError as error:
                 self.log.error(
                     "policy.refused",
@@ -205,7 +207,7 @@ class Agent:
                 return False
             assert self.gate is not None
             previous = self.gate.index
-            index = PolicyIndex(policy_set)
+            index = await asyncio.to_thread(PolicyIndex, policy_set)
             self.gate.index = index  # answers from now on are decided under the new rules
             await self.writer.write([])  # barrier: writes decided under the old rules are done
             try:
@@ -217,7 +219,11 @@ class Agent:
                 )
                 return False
             self.log.info(
-                "policy.loaded", reason=reason, policies=len(policy_set.policies), pods=len(policy_set.pods)
+                "policy.loaded",
+                reason=reason,
+                policies=len(policy_set.policies),
+                pods=len(policy_set.pods),
+                seconds=round(time.monotonic() - started, 3),
             )
             return True
 
@@ -248,7 +254,7 @@ class Agent:
         self.log.info("enforcer.repaired", elements_written=len(self.table))
 
     def _chains_present(self, nft: Nft) -> bool:
-        return all(nft.chain_exists(self.config.table, c) for c in ("forward", "egress_v4", "egress_v6"))
+        return {"forward", "egress_v4", "egress_v6"} <= nft.chains(self.config.table)
 
     async def _watchdog(self) -> None:
         """Notices a deleted table or chain within a second, even when no lookup fails on it."""

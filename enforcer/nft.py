@@ -44,13 +44,11 @@ class Nft:
                 ]
         return []
 
-    def chain_exists(self, table: str, chain: str) -> bool:
-        """Cheap liveness check: listing a chain prints its rules, not the sets' elements."""
-        try:
-            self.run([{"list": {"chain": {"family": FAMILY, "table": table, "name": chain}}}])
-        except NftError:
-            return False
-        return True
+    def chains(self, table: str) -> set[str]:
+        """Names of the table's chains. `list chains` is the cheap liveness check: listing one chain or
+        table makes libnftables 1.0.6 fetch every set element first (5 s at 100,000 elements)."""
+        out = self.run([{"list": {"chains": {"family": FAMILY}}}])
+        return {item["chain"]["name"] for item in out if "chain" in item and item["chain"]["table"] == table}
 
     def table_exists(self, table: str) -> bool:
         try:

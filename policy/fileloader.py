@@ -18,6 +18,8 @@ from policy.schema import POLICY_KIND
 from policy.schemacheck import Path, format_path
 
 LIST_KINDS = ("List", "PodList", f"{POLICY_KIND}List")
+# libyaml's parser when PyYAML was built with it; its nodes carry line marks too.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,8 +51,10 @@ def load_file(path: str | FilePath) -> PolicySet:
 
 
 def load_text(text: str, filename: str = "<policy>") -> PolicySet:
+    """Parse with libyaml straight to Python objects; line numbers are worked out only for a file
+    that has problems (building them for every node cost most of a 1,000-policy load)."""
     try:
-        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        docs = list(yaml.load_all(text, Loader=_LOADER))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = mark.line + 1 if mark else None
@@ -60,27 +64,12 @@ def load_text(text: str, filename: str = "<policy>") -> PolicySet:
 
     policies: list[Policy] = []
     pods: list[Pod] = []
-    problems: list[FileProblem] = []
-    for index, node in enumerate(nodes, start=1):
-        if node is None:
+    found: list[tuple[int, Path, str, str, str]] = []  # document, full path, label, field, message
+    for index, doc in enumerate(docs, start=1):
+        if doc is None:
             continue
-        lines = _line_index(node)
-        doc = yaml.SafeLoader(text).construct_document(node)
         for item_path, item in _flatten_lists(doc):
             label = _document_label(index, item_path, item)
-
-            def problem(
-                field_path: Path,
-                message: str,
-                label: str = label,
-                base: Path = item_path,
-                lines: dict[Path, int] = lines,
-            ) -> None:
-                full = (*base, *field_path)
-                problems.append(
-                    FileProblem(filename, _nearest_line(lines, full), label, format_path(field_path), message)
-                )
-
             kind = item.get("kind") if isinstance(item, dict) else None
             try:
                 if kind == POLICY_KIND:
@@ -88,14 +77,25 @@ def load_text(text: str, filename: str = "<policy>") -> PolicySet:
                 elif kind == "Pod":
                     pods.append(pod_from_document(item))
                 else:
-                    problem(("kind",), f"{kind!r} is not a known kind; expected {POLICY_KIND}, Pod or a List")
+                    message = f"{kind!r} is not a known kind; expected {POLICY_KIND}, Pod or a List"
+                    found.append((index, (*item_path, "kind"), label, "kind", message))
             except InvalidDocument as error:
                 for p in error.problems:
-                    problem(p.path, p.message)
+                    found.append((index, (*item_path, *p.path), label, p.field, p.message))
+    problems = _locate(text, filename, found) if found else []
     problems += _duplicates(filename, policies, pods)
     if problems:
         raise PolicyFileError(problems)
     return PolicySet(policies=tuple(policies), pods=tuple(pods))
+
+
+def _locate(text: str, filename: str, found: list[tuple[int, Path, str, str, str]]) -> list[FileProblem]:
+    nodes = [node for node in yaml.compose_all(text, Loader=_LOADER)]
+    lines = {i: _line_index(node) for i, node in enumerate(nodes, start=1) if node is not None}
+    return [
+        FileProblem(filename, _nearest_line(lines.get(index, {}), path), label, field, message)
+        for index, path, label, field, message in found
+    ]
 
 
 def _flatten_lists(doc: Any, base: Path = ()) -> list[tuple[Path, Any]]:

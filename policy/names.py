@@ -10,6 +10,7 @@ The rules (docs/semantics.md is the user-facing table):
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -90,45 +91,65 @@ class NameMatcher:
     """One `name` or `pattern` from a policy, compiled.
 
     `suffix` is the longest run of trailing labels without a wildcard: an index keyed by it finds the
-    candidates for a query name without testing every pattern (see policy.ruleindex).
+    candidates for a query name without testing every pattern (see policy.ruleindex). The common
+    shapes (`*.suffix`, `**.suffix`) match by string tests; only others need a regex, built on first
+    use, since compiling thousands of regexes dominated loading a large policy file.
     """
 
     text: str
     is_pattern: bool
     suffix: str
-    regex: re.Pattern[str] | None
+    shape: str  # "exact", "one-label" (*.suffix), "labels" (**.suffix), "everything" (*), "regex"
 
     def matches(self, qname: str) -> bool:
         """`qname` must already be normalised (lower case, no trailing dot)."""
-        if self.regex is None:
+        shape = self.shape
+        if shape == "exact":
             return qname == self.text
-        return self.regex.fullmatch(qname) is not None
+        if shape == "one-label":
+            head, dot, tail = qname.partition(".")
+            return bool(dot) and bool(head) and tail == self.suffix
+        if shape == "labels":
+            return len(qname) > len(self.suffix) + 1 and qname.endswith("." + self.suffix)
+        if shape == "everything":
+            return bool(qname)
+        return _regex(self.text).fullmatch(qname) is not None
 
 
 def compile_name(raw: str) -> NameMatcher:
     name = validate_name(raw)
-    return NameMatcher(text=name, is_pattern=False, suffix=name, regex=None)
+    return NameMatcher(text=name, is_pattern=False, suffix=name, shape="exact")
 
 
 def compile_pattern(raw: str) -> NameMatcher:
     pattern = validate_pattern(raw)
     if pattern == "*":
-        return NameMatcher(text=pattern, is_pattern=True, suffix="", regex=re.compile(r".+"))
-    labels = pattern.split(".")
+        return NameMatcher(text=pattern, is_pattern=True, suffix="", shape="everything")
     if "*" not in pattern:
-        return NameMatcher(text=pattern, is_pattern=True, suffix=pattern, regex=None)
-    prefix = ""
-    if labels[0] == "**":
-        prefix = r"(?:[^.]+\.)+"
-        labels = labels[1:]
-    body = r"\.".join(_label_regex(label) for label in labels)
+        return NameMatcher(text=pattern, is_pattern=True, suffix=pattern, shape="exact")
+    labels = pattern.split(".")
     tail: list[str] = []
     for label in reversed(labels):
         if "*" in label:
             break
         tail.append(label)
     suffix = ".".join(reversed(tail))
-    return NameMatcher(text=pattern, is_pattern=True, suffix=suffix, regex=re.compile(prefix + body))
+    wildcards = len(labels) - len(tail)
+    if wildcards == 1 and labels[0] == "*":
+        return NameMatcher(text=pattern, is_pattern=True, suffix=suffix, shape="one-label")
+    if wildcards == 1 and labels[0] == "**":
+        return NameMatcher(text=pattern, is_pattern=True, suffix=suffix, shape="labels")
+    return NameMatcher(text=pattern, is_pattern=True, suffix=suffix, shape="regex")
+
+
+@functools.lru_cache(maxsize=4096)
+def _regex(pattern: str) -> re.Pattern[str]:
+    labels = pattern.split(".")
+    prefix = ""
+    if labels[0] == "**":
+        prefix = r"(?:[^.]+\.)+"
+        labels = labels[1:]
+    return re.compile(prefix + r"\.".join(_label_regex(label) for label in labels))
 
 
 def suffixes(qname: str) -> list[str]:
