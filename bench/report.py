@@ -1,0 +1,292 @@
+"""The results as a markdown table, with ratios and each target marked met / not met."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+HOLD_PLACEHOLDER = "not measured yet (needs agent metric)"
+
+# name -> (description, threshold); thresholds in the unit of the compared value.
+TARGETS = {
+    "qps_ratio": ("saturated QPS ≥ 2x dnsmasq --nftset", 2.0),
+    "added_p50_ms": ("added latency p50 ≤ 0.05 ms", 0.05),
+    "added_p99_ms": ("added latency p99 ≤ 0.5 ms", 0.5),
+    "hold_p99_ms": ("hold for nftables write p99 ≤ 0.2 ms", 0.2),
+    "rss_mb": ("agent RSS ≤ 150 MB at 100,000 live elements", 150.0),
+    "reload_s": ("reload of 1,000 policies < 1 s", 1.0),
+}
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else a / b
+
+
+def _sub(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
+
+
+def derive(results: dict[str, Any]) -> dict[str, Any]:
+    """Ratios, added latencies and target verdicts from the raw measurements."""
+    up, dm, px = (results["targets"].get(k, {}) for k in ("upstream", "dnsmasq_nftset", "fqdn_policy"))
+    qps = {k: v.get("saturation", {}).get("qps") for k, v in (("up", up), ("dm", dm), ("px", px))}
+    fixed = {k: v.get("fixed_rate", {}) for k, v in (("up", up), ("dm", dm), ("px", px))}
+    agent = px.get("agent", {})
+    d: dict[str, Any] = {
+        "proxy_over_dnsmasq_qps": _ratio(qps["px"], qps["dm"]),
+        "proxy_over_upstream_qps": _ratio(qps["px"], qps["up"]),
+        "dnsmasq_over_upstream_qps": _ratio(qps["dm"], qps["up"]),
+    }
+    for who in ("dm", "px"):
+        for p in ("p50_ms", "p99_ms", "p999_ms", "avg_ms"):
+            d[f"{who}_added_{p}"] = _sub(fixed[who].get(p), fixed["up"].get(p))
+    rss = agent.get("rss_full_kb")
+    elements = agent.get("elements_full_total")
+    reload_s = agent.get("reload_full_s")
+    target_elements = results["workload"]["spec"]["target_elements"]
+    verdicts = {
+        "qps_ratio": _verdict(d["proxy_over_dnsmasq_qps"], TARGETS["qps_ratio"][1], higher=True),
+        "added_p50_ms": _verdict(d["px_added_p50_ms"], TARGETS["added_p50_ms"][1]),
+        "added_p99_ms": _verdict(d["px_added_p99_ms"], TARGETS["added_p99_ms"][1]),
+        "hold_p99_ms": HOLD_PLACEHOLDER,
+        "rss_mb": _rss_verdict(rss, elements, target_elements),
+        "reload_s": _verdict(reload_s, TARGETS["reload_s"][1], strict=True),
+    }
+    d["verdicts"] = verdicts
+    return d
+
+
+def _rss_verdict(rss_kb: int | None, elements: int | None, target: int) -> str:
+    """RSS only grows with elements, so being over the limit below the target count is a verdict too."""
+    if rss_kb is None or elements is None:
+        return "not measured"
+    limit = TARGETS["rss_mb"][1]
+    if elements >= target:
+        return _verdict(rss_kb / 1024, limit)
+    if rss_kb / 1024 > limit:
+        return f"NOT met (already {rss_kb / 1024:.0f} MB at {elements:,} elements)"
+    return f"not measured (only {elements:,} elements reached)"
+
+
+def _verdict(value: float | None, limit: float, *, higher: bool = False, strict: bool = False) -> str:
+    if value is None:
+        return "not measured"
+    ok = value >= limit if higher else (value < limit if strict else value <= limit)
+    return "met" if ok else "NOT met"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    d = results["derived"]
+    t = results["targets"]
+    up, dm, px = (t.get(k, {}) for k in ("upstream", "dnsmasq_nftset", "fqdn_policy"))
+    agent = px.get("agent", {})
+    fill = agent.get("fill_run", {})
+    v = d["verdicts"]
+    rate = results["config"]["rate"]
+    spec = results["workload"]["spec"]
+
+    def sat(x: dict[str, Any], key: str) -> Any:
+        return x.get("saturation", {}).get(key)
+
+    def fix(x: dict[str, Any], key: str) -> Any:
+        return x.get("fixed_rate", {}).get(key)
+
+    def cls(x: dict[str, Any], which: str, key: str) -> Any:
+        return x.get("fixed_rate", {}).get(which, {}).get(key)
+
+    def cpu(x: dict[str, Any]) -> Any:
+        return x.get("saturation_cpu_percent")
+
+    rows: list[tuple[str, str, str, str, str, str]] = [
+        (
+            "saturated QPS (UDP, no -Q)",
+            _f(sat(up, "qps"), 0),
+            _f(sat(dm, "qps"), 0),
+            _f(sat(px, "qps"), 0),
+            f"proxy/dnsmasq {_f(d['proxy_over_dnsmasq_qps'], 2)}x; "
+            f"proxy/upstream {_f(d['proxy_over_upstream_qps'], 3)}x; "
+            f"dnsmasq/upstream {_f(d['dnsmasq_over_upstream_qps'], 3)}x",
+            f"≥ 2x dnsmasq: **{v['qps_ratio']}**",
+        ),
+        (
+            "server CPU % during saturation (100 = one core)",
+            _f(cpu(up), 0),
+            _f(cpu(dm), 0),
+            _f(cpu(px), 0),
+            "",
+            "",
+        ),
+        (
+            "lost / answered, saturation",
+            f"{_f(sat(up, 'lost'))} / {_f(sat(up, 'completed'))}",
+            f"{_f(sat(dm, 'lost'))} / {_f(sat(dm, 'completed'))}",
+            f"{_f(sat(px, 'lost'))} / {_f(sat(px, 'completed'))}",
+            "",
+            "",
+        ),
+        (
+            f"achieved QPS at fixed {rate:,} qps",
+            _f(fix(up, "qps"), 0),
+            _f(fix(dm, "qps"), 0),
+            _f(fix(px, "qps"), 0),
+            "",
+            "",
+        ),
+    ]
+    for label, key, target in (
+        ("p50", "p50_ms", f"added ≤ 0.05 ms: **{v['added_p50_ms']}**"),
+        ("p99", "p99_ms", f"added ≤ 0.5 ms: **{v['added_p99_ms']}**"),
+        ("p99.9", "p999_ms", ""),
+        ("average", "avg_ms", ""),
+    ):
+        rows.append(
+            (
+                f"latency {label} at {rate:,} qps, ms",
+                _f(fix(up, key), 3),
+                _f(fix(dm, key), 3),
+                _f(fix(px, key), 3),
+                f"added over upstream: dnsmasq {_f(d[f'dm_added_{key}'], 3)}, "
+                f"proxy {_f(d[f'px_added_{key}'], 3)}",
+                target,
+            )
+        )
+    rows += [
+        (
+            f"lost / answered at {rate:,} qps",
+            f"{_f(fix(up, 'lost'))} / {_f(fix(up, 'completed'))}",
+            f"{_f(fix(dm, 'lost'))} / {_f(fix(dm, 'completed'))}",
+            f"{_f(fix(px, 'lost'))} / {_f(fix(px, 'completed'))}",
+            "",
+            "",
+        ),
+        (
+            "hold for the nftables write p50 / p99, ms",
+            "n/a",
+            "n/a",
+            HOLD_PLACEHOLDER,
+            "",
+            f"p99 ≤ 0.2 ms: **{v['hold_p99_ms']}**",
+        ),
+        (
+            "estimate only: p50 allowed - p50 not-allowed names, ms",
+            _f(_sub(cls(up, "allowed", "p50_ms"), cls(up, "not_allowed", "p50_ms")), 3),
+            _f(_sub(cls(dm, "allowed", "p50_ms"), cls(dm, "not_allowed", "p50_ms")), 3),
+            _f(_sub(cls(px, "allowed", "p50_ms"), cls(px, "not_allowed", "p50_ms")), 3),
+            "client-side view of the write's cost; not the hold-time metric",
+            "",
+        ),
+        (
+            "set elements after the runs",
+            "n/a",
+            _f(dm.get("elements_total")),
+            _f(agent.get("elements_main_total")),
+            "dnsmasq: its s4/s6 sets; proxy: allow_v4*/allow_v6*",
+            "",
+        ),
+        (
+            "agent RSS right after startup (no elements), MB",
+            "",
+            "",
+            _f(_mb(agent.get("rss_idle_kb")), 1),
+            "policy loaded, nothing resolved yet",
+            "",
+        ),
+        (
+            "agent RSS after saturation, MB",
+            "",
+            "",
+            _f(_mb(agent.get("rss_main_kb")), 1),
+            f"with {_f(agent.get('elements_main_total'))} elements",
+            "",
+        ),
+        (
+            f"agent RSS with ~{spec['target_elements']:,} live elements, MB",
+            "",
+            "",
+            _f(_mb(agent.get("rss_full_kb")), 1),
+            f"{_f(agent.get('elements_full_total'))} elements counted with nft; peak (VmHWM) "
+            f"{_f(_mb(agent.get('hwm_full_kb')), 1)} MB",
+            f"≤ 150 MB: **{v['rss_mb']}**",
+        ),
+        (
+            "fill run: answered / lost, achieved QPS",
+            "",
+            "",
+            f"{_f(fill.get('completed'))} / {_f(fill.get('lost'))}, {_f(fill.get('qps'), 0)}",
+            f"one pass over {_f(results['workload']['fill_names'])} extra allowed names"
+            + (" (overran -l, interrupted)" if fill.get("interrupted") else ""),
+            "",
+        ),
+        (
+            "startup to agent.ready, s",
+            "",
+            "",
+            _f(agent.get("startup_s"), 2),
+            f"{_f(spec['policies'])} policies x {spec['names_per_policy']} names, {spec['pods']} pods",
+            "",
+        ),
+        (
+            "reload SIGHUP → policy.loaded, s (empty sets)",
+            "",
+            "",
+            _f(agent.get("reload_empty_s"), 2),
+            "same file re-read",
+            "",
+        ),
+        (
+            f"reload SIGHUP → policy.loaded, s (at {_f(agent.get('elements_full_total'))} elements)",
+            "",
+            "",
+            _f(agent.get("reload_full_s"), 2),
+            "same file re-read",
+            f"< 1 s: **{v['reload_s']}**",
+        ),
+        (
+            "agent RSS after that reload, MB",
+            "",
+            "",
+            _f(_mb(agent.get("rss_after_reload_kb")), 1),
+            "",
+            "",
+        ),
+    ]
+    head = (
+        "| metric | (1) upstream dnsmasq, direct | (2) dnsmasq --nftset, cache off | (3) fqdn-policy | "
+        "ratios / notes | target |\n|---|---:|---:|---:|---|---|\n"
+    )
+    table = head + "\n".join("| " + " | ".join(r) + " |" for r in rows) + "\n"
+    errors = [f"- {name}: {x['error']}" for name, x in t.items() if x.get("error")]
+    return table + (
+        "\nErrors (numbers before the failed step are kept):\n" + "\n".join(errors) + "\n" if errors else ""
+    )
+
+
+def _mb(kb: int | None) -> float | None:
+    return None if kb is None else kb / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Re-render a results file: `python -m bench.report bench/results/<stamp>.json`."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("results", type=Path)
+    args = parser.parse_args(argv)
+    results = json.loads(args.results.read_text())
+    results["derived"] = derive(results)
+    print(markdown(results), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
