@@ -173,7 +173,7 @@ class Agent:
                 )
 
     async def _reconcile(self, index: PolicyIndex, previous: PolicyIndex | None = None) -> None:
-        rec = self.table.reconcile(index, time.monotonic())
+        rec = self.table.reconcile(index, time.monotonic(), previous)
         commands = ruleset.element_commands(self.config.table, rec.writes, rec.deletes)
         if previous is not None:
             add: set[str] = set()

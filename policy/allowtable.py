@@ -131,14 +131,27 @@ class AllowTable:
                     known[dst] = until
                 self._names_by_dst.setdefault((plan.pod, dst), set()).add(plan.qname)
 
-    def reconcile(self, index: PolicyIndex, now: float) -> Reconciliation:
+    def reconcile(
+        self, index: PolicyIndex, now: float, previous: PolicyIndex | None = None
+    ) -> Reconciliation:
         """Elements to add and delete so the sets say what `index` allows for what pods resolved.
 
         Called after a policy change: still-allowed elements are untouched (no gap), newly implied
-        ones (say a rule lost its port list) are written with the time their lookup has left.
+        ones (say a rule lost its port list) are written with the time their lookup has left. Pods
+        whose addresses and selecting policies are the same in `previous` keep their elements as they
+        are, so re-reading an unchanged file costs O(pods), not O(elements).
         """
+        unchanged = _unchanged_pods(index, previous) if previous is not None else set()
+        if unchanged and len(unchanged) == len(index.policy_set.pods) and not _pods_gone(index, previous):
+            return Reconciliation(writes=[], deletes=[])
         desired: dict[Element, tuple[float, str]] = {}
+        keep: set[str] = set()  # pod addresses whose elements stay as they are
+        for pod in index.policy_set.pods:
+            if pod.key in unchanged:
+                keep.update(pod.ips)
         for (pod_key, qname), resolved in list(self.resolutions.items()):
+            if pod_key in unchanged:
+                continue
             client = index.pod(pod_key)
             live = {dst: until for dst, until in resolved.items() if until > now}
             if client is None or client.rules is None or not live:
@@ -154,7 +167,9 @@ class AllowTable:
                         if desired.get(element, (0.0, ""))[0] < until:
                             desired[element] = (until, qname)
         self._reindex()
-        deletes = [e for e, until in self.expiry.items() if e not in desired and until > now]
+        deletes = [
+            e for e, until in self.expiry.items() if e[0] not in keep and e not in desired and until > now
+        ]
         writes = [
             ElementWrite(e, max(1, math.ceil(until - now)), until, name)
             for e, (until, name) in desired.items()
@@ -207,3 +222,20 @@ class AllowTable:
             if known.get(element[1], 0.0) < expiry:
                 known[element[1]] = expiry
             self._names_by_dst.setdefault((pod, element[1]), set()).add(name)
+
+
+def _unchanged_pods(index: PolicyIndex, previous: PolicyIndex) -> set[str]:
+    out = set()
+    for pod in index.policy_set.pods:
+        new, old = index.pod(pod.key), previous.pod(pod.key)
+        if new is None or old is None or new.pod.ips != old.pod.ips:
+            continue
+        new_policies = new.rules.policies if new.rules else ()
+        old_policies = old.rules.policies if old.rules else ()
+        if new_policies == old_policies:
+            out.add(pod.key)
+    return out
+
+
+def _pods_gone(index: PolicyIndex, previous: PolicyIndex) -> bool:
+    return any(index.pod(p.key) is None for p in previous.policy_set.pods)

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from policy.model import EgressRule, Grant, Pod, Policy, PolicySet
+from policy.model import Grant, Pod, Policy, PolicySet
 from policy.names import NameMatcher, suffixes
 
-NAME_CACHE_LIMIT = 4096
+NAME_CACHE_LIMIT = 65536  # names per RuleSet; a few MB at most, and cleared whole when full
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +49,13 @@ class RuleSet:
 
     def __init__(self, policies: tuple[Policy, ...]) -> None:
         self.policies = policies
-        self._by_suffix: dict[str, list[tuple[NameMatcher, Policy, EgressRule]]] = defaultdict(list)
+        self._by_suffix: dict[str, list[tuple[NameMatcher, RuleRef, frozenset[Grant]]]] = defaultdict(list)
         for policy in policies:
             for rule in policy.egress:
+                grants = rule.grants()
                 for matcher in rule.matchers:
-                    self._by_suffix[matcher.suffix].append((matcher, policy, rule))
+                    ref = RuleRef(policy.key, rule.index, matcher.text)
+                    self._by_suffix[matcher.suffix].append((matcher, ref, grants))
         self._cache: dict[str, NameMatch] = {}
 
     def match(self, qname: str) -> NameMatch:
@@ -64,10 +66,10 @@ class RuleSet:
         refs: list[RuleRef] = []
         grants: set[Grant] = set()
         for suffix in suffixes(qname):
-            for matcher, policy, rule in self._by_suffix.get(suffix, ()):
+            for matcher, ref, rule_grants in self._by_suffix.get(suffix, ()):
                 if matcher.matches(qname):
-                    refs.append(RuleRef(policy.key, rule.index, matcher.text))
-                    grants |= rule.grants()
+                    refs.append(ref)
+                    grants |= rule_grants
         result = NameMatch(tuple(refs), _minimal(frozenset(grants))) if refs else NO_MATCH
         if len(self._cache) >= NAME_CACHE_LIMIT:
             self._cache.clear()  # bounded; a clear is cheaper than LRU bookkeeping on every hit

@@ -137,3 +137,16 @@ def test_evicted_address_stays_while_another_name_holds_it():
     assert plan.evicted == ["198.51.100.1"]
     assert plan.deletes == []  # b.example.com still resolves to it
     assert ("10.244.1.10", "198.51.100.1", "tcp", 443) in table.expiry
+
+
+def test_reconcile_skips_pods_whose_rules_did_not_change():
+    text = POLICY % "ports: [{protocol: TCP, port: 443}]"
+    before, after = PolicyIndex(load_text(text)), PolicyIndex(load_text(text))
+    table = AllowTable(TTLPolicy(5, 3600))
+    plan_commit(table, [(4, "198.51.100.10", 300)], now=0.0)
+    rec = table.reconcile(after, now=1.0, previous=before)
+    assert rec.writes == [] and rec.deletes == []
+    # the same pod under a changed policy is reconciled
+    changed = PolicyIndex(load_text(POLICY % ""))
+    rec = table.reconcile(changed, now=1.0, previous=after)
+    assert [w.element for w in rec.writes] == [("10.244.1.10", "198.51.100.10", None, None)]
