@@ -279,12 +279,17 @@ class Agent:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        # Stop reading first and answer what was already read, then close: a query that was read is
+        # never dropped, and one still queued in the closing socket is retried by its client and, with
+        # SO_REUSEPORT, lands on the agent that replaces this one.
         for server in self.servers:
-            await server.stop()
+            server.pause()
         deadline = time.monotonic() + DRAIN_SECONDS
         while self.forwarder.in_flight and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.005)
         await self.writer.write([])
+        for server in self.servers:
+            await server.stop()
         self.forwarder.close()
         self.decision_log.flush_repeats(time.monotonic())
         self.decision_log.flush()

@@ -134,6 +134,13 @@ class DnsServer:
         assert self._udp is not None
         return self._udp.port
 
+    def pause(self) -> None:
+        """Take no new queries (TCP accepts stop too) while the ones in flight are answered."""
+        if self._udp:
+            self._udp.pause()
+        if self._tcp:
+            self._tcp.close()
+
     async def stop(self) -> None:
         if self._udp:
             self._udp.close()

@@ -27,6 +27,7 @@ class UdpEndpoint:
         self._loop.add_reader(sock.fileno(), self._drain)
         self.send_failures = 0
         self.closed = False
+        self.paused = False
 
     @classmethod
     def bind(cls, host: str, port: int, receive: Receive, reuse_port: bool = True) -> UdpEndpoint:
@@ -77,8 +78,15 @@ class UdpEndpoint:
         except (BlockingIOError, InterruptedError, OSError):
             self.send_failures += 1
 
+    def pause(self) -> None:
+        """Stop reading but keep the socket, so answers to queries already read still go out."""
+        if not self.closed and not self.paused:
+            self.paused = True
+            self._loop.remove_reader(self.sock.fileno())
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._loop.remove_reader(self.sock.fileno())
+            if not self.paused:
+                self._loop.remove_reader(self.sock.fileno())
             self.sock.close()
