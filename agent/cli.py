@@ -11,6 +11,7 @@ from pathlib import Path
 from agent import logs
 from agent.decisionlog import DEFAULT_WINDOW, LogMode
 from agent.runtime import Agent, AgentConfig, StartupError
+from dnsproxy.ratelimit import DEFAULT_RATE
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, UpstreamAddress
 from enforcer import ruleset
 from enforcer.nft import Nft, NftError
@@ -139,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="unanswered upstream queries at once; beyond it clients get SERVFAIL",
     )
 
+    run.add_argument(
+        "--client-rate",
+        type=float,
+        default=DEFAULT_RATE,
+        help="UDP queries per second one client may send (bursts of twice that); beyond it REFUSED; "
+        "0 = no limit",
+    )
+
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
 
@@ -199,6 +208,7 @@ def _run(args: argparse.Namespace) -> int:
         log_decisions=LogMode(args.log_decisions),
         log_window=args.log_window,
         max_in_flight=args.max_in_flight,
+        client_rate=args.client_rate,
     )
     try:
         asyncio.run(Agent(config).run_forever())

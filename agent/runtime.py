@@ -22,6 +22,7 @@ from pathlib import Path
 from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.gate import PolicyGate
 from agent.logs import get
+from dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
 from dnsproxy.server import DnsServer, Resolver
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, Forwarder, UpstreamAddress
 from enforcer import ruleset
@@ -58,6 +59,7 @@ class AgentConfig:
     log_decisions: LogMode = LogMode.CHANGES
     log_window: float = DEFAULT_WINDOW
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    client_rate: float = DEFAULT_RATE
 
 
 class StartupError(RuntimeError):
@@ -109,7 +111,12 @@ class Agent:
             raise StartupError(f"cannot program nftables table {self.config.table!r}: {error}") from error
         await self._reconcile(index)
         await self.forwarder.start()
-        resolver = Resolver(self.forwarder, self.gate)
+        limiter = (
+            ClientRateLimiter(self.config.client_rate, 2 * self.config.client_rate)
+            if self.config.client_rate
+            else None
+        )
+        resolver = Resolver(self.forwarder, self.gate, limiter)
         for host, port in self.config.listen:
             server = DnsServer(resolver, host, port)
             await server.start()

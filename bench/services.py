@@ -77,6 +77,7 @@ def start_agent(lab: Lab, work: Path, policy: Path, min_ttl: int) -> tuple[subpr
     log_path = work / "agent.log"
     argv = [str(AGENT), "run", "--policy", str(policy), "--listen", f"{NODE_IP}:53"]
     argv += ["--upstream", f"{UPSTREAM_IP}:53", "--min-ttl", str(min_ttl)]
+    argv += ["--client-rate", "0"]  # one pod is the whole load here; the per-client limit would cap it
     proc = lab.popen("node", argv, stdout=log_path.open("w"), stderr=(work / "agent.stderr").open("w"))
     return proc, log_path
 

@@ -14,9 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from dnsproxy.ratelimit import ClientRateLimiter
 from dnsproxy.udpsocket import UdpEndpoint
 from dnsproxy.upstream import Forwarder
-from dnsproxy.wire import RCODE_SERVFAIL, Answer, Query, WireError, error_response, formerr_for, parse_query
+from dnsproxy.wire import (
+    RCODE_REFUSED,
+    RCODE_SERVFAIL,
+    Answer,
+    Query,
+    WireError,
+    error_response,
+    formerr_for,
+    parse_query,
+)
 
 Release = Callable[[bool], None]
 
@@ -35,6 +45,7 @@ class ServerStats:
     queries_tcp: int = 0
     malformed: int = 0
     servfail: int = 0
+    refused: int = 0
     tcp_connections: int = 0
 
 
@@ -47,9 +58,13 @@ class TcpLimits:
 class Resolver:
     """One query's path: parse, forward, gate, answer."""
 
-    def __init__(self, forwarder: Forwarder, gate: AnswerGate) -> None:
+    def __init__(
+        self, forwarder: Forwarder, gate: AnswerGate, limiter: ClientRateLimiter | None = None
+    ) -> None:
         self.forwarder = forwarder
         self.gate = gate
+        self.limiter = limiter
+        self._clock = asyncio.get_running_loop().time
         self.stats = ServerStats()
 
     def handle_udp(
@@ -65,6 +80,10 @@ class Resolver:
                 send(reply, addr)
             return
         client_ip = addr[0]
+        if self.limiter is not None and not self.limiter.allow(client_ip, self._clock()):
+            self.stats.refused += 1  # REFUSED costs the node nothing and tells the client at once
+            send(error_response(query, RCODE_REFUSED), addr)
+            return
 
         def on_answer(wire: bytes | None, answer: Answer | None) -> None:
             if wire is None or answer is None:
