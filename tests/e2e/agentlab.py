@@ -137,6 +137,13 @@ class AgentLab:
     def tcp(self, pod: str, host: str, port: int, timeout: float = 1.0) -> str:
         return self.probe(pod, "tcp", host, str(port), "--timeout", str(timeout))["result"]
 
+    def dnsload_argv(self, names: list[str], rate: int, seconds: float, timeout: float = 0.5) -> list[str]:
+        """tests.lab.dnsload against the proxy: a steady bounded load with one retry per query."""
+        argv = [sys.executable, "-m", "tests.lab.dnsload", "--server", "10.244.1.1:53"]
+        for name in names:
+            argv += ["--name", name]
+        return [*argv, "--rate", str(rate), "--seconds", str(seconds), "--timeout", str(timeout)]
+
     def nft(self, *argv: str) -> str:
         return self.lab.run("node", ["nft", *argv]).stdout
 

@@ -1,7 +1,6 @@
 """Reloads, bad files, TCP, a deleted table and a restart, against the real agent in namespaces."""
 
 import json
-import sys
 import time
 
 import pytest
@@ -97,25 +96,7 @@ def test_restart_adopts_what_was_allowed(agent_lab):
 def test_noisy_pod_is_refused_beyond_its_rate_and_others_are_served(agent_lab):
     env = agent_lab
     env.start_agent("--client-rate", "50")
-    out = env.lab.run(
-        "pod-a",
-        [
-            sys.executable,
-            "-m",
-            "tests.lab.dnsload",
-            "--server",
-            "10.244.1.1:53",
-            "--name",
-            "www.google.com",
-            "--rate",
-            "400",
-            "--seconds",
-            "1.5",
-            "--timeout",
-            "0.5",
-        ],
-        timeout=30,
-    )
+    out = env.lab.run("pod-a", env.dnsload_argv(["www.google.com"], rate=400, seconds=1.5), timeout=30)
     counts = json.loads(out.stdout)
     assert counts["failed"] == 0  # refused, answered at once: nothing hangs
     assert counts["not_noerror"] >= counts["sent"] // 2  # most of the 600 are over a 50/s (burst 100) budget

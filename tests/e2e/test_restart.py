@@ -31,23 +31,7 @@ def test_restart_under_load_loses_nothing(agent_lab):
     )
     load = env.lab.popen(
         "pod-a",
-        [
-            sys.executable,
-            "-m",
-            "tests.lab.dnsload",
-            "--server",
-            "10.244.1.1:53",
-            "--name",
-            "www.google.com",
-            "--name",
-            "www.cloudflare.com",
-            "--rate",
-            "500",
-            "--seconds",
-            "6",
-            "--timeout",
-            "0.5",
-        ],
+        env.dnsload_argv(["www.google.com", "www.cloudflare.com"], rate=500, seconds=6),
         stdout=subprocess.PIPE,
     )
     time.sleep(1.5)
