@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import struct
 from collections import deque
 from collections.abc import Callable
@@ -47,10 +46,6 @@ class _RandomIds:
 class UpstreamAddress:
     host: str
     port: int
-
-    @property
-    def family(self) -> int:
-        return socket.AF_INET6 if ":" in self.host else socket.AF_INET
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
@@ -170,6 +165,10 @@ class Forwarder:
         self._preferred = pending.upstream
         pending.callback(with_id(data, pending.query.id), answer)
 
+    def _waiting(self, pending: _Pending) -> bool:
+        """Whether `pending` is still unanswered (its socket still holds it under its ID)."""
+        return self._sockets[pending.upstream][pending.socket_index].pending.get(pending.ident) is pending
+
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
@@ -179,10 +178,9 @@ class Forwarder:
         order = self._order
         while order and order[0].deadline <= now:
             pending = order.popleft()
-            sock = self._sockets[pending.upstream][pending.socket_index]
-            if sock.pending.get(pending.ident) is not pending:
+            if not self._waiting(pending):
                 continue  # answered already
-            del sock.pending[pending.ident]
+            del self._sockets[pending.upstream][pending.socket_index].pending[pending.ident]
             self.stats.timeouts += 1
             name = str(self.upstreams[pending.upstream])
             self.stats.per_upstream_timeouts[name] = self.stats.per_upstream_timeouts.get(name, 0) + 1
@@ -196,8 +194,8 @@ class Forwarder:
                 self.in_flight -= 1
                 self.stats.failed += 1
                 pending.callback(None, None)
-        # Answered entries stay in the deque until their deadline passes; bound it anyway.
-        while order and sock_gone(order[0], self._sockets):
+        # Answered entries would stay in the deque until their deadline; drop them from its head now.
+        while order and not self._waiting(order[0]):
             order.popleft()
         self._schedule_sweep()
 
@@ -226,10 +224,6 @@ class Forwarder:
             return with_id(data, query.id), answer
         self.stats.failed += 1
         return None
-
-
-def sock_gone(pending: _Pending, sockets: list[list[_UpstreamSocket]]) -> bool:
-    return sockets[pending.upstream][pending.socket_index].pending.get(pending.ident) is not pending
 
 
 async def _tcp_exchange(upstream: UpstreamAddress, wire: bytes) -> bytes:
