@@ -110,6 +110,7 @@ class Agent:
         except Exception as error:
             raise StartupError(f"cannot program nftables table {self.config.table!r}: {error}") from error
         await self._reconcile(index)
+        self._log_uncomposed(policy_set)
         await self.forwarder.start()
         limiter = (
             ClientRateLimiter(self.config.client_rate, 2 * self.config.client_rate)
@@ -167,6 +168,7 @@ class Agent:
         ]
         commands += ruleset.enforced_commands(table, enforced, [])
         commands += ruleset.exempt_commands(table, self.config.exempt)
+        commands += ruleset.ipblock_commands(table, index.ipblock_elements())
         now = time.monotonic()
         if rewrite:
             commands += ruleset.element_commands(table, self.table.live_writes(now))
@@ -198,6 +200,9 @@ class Agent:
                 add |= new - old
                 remove |= old - new
             commands = ruleset.enforced_commands(self.config.table, sorted(add), sorted(remove)) + commands
+            ipblocks = index.ipblock_elements()
+            if ipblocks != previous.ipblock_elements():
+                commands += ruleset.ipblock_commands(self.config.table, ipblocks)
         await self.writer.write(commands)
         self.table.apply_reconciliation(rec)
         if rec.writes or rec.deletes:
@@ -233,6 +238,7 @@ class Agent:
                     "policy.apply_failed", reason=reason, error=str(error), keeping="last good policy"
                 )
                 return False
+            self._log_uncomposed(policy_set)
             self.log.info(
                 "policy.loaded",
                 reason=reason,
@@ -241,6 +247,11 @@ class Agent:
                 seconds=round(time.monotonic() - started, 3),
             )
             return True
+
+    def _log_uncomposed(self, policy_set: PolicySet) -> None:
+        for np in policy_set.network_policies:
+            if np.ignored:
+                self.log.warning("networkpolicy.not_composed", policy=np.key, ignored=list(np.ignored))
 
     async def _watch_file(self) -> None:
         while True:

@@ -7,6 +7,7 @@ One `inet` table holds everything; nothing outside it is ever touched. Layout:
     set allow_v4_proto / _v6_proto     pod . destination . protocol           (a protocol, any port)
     set allow_v4_port / _v6_port       pod . destination . protocol . port
     set exempt_v4 / exempt_v6          destinations never enforced (e.g. the cluster's own ranges)
+    set ipblock_v4 / _v6 (+ _port)     pod . network [. protocol . port range] from NetworkPolicy ipBlocks
     chain forward (hook forward)       established/related pass; enforced pods jump to egress_v4/v6
     chain egress_v4 / egress_v6        accept what a set allows, drop the rest
 
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from policy.allowtable import Element, ElementWrite
+from policy.networkpolicy import IpBlockElement
 
 DEFAULT_TABLE = "fqdn_policy"
 FAMILY = "inet"
@@ -82,7 +84,10 @@ def base_ruleset(table: str = DEFAULT_TABLE) -> list[Command]:
         cmds.append(_set(table, f"exempt_v{v}", [addr], ["interval"]))
         cmds.append(_set(table, f"allow_v{v}", [addr, addr], ["timeout"]))
         cmds.append(_set(table, f"allow_v{v}_proto", [addr, addr, "inet_proto"], ["timeout"]))
-        cmds.append(_set(table, f"allow_v{v}_port", [addr, addr, "inet_proto", "inet_service"], ["timeout"]))
+        port_key = [addr, addr, "inet_proto", "inet_service"]
+        cmds.append(_set(table, f"allow_v{v}_port", port_key, ["timeout"]))
+        cmds.append(_set(table, f"ipblock_v{v}", [addr, addr], ["interval"]))
+        cmds.append(_set(table, f"ipblock_v{v}_port", port_key, ["interval"]))
     chains = {
         "forward": {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"},
         "egress_v4": {},
@@ -113,6 +118,14 @@ def base_ruleset(table: str = DEFAULT_TABLE) -> list[Command]:
         l4proto = {"meta": {"key": "l4proto"}}
         dport = {"payload": {"protocol": "th", "field": "dport"}}
         cmds.append(_rule(table, chain, [_match_set([daddr], f"exempt_v{v}"), {"accept": None}]))
+        cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"ipblock_v{v}"), {"accept": None}]))
+        cmds.append(
+            _rule(
+                table,
+                chain,
+                [_match_set([saddr, daddr, l4proto, dport], f"ipblock_v{v}_port"), {"accept": None}],
+            )
+        )
         cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"allow_v{v}"), {"accept": None}]))
         cmds.append(
             _rule(table, chain, [_match_set([saddr, daddr, l4proto], f"allow_v{v}_proto"), {"accept": None}])
@@ -216,6 +229,30 @@ def exempt_commands(table: str, networks: Iterable[str]) -> list[Command]:
                     }
                 }
             )
+    return cmds
+
+
+def ipblock_commands(table: str, elements: Iterable[IpBlockElement]) -> list[Command]:
+    """Replace the NetworkPolicy sets' contents; in one transaction with the flush, so no gap."""
+    by_set: dict[str, list[dict[str, Any]]] = {}
+    for v in (4, 6):
+        by_set[f"ipblock_v{v}"] = []
+        by_set[f"ipblock_v{v}_port"] = []
+    for src, network, ports in sorted(elements, key=str):
+        addr, _, plen = network.partition("/")
+        dst = {"prefix": {"addr": addr, "len": int(plen)}}
+        v = 6 if ":" in src else 4
+        if ports is None:
+            by_set[f"ipblock_v{v}"].append({"concat": [src, dst]})
+        else:
+            proto, first, last = ports
+            port: int | dict[str, list[int]] = first if first == last else {"range": [first, last]}
+            by_set[f"ipblock_v{v}_port"].append({"concat": [src, dst, proto, port]})
+    cmds: list[Command] = []
+    for name, elems in by_set.items():
+        cmds.append({"flush": {"set": {"family": FAMILY, "table": table, "name": name}}})
+        if elems:
+            cmds.append({"add": {"element": {"family": FAMILY, "table": table, "name": name, "elem": elems}}})
     return cmds
 
 

@@ -38,7 +38,7 @@ def policy_from_document(doc: dict[str, Any]) -> Policy:
     return Policy(
         namespace=meta.get("namespace", DEFAULT_NAMESPACE),
         name=meta["name"],
-        selector=_selector(spec["podSelector"]),
+        selector=selector_from_document(spec["podSelector"]),
         egress=tuple(_rule(i, rule) for i, rule in enumerate(spec.get("egress") or [])),
     )
 
@@ -59,7 +59,7 @@ def pod_from_document(doc: dict[str, Any]) -> Pod:
     )
 
 
-def _selector(raw: dict[str, Any]) -> LabelSelector:
+def selector_from_document(raw: dict[str, Any]) -> LabelSelector:
     return LabelSelector(
         match_labels=tuple(sorted((raw.get("matchLabels") or {}).items())),
         match_expressions=tuple(

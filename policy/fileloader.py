@@ -1,4 +1,4 @@
-"""Standalone mode's policy source: one YAML file of FQDNNetworkPolicy and Pod documents.
+"""Standalone mode's policy source: one YAML file of FQDNNetworkPolicy, Pod and NetworkPolicy documents.
 
 Errors name the file, the line, the document (index, kind, namespace/name) and the field, and the file
 is accepted or refused whole: a caller that keeps its last good PolicySet never runs half a file.
@@ -14,10 +14,11 @@ import yaml
 
 from policy.documents import InvalidDocument, pod_from_document, policy_from_document
 from policy.model import Pod, Policy, PolicySet
+from policy.networkpolicy import NETWORK_POLICY_KIND, NetworkPolicy, network_policy_from_document
 from policy.schema import POLICY_KIND
 from policy.schemacheck import Path, format_path
 
-LIST_KINDS = ("List", "PodList", f"{POLICY_KIND}List")
+LIST_KINDS = ("List", "PodList", f"{POLICY_KIND}List", f"{NETWORK_POLICY_KIND}List")
 # libyaml's parser when PyYAML was built with it; its nodes carry line marks too.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -64,6 +65,7 @@ def load_text(text: str, filename: str = "<policy>") -> PolicySet:
 
     policies: list[Policy] = []
     pods: list[Pod] = []
+    network_policies: list[NetworkPolicy] = []
     found: list[tuple[int, Path, str, str, str]] = []  # document, full path, label, field, message
     for index, doc in enumerate(docs, start=1):
         if doc is None:
@@ -76,8 +78,13 @@ def load_text(text: str, filename: str = "<policy>") -> PolicySet:
                     policies.append(policy_from_document(item))
                 elif kind == "Pod":
                     pods.append(pod_from_document(item))
+                elif kind == NETWORK_POLICY_KIND:
+                    network_policies.append(network_policy_from_document(item))
                 else:
-                    message = f"{kind!r} is not a known kind; expected {POLICY_KIND}, Pod or a List"
+                    message = (
+                        f"{kind!r} is not a known kind; expected {POLICY_KIND}, Pod, "
+                        f"{NETWORK_POLICY_KIND} or a List"
+                    )
                     found.append((index, (*item_path, "kind"), label, "kind", message))
             except InvalidDocument as error:
                 for p in error.problems:
@@ -86,7 +93,7 @@ def load_text(text: str, filename: str = "<policy>") -> PolicySet:
     problems += _duplicates(filename, policies, pods)
     if problems:
         raise PolicyFileError(problems)
-    return PolicySet(policies=tuple(policies), pods=tuple(pods))
+    return PolicySet(policies=tuple(policies), pods=tuple(pods), network_policies=tuple(network_policies))
 
 
 def _locate(text: str, filename: str, found: list[tuple[int, Path, str, str, str]]) -> list[FileProblem]:

@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from policy.names import NameMatcher
+
+if TYPE_CHECKING:
+    from policy.networkpolicy import NetworkPolicy
 
 
 class Protocol(StrEnum):
@@ -113,3 +117,4 @@ class PolicySet:
 
     policies: tuple[Policy, ...] = ()
     pods: tuple[Pod, ...] = ()
+    network_policies: tuple[NetworkPolicy, ...] = ()  # composed by their ipBlock rules only

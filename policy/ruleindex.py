@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from policy.model import Grant, Pod, Policy, PolicySet
 from policy.names import NameMatcher, suffixes
+from policy.networkpolicy import IpBlockElement, ipblock_elements
 
 NAME_CACHE_LIMIT = 65536  # names per RuleSet; a few MB at most, and cleared whole when full
 
@@ -114,3 +115,10 @@ class PolicyIndex:
         return frozenset(
             ip for c in self._by_pod.values() if c.rules is not None for ip in c.pod.ips_of_family(version)
         )
+
+    def ipblock_elements(self) -> frozenset[IpBlockElement]:
+        """What NetworkPolicy ipBlock rules allow the enforced pods (composed with the FQDN rules)."""
+        if not self.policy_set.network_policies:
+            return frozenset()
+        enforced = [c.pod for c in self._by_pod.values() if c.rules is not None]
+        return ipblock_elements(self.policy_set.network_policies, enforced)

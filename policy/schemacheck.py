@@ -53,6 +53,20 @@ def _check_ip(value: str) -> str | None:
     return None
 
 
+def _check_cidr(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return f"{value!r} is not a CIDR range such as 203.0.113.0/24 or 2001:db8::/32"
+    return None
+
+
+def _check_int_or_name(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return f"must be a port number or a port name, got {_describe(value)}"
+    return None
+
+
 def _semantic(check: Callable[[str], object]) -> Callable[[Any], str | None]:
     def run(value: Any) -> str | None:
         try:
@@ -69,6 +83,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "pattern": _semantic(names.validate_pattern),
     "selector-requirement": _check_selector_requirement,
     "ip": _check_ip,
+    "cidr": _check_cidr,
+    "int-or-name": _check_int_or_name,
 }
 
 _TYPES: dict[str, Callable[[Any], bool]] = {
