@@ -15,6 +15,7 @@ from dnsproxy.ratelimit import DEFAULT_RATE
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, UpstreamAddress
 from enforcer import ruleset
 from enforcer.nft import Nft, NftError
+from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
 from policy.fileloader import PolicyFileError, load_file
 from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL
@@ -151,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
 
+    crd = sub.add_parser(
+        "crd", help="print the FQDNNetworkPolicy CustomResourceDefinition generated from the schema"
+    )
+    crd.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+
     teardown = sub.add_parser("teardown", help="delete this project's nftables table (lifts all enforcement)")
     teardown.add_argument("--table", default=ruleset.DEFAULT_TABLE)
     return parser
@@ -162,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(args.file)
     if args.command == "teardown":
         return _teardown(args.table)
+    if args.command == "crd":
+        return _crd(args.output)
     return _run(args)
 
 
@@ -172,6 +180,15 @@ def _check(path: Path) -> int:
         print(error, file=sys.stderr)
         return EXIT_INVALID
     print(f"{path}: OK: {len(policy_set.policies)} policies, {len(policy_set.pods)} pods")
+    return EXIT_OK
+
+
+def _crd(output: Path | None) -> int:
+    text = crd.render()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
     return EXIT_OK
 
 

@@ -115,6 +115,8 @@ def validate(value: Any, schema: dict[str, Any], path: Path = ()) -> list[Proble
     if isinstance(value, list):
         if len(value) < schema.get("minItems", 0):
             problems.append(Problem(path, f"needs at least {schema['minItems']} item(s)"))
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            problems.append(Problem(path, f"has {len(value)} items; the limit is {schema['maxItems']}"))
         item_schema = schema.get("items")
         if item_schema:
             for index, item in enumerate(value):
