@@ -14,6 +14,7 @@ from agent.runtime import Agent, AgentConfig, StartupError
 from dnsproxy.ratelimit import DEFAULT_RATE
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, UpstreamAddress
 from enforcer import ruleset
+from enforcer.dnsredirect import DEFAULT_DNS_TABLE
 from enforcer.nft import Nft, NftError
 from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
@@ -149,6 +150,20 @@ def build_parser() -> argparse.ArgumentParser:
         "0 = no limit",
     )
 
+    run.add_argument(
+        "--dns-service",
+        type=host_port,
+        action="append",
+        default=[],
+        help="cluster DNS service address (IP or IP:PORT, repeatable): pods' UDP and TCP DNS to it is "
+        "DNATed to the first --listen address of its family while the agent runs (docs/kubernetes.md)",
+    )
+    run.add_argument(
+        "--dns-table",
+        default=DEFAULT_DNS_TABLE,
+        help="name of the inet table holding the DNS redirect (removed when the agent stops)",
+    )
+
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
 
@@ -159,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     teardown = sub.add_parser("teardown", help="delete this project's nftables table (lifts all enforcement)")
     teardown.add_argument("--table", default=ruleset.DEFAULT_TABLE)
+    teardown.add_argument("--dns-table", default=DEFAULT_DNS_TABLE)
     return parser
 
 
@@ -167,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return _check(args.file)
     if args.command == "teardown":
-        return _teardown(args.table)
+        return _teardown([args.table, args.dns_table])
     if args.command == "crd":
         return _crd(args.output)
     return _run(args)
@@ -192,14 +208,15 @@ def _crd(output: Path | None) -> int:
     return EXIT_OK
 
 
-def _teardown(table: str) -> int:
+def _teardown(tables: list[str]) -> int:
     try:
         nft = Nft()
-        if nft.table_exists(table):
-            nft.run(ruleset.delete_table(table))
-            print(f"deleted table {ruleset.FAMILY} {table}")
-        else:
-            print(f"no table {ruleset.FAMILY} {table}")
+        for table in tables:
+            if nft.table_exists(table):
+                nft.run(ruleset.delete_table(table))
+                print(f"deleted table {ruleset.FAMILY} {table}")
+            else:
+                print(f"no table {ruleset.FAMILY} {table}")
     except NftError as error:
         print(f"teardown failed: {error}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -226,6 +243,8 @@ def _run(args: argparse.Namespace) -> int:
         log_window=args.log_window,
         max_in_flight=args.max_in_flight,
         client_rate=args.client_rate,
+        dns_services=args.dns_service,
+        dns_table=args.dns_table,
     )
     try:
         asyncio.run(Agent(config).run_forever())

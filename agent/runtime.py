@@ -22,10 +22,12 @@ from pathlib import Path
 from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.gate import PolicyGate
 from agent.logs import get
+from agent.redirect import DnsRedirector, plan
 from dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
 from dnsproxy.server import DnsServer, Resolver
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, Forwarder, UpstreamAddress
 from enforcer import ruleset
+from enforcer.dnsredirect import DEFAULT_DNS_TABLE
 from enforcer.nft import Nft
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
@@ -60,6 +62,10 @@ class AgentConfig:
     log_window: float = DEFAULT_WINDOW
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     client_rate: float = DEFAULT_RATE
+    # Cluster DNS service addresses whose port-53 traffic from pods is DNATed to the first `listen`
+    # address of the same family, in table `dns_table` (Kubernetes mode; see docs/kubernetes.md).
+    dns_services: list[tuple[str, int]] = field(default_factory=list)
+    dns_table: str = DEFAULT_DNS_TABLE
 
 
 class StartupError(RuntimeError):
@@ -83,6 +89,9 @@ class Agent:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._repairing: asyncio.Task[None] | None = None
+        self.redirector = DnsRedirector(
+            self.writer, config.dns_table, plan(config.dns_services, config.listen)
+        )
 
     @property
     def index(self) -> PolicyIndex:
@@ -122,6 +131,12 @@ class Agent:
             server = DnsServer(resolver, host, port)
             await server.start()
             self.servers.append(server)
+        try:
+            await self.redirector.install()  # only now: something listens where it points
+        except Exception as error:
+            raise StartupError(
+                f"cannot program the DNS redirect table {self.config.dns_table!r}: {error}"
+            ) from error
         self._tasks = [
             asyncio.create_task(self._watch_file()),
             asyncio.create_task(self._sweep_expired()),
@@ -289,6 +304,10 @@ class Agent:
             present = await self.writer.call(self._chains_present)
             if not present and (self._repairing is None or self._repairing.done()):
                 self._repairing = asyncio.ensure_future(self.repair("table or chain missing"))
+            try:
+                await self.redirector.keep()
+            except Exception as error:  # retried on the next tick
+                self.log.error("dns.redirect_repair_failed", error=str(error))
 
     async def _flush_logs(self) -> None:
         """Decision lines are written to a buffer; a crash loses at most this interval of them."""
@@ -305,6 +324,12 @@ class Agent:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        # New queries go to the cluster DNS from now on (unless a newer agent owns the redirect);
+        # the ones already sent here are still answered below.
+        try:
+            await self.redirector.remove()
+        except Exception as error:
+            self.log.error("dns.redirect_remove_failed", error=str(error))
         # Stop reading first and answer what was already read, then close: a query that was read is
         # never dropped, and one still queued in the closing socket is retried by its client and, with
         # SO_REUSEPORT, lands on the agent that replaces this one.

@@ -34,6 +34,17 @@ class Nft:
             raise NftError(error.strip() or f"libnftables returned {rc}")
         return json.loads(output)["nftables"] if output else []
 
+    def run_returning_handles(self, commands: list[Command]) -> list[int]:
+        """Run commands as one transaction; the handles the kernel gave the rules they added, in order."""
+        self._ctx.set_echo_output(True)
+        self._ctx.set_handle_output(True)
+        try:
+            out = self.run(commands)
+        finally:
+            self._ctx.set_echo_output(False)
+            self._ctx.set_handle_output(False)
+        return [int(item["add"]["rule"]["handle"]) for item in out if "rule" in item.get("add", {})]
+
     def list_set(self, table: str, name: str) -> list[dict[str, Any]]:
         """A set's elements as libnftables prints them ({'elem': {'val', 'timeout', 'expires', ...}})."""
         out = self.run([{"list": {"set": {"family": FAMILY, "table": table, "name": name}}}])

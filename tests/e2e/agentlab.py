@@ -72,27 +72,26 @@ class AgentLab:
         tmp.write_text(yaml.safe_dump_all(documents))
         tmp.replace(self.policy_file)
 
+    def agent_argv(self, *extra: str) -> list[str]:
+        """`fqdn-policy run` as the lab runs it: the lab's policy file, proxy addresses and upstream."""
+        return [
+            AGENT,
+            "run",
+            "--policy",
+            str(self.policy_file),
+            "--listen",
+            PROXY_V4,
+            "--listen",
+            PROXY_V6,
+            "--upstream",
+            "198.51.100.53:53",
+            *extra,
+        ]
+
     def start_agent(self, *extra: str) -> subprocess.Popen[Any]:
         readies = self.count_log("agent.ready")
         log = open(self.agent_log, "a")  # noqa: SIM115 - the child writes to it until it exits
-        self.agent = self.lab.popen(
-            "node",
-            [
-                AGENT,
-                "run",
-                "--policy",
-                str(self.policy_file),
-                "--listen",
-                PROXY_V4,
-                "--listen",
-                PROXY_V6,
-                "--upstream",
-                "198.51.100.53:53",
-                *extra,
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.agent = self.lab.popen("node", self.agent_argv(*extra), stdout=log, stderr=subprocess.STDOUT)
         wait_for(
             lambda: self.count_log("agent.ready") > readies or self.agent.poll() is not None,
             15,
@@ -106,11 +105,12 @@ class AgentLab:
         self.agent.send_signal(sig)
         return self.agent.wait(timeout=10)
 
-    def logs(self) -> list[dict[str, Any]]:
-        if not self.agent_log.exists():
+    def logs(self, path: Path | None = None) -> list[dict[str, Any]]:
+        path = path or self.agent_log
+        if not path.exists():
             return []
         out = []
-        for line in self.agent_log.read_text().splitlines():
+        for line in path.read_text().splitlines():
             try:
                 out.append(json.loads(line))
             except ValueError:

@@ -152,11 +152,14 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return data
 
 
-def _exchange(wire: bytes, server: tuple[str, int], tcp: bool, timeout: float) -> bytes:
+def _exchange(wire: bytes, server: tuple[str, int], tcp: bool, timeout: float, sport: int = 0) -> bytes:
     family, addr = _sockaddr(server[0], server[1], socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM)
     kind = socket.SOCK_STREAM if tcp else socket.SOCK_DGRAM
     with socket.socket(family, kind) as sock:
         sock.settimeout(timeout)
+        if sport:  # a fixed source port: the same conntrack entry as an earlier query (one flow)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", sport))
         sock.connect(addr)
         if tcp:
             sock.sendall(struct.pack("!H", len(wire)) + wire)
@@ -175,6 +178,7 @@ def probe_dns(
     timeout: float = 2.0,
     edns: int | None = None,
     qid: int | None = None,
+    sport: int = 0,
 ) -> dict[str, Any]:
     """One query, one reply. ``id_ok``/``question_ok`` check the reply matches the query
     byte for byte in the question (including case, which the probe sends as given)."""
@@ -184,7 +188,7 @@ def probe_dns(
         query.add_ar(EDNS0(udp_len=edns))
     start = time.monotonic()
     try:
-        raw = _exchange(bytes(query.pack()), server, tcp, timeout)
+        raw = _exchange(bytes(query.pack()), server, tcp, timeout, sport)
     except OSError as exc:
         return _failure(exc, start, rcode=None, answers=[], tc=False, id_ok=False)
     try:
@@ -233,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--timeout", type=float, default=2.0)
     d.add_argument("--edns", type=int, default=None, metavar="SIZE", help="add OPT with this UDP size")
     d.add_argument("--id", type=int, default=None, dest="qid")
+    d.add_argument("--sport", type=int, default=0, help="send from this source port (default: any)")
     return p
 
 
@@ -245,7 +250,14 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.kind == "hold":
         return probe_hold(args.host, args.port, args.seconds, timeout=args.timeout)
     return probe_dns(
-        args.name, args.type, args.server, tcp=args.tcp, timeout=args.timeout, edns=args.edns, qid=args.qid
+        args.name,
+        args.type,
+        args.server,
+        tcp=args.tcp,
+        timeout=args.timeout,
+        edns=args.edns,
+        qid=args.qid,
+        sport=args.sport,
     )
 
 
