@@ -54,7 +54,8 @@ def network(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fqdn-policy", description=__doc__)
+    # `@FILE` reads more arguments from FILE, one per line: how the DaemonSet takes its ConfigMap.
+    parser = argparse.ArgumentParser(prog="fqdn-policy", description=__doc__, fromfile_prefix_chars="@")
     sub = parser.add_subparsers(dest="command", required=True)
     d = argparse.ArgumentDefaultsHelpFormatter
 
