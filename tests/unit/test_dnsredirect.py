@@ -2,6 +2,7 @@
 
 import pytest
 
+from agent import dnsguard
 from agent.cli import main
 from agent.redirect import plan
 from enforcer import conntrack, dnsredirect
@@ -95,3 +96,47 @@ def test_misrouted_entries_are_those_not_following_the_current_path():
     # Redirect removed: the flow answered by the proxy must move back to the cluster DNS.
     assert [e.src for e in conntrack.misrouted(entries[:2], target, redirected=False)] == ["10.244.1.11"]
     assert conntrack.misrouted(entries[2:], ("fd00:20::0:53", 5353), redirected=True) == []
+
+
+# -- the guard ------------------------------------------------------------------------------------
+
+PROC_UDP = """\
+   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 6807: 3514FEA9:B35B 3514FEA9:041D 01 00000000:00000000 00:00000000 00000000     0        0 1093365 2 000000007cc55dd5 0
+11097: 3514FEA9:041D 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1093363 2 000000008003d338 0
+"""
+PROC_UDP6 = """\
+  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+11097: 000000FD000000000000000053000000:041D 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1093364 2 000000007df0cd0f 0
+  100: 00000000000000000000000000000000:0035 00000000000000000000000000000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0 0
+"""
+
+
+def test_proc_net_udp_listeners_are_the_unconnected_sockets():
+    # captured from sockets bound to 169.254.20.53:1053 and [fd00::53]:1053, plus a connected client
+    assert dnsguard.udp_listeners(PROC_UDP) == {("169.254.20.53", 1053)}
+    assert dnsguard.udp_listeners(PROC_UDP6) == {("fd00::53", 1053), ("::", 53)}
+
+
+def test_a_target_is_served_by_its_own_address_or_the_wildcard():
+    listeners = dnsguard.udp_listeners(PROC_UDP) | dnsguard.udp_listeners(PROC_UDP6)
+    assert dnsguard.served(("169.254.20.53", 1053), listeners)
+    assert not dnsguard.served(("169.254.20.53", 53), listeners)
+    assert dnsguard.served(("fd00:0::53", 1053), listeners)
+    assert dnsguard.served(("fd00::99", 53), listeners)  # [::]:53
+    assert not dnsguard.served(("10.0.0.1", 1053), listeners)
+
+
+def test_redirects_are_read_back_from_the_listed_chain():
+    # `list chain` output of install_commands(..., [V4], "A"), captured from libnftables 1.0.6
+    listed = [
+        {"family": "inet", "table": "t", "chain": "prerouting", "handle": handle, "comment": "x",
+         "expr": [
+             {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.96.0.10"}},
+             {"match": {"op": "==", "left": {"payload": {"protocol": proto, "field": "dport"}}, "right": 53}},
+             {"dnat": {"family": "ip", "addr": "169.254.20.53", "port": 53}},
+         ]}
+        for handle, proto in ((2, "udp"), (3, "tcp"))
+    ]  # fmt: skip
+    assert dnsredirect.redirects_in(listed) == {2: V4, 3: V4}
+    assert dnsredirect.redirects_in([{"handle": 9, "expr": [{"counter": None}]}]) == {}
