@@ -177,10 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     guard.add_argument("--dns-table", default=DEFAULT_DNS_TABLE, help="the redirect table to watch")
     guard.add_argument("--interval", type=float, default=1.0, help="seconds between looks")
 
-    crd = sub.add_parser(
+    crd_cmd = sub.add_parser(
         "crd", help="print the FQDNNetworkPolicy CustomResourceDefinition generated from the schema"
     )
-    crd.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    crd_cmd.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
 
     teardown = sub.add_parser("teardown", help="delete this project's nftables table (lifts all enforcement)")
     teardown.add_argument("--table", default=ruleset.DEFAULT_TABLE)

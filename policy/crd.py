@@ -23,26 +23,27 @@ HEADER = (
     "# Regenerate with: fqdn-policy crd --output deploy/crd.yaml\n"
 )
 
-# A JSONPath cannot count, so there is no "number of rules" column; the names and patterns are what a
-# reader wants to see anyway. `[*]` lists every value, comma-separated.
+# The API server prints one value per column (the first a JSONPath yields) and a JSONPath cannot count,
+# so there is no "number of rules" column; objects and lists print as JSON.
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {
         "name": "Pod-Selector",
         "type": "string",
-        "jsonPath": ".spec.podSelector.matchLabels",
-        "description": "The labels a pod of this namespace must carry to be selected",
+        "jsonPath": ".spec.podSelector",
+        "description": "Which pods of this namespace the policy selects",
     },
     {
-        "name": "Names",
+        "name": "First-Rule",
         "type": "string",
-        "jsonPath": ".spec.egress[*].matches[*].name",
-        "description": "Exact names the selected pods may reach",
+        "jsonPath": ".spec.egress[0].matches",
+        "description": "Names and patterns of the first egress rule (all rules: kubectl get -o yaml)",
     },
     {
-        "name": "Patterns",
+        "name": "First-Rule-Ports",
         "type": "string",
-        "jsonPath": ".spec.egress[*].matches[*].pattern",
-        "description": "Name patterns the selected pods may reach",
+        "jsonPath": ".spec.egress[0].ports",
+        "priority": 1,
+        "description": "Ports of the first egress rule; empty means every protocol and port",
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
