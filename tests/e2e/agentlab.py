@@ -72,26 +72,28 @@ class AgentLab:
         tmp.write_text(yaml.safe_dump_all(documents))
         tmp.replace(self.policy_file)
 
-    def agent_argv(self, *extra: str) -> list[str]:
+    def agent_argv(self, *extra: str, listen: tuple[str, ...] = (PROXY_V4, PROXY_V6)) -> list[str]:
         """`fqdn-policy run` as the lab runs it: the lab's policy file, proxy addresses and upstream."""
+        listen_args = [arg for address in listen for arg in ("--listen", address)]
         return [
             AGENT,
             "run",
             "--policy",
             str(self.policy_file),
-            "--listen",
-            PROXY_V4,
-            "--listen",
-            PROXY_V6,
+            *listen_args,
             "--upstream",
             "198.51.100.53:53",
             *extra,
         ]
 
-    def start_agent(self, *extra: str) -> subprocess.Popen[Any]:
+    def start_agent(
+        self, *extra: str, listen: tuple[str, ...] = (PROXY_V4, PROXY_V6)
+    ) -> subprocess.Popen[Any]:
         readies = self.count_log("agent.ready")
         log = open(self.agent_log, "a")  # noqa: SIM115 - the child writes to it until it exits
-        self.agent = self.lab.popen("node", self.agent_argv(*extra), stdout=log, stderr=subprocess.STDOUT)
+        self.agent = self.lab.popen(
+            "node", self.agent_argv(*extra, listen=listen), stdout=log, stderr=subprocess.STDOUT
+        )
         wait_for(
             lambda: self.count_log("agent.ready") > readies or self.agent.poll() is not None,
             15,

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.e2e.agentlab import AGENT, wait_for
 from tests.lab.addressing import DNS_V4, DNS_V6
@@ -177,3 +178,23 @@ def test_guard_removes_the_redirect_of_a_crashed_agent_and_leaves_a_live_one(clu
     assert len(decisions(env)) == 2
     guard.send_signal(signal.SIGTERM)
     assert guard.wait(timeout=5) == 0
+
+
+def test_the_daemonsets_proxy_address_and_flags_work_on_a_node(cluster_lab):
+    """The init container's script and the ConfigMap's --listen, as deploy/ ships them, in the lab node."""
+    env = cluster_lab
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    daemonset = yaml.safe_load((deploy / "daemonset.yaml").read_text())
+    (init,) = daemonset["spec"]["template"]["spec"]["initContainers"]
+    for _ in range(2):  # a restarted pod runs it again
+        env.lab.run("node", init["command"])
+    flags = yaml.safe_load((deploy / "configmap.yaml").read_text())["data"]["run.flags"].split()
+    listen = next(f.split("=", 1)[1] for f in flags if f.startswith("--listen="))
+    v4_only = ("--dns-service", CLUSTER_DNS, "--exempt", f"{DNS_V4}/32", "--log-decisions", "all")
+    env.start_agent(*v4_only, listen=(listen,))
+    assert ask(env)["rcode"] == "NOERROR"
+    assert ask(env, tcp=True)["rcode"] == "NOERROR"
+    assert len(decisions(env)) == 2
+    assert env.stop_agent() == 0
+    assert not dns_table_present(env)
+    assert ask(env)["rcode"] == "NOERROR"
