@@ -7,6 +7,7 @@ enforcer.conntrack. This module decides when each happens and logs it.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import secrets
 
@@ -21,8 +22,9 @@ from enforcer.writer import SetWriter
 def plan(services: list[tuple[str, int]], listen: list[tuple[str, int]]) -> list[Redirect]:
     """Each service address goes to the first listen address of its family.
 
-    Raises ValueError (a usage error) when there is none, or when it is loopback: a DNAT in prerouting
-    to 127.0.0.0/8 or ::1 is dropped as a martian (unless route_localnet, which opens more than this).
+    Raises ValueError (a usage error) when there is none, or when it is loopback (a DNAT in prerouting
+    to 127.0.0.0/8 or ::1 is dropped as a martian, unless route_localnet, which opens more than this)
+    or a wildcard (not an address a packet can be sent to).
     """
     redirects = []
     for host, port in services:
@@ -32,9 +34,11 @@ def plan(services: list[tuple[str, int]], listen: list[tuple[str, int]]) -> list
             family = "IPv6" if v6 else "IPv4"
             raise ValueError(f"--dns-service {host}: no {family} --listen address to redirect it to")
         target = targets[0]
-        if target[0].startswith("127.") or target[0] == "::1":
+        address = ipaddress.ip_address(target[0])
+        if address.is_loopback or address.is_unspecified:
+            kind = "loopback" if address.is_loopback else "a wildcard"
             raise ValueError(
-                f"--dns-service {host}: the redirect target {target[0]} is loopback, which pods cannot "
+                f"--dns-service {host}: the redirect target {target[0]} is {kind}, which pods cannot "
                 "be redirected to; listen on a node address (e.g. 169.254.20.53, see docs/kubernetes.md)"
             )
         redirects.append(Redirect(service=(host, port), target=target))

@@ -53,6 +53,7 @@ def test_plan_targets_the_first_listen_address_of_each_family():
     [
         ([("fd00:20::53", 53)], "no IPv4 --listen address"),
         ([("127.0.0.1", 53)], "is loopback"),
+        ([("0.0.0.0", 53)], "is a wildcard"),
     ],
 )
 def test_plan_refuses_a_target_pods_cannot_reach(listen, message):
