@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         "crd", help="print the FQDNNetworkPolicy CustomResourceDefinition generated from the schema"
     )
     crd_cmd.add_argument("--output", "-o", type=Path, help="write to this file instead of stdout")
+    crd_cmd.add_argument(
+        "--fields", action="store_true", help="print the spec's fields and checks as a Markdown table instead"
+    )
 
     teardown = sub.add_parser("teardown", help="delete this project's nftables table (lifts all enforcement)")
     teardown.add_argument("--table", default=ruleset.DEFAULT_TABLE)
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "teardown":
         return _teardown([args.table, args.dns_table])
     if args.command == "crd":
-        return _crd(args.output)
+        return _crd(args.output, args.fields)
     if args.command == "dns-guard":
         logs.configure()
         DnsGuard(args.dns_table, args.interval).run()
@@ -213,8 +216,8 @@ def _check(path: Path) -> int:
     return EXIT_OK
 
 
-def _crd(output: Path | None) -> int:
-    text = crd.render()
+def _crd(output: Path | None, fields: bool) -> int:
+    text = crd.field_table() if fields else crd.render()
     if output is None:
         sys.stdout.write(text)
     else:

@@ -87,3 +87,47 @@ def custom_resource_definition() -> dict[str, Any]:
 def render() -> str:
     """The CRD as the YAML text deploy/crd.yaml holds, byte for byte."""
     return HEADER + yaml.safe_dump(custom_resource_definition(), sort_keys=False, width=100)
+
+
+def field_table() -> str:
+    """The spec's fields as a Markdown table, for docs/kubernetes.md (a test keeps the copy there
+    equal to this, so the documented checks are the schema's own)."""
+    rows = ["| field | type | checked by the API server | meaning |", "|---|---|---|---|"]
+
+    def checks(node: dict[str, Any]) -> list[str]:
+        rules = []
+        if "enum" in node:
+            rules.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
+        if "minimum" in node or "maximum" in node:
+            rules.append(f"{node.get('minimum', '')} to {node.get('maximum', '')}")
+        if "maxLength" in node:
+            rules.append(f"length {node.get('minLength', 0)} to {node['maxLength']}")
+        if "maxItems" in node:
+            rules.append(f"{node.get('minItems', 0)} to {node['maxItems']} items")
+        for regex in [node.get("pattern"), *(b.get("pattern") for b in node.get("allOf", []))]:
+            if regex:
+                rules.append(f"matches `{regex}`")
+        if "oneOf" in node:
+            rules.append("exactly one of " + " or ".join(f"`{b['required'][0]}`" for b in node["oneOf"]))
+        rules += [f"CEL: {v['message']}" for v in node.get("x-kubernetes-validations", [])]
+        return rules
+
+    def visit(node: dict[str, Any], path: str, required: bool) -> None:
+        rules = (["required"] if required else []) + checks(node)
+        kind = node.get("type", "")
+        items = node.get("items")
+        if items is not None:
+            kind = f"list of {items.get('type', '')}"
+            rules += [f"each item: {rule}" for rule in checks(items)]
+        if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+            kind = f"map of {node['additionalProperties']['type']}"
+            rules += [f"each value: {rule}" for rule in checks(node["additionalProperties"])]
+        cells = [f"`{path}`", kind, "; ".join(rules), node.get("description", "")]
+        rows.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        child = items if items is not None else node
+        prefix = f"{path}[]" if items is not None else path
+        for key, sub in child.get("properties", {}).items():
+            visit(sub, f"{prefix}.{key}", key in child.get("required", []))
+
+    visit(crd_document_schema()["properties"]["spec"], "spec", True)
+    return "\n".join(rows) + "\n"

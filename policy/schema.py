@@ -57,10 +57,20 @@ _LABEL_SELECTOR: dict[str, Any] = {
                 "type": "object",
                 "required": ["key", "operator"],
                 "properties": {
-                    "key": {"type": "string", "minLength": 1, "maxLength": 317},
-                    "operator": {"type": "string", "enum": ["In", "NotIn", "Exists", "DoesNotExist"]},
+                    "key": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 317,
+                        "description": "A label key.",
+                    },
+                    "operator": {
+                        "type": "string",
+                        "enum": ["In", "NotIn", "Exists", "DoesNotExist"],
+                        "description": "How the pod's value for `key` is compared with `values`.",
+                    },
                     "values": {
                         "type": "array",
+                        "description": "The values for In and NotIn; none for Exists and DoesNotExist.",
                         "maxItems": MAX_SELECTOR_VALUES,
                         "items": {"type": "string", "maxLength": 63},
                     },
@@ -125,6 +135,7 @@ _PORT: dict[str, Any] = {
 
 SPEC_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "description": "Which pods of the namespace the policy selects, and where they may connect by name.",
     "required": ["podSelector"],
     "properties": {
         "podSelector": _LABEL_SELECTOR,
@@ -138,6 +149,7 @@ SPEC_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "matches": {
                         "type": "array",
+                        "description": "Names and patterns this rule allows; one matching is enough.",
                         "minItems": 1,
                         "maxItems": MAX_MATCHES_PER_RULE,
                         "items": _MATCH,

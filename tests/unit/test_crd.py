@@ -53,6 +53,15 @@ def test_cli_prints_and_writes_the_crd(capsys, tmp_path):
     assert out.read_text() == crd.render()
 
 
+def test_docs_field_table_is_the_generators_output(capsys):
+    docs = (ROOT / "docs" / "kubernetes.md").read_text()
+    documented = docs.split("<!-- fields:start -->\n")[1].split("<!-- fields:end -->")[0]
+    assert documented == crd.field_table(), "docs/kubernetes.md is stale: paste `fqdn-policy crd --fields`"
+    assert main(["crd", "--fields"]) == 0
+    assert capsys.readouterr().out == crd.field_table()
+    assert "| `spec.egress[].ports[].port` | integer | 1 to 65535 |" in documented
+
+
 def test_crd_names_match_gkes():
     spec = yaml.safe_load(crd.render())["spec"]
     assert spec["group"] == "fqdn.policy.dev" and spec["scope"] == "Namespaced"
