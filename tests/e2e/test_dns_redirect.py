@@ -133,20 +133,32 @@ def test_stopping_the_newer_agent_first_hands_the_redirect_back(cluster_lab, tmp
     assert len(decisions(env)) == 1
 
 
-def test_an_existing_udp_flow_follows_the_redirect_both_ways(cluster_lab):
+@pytest.mark.parametrize("server", [f"{CLUSTER_DNS}:53", f"[{CLUSTER_DNS_V6}]:53"], ids=["ipv4", "ipv6"])
+def test_an_existing_udp_flow_follows_the_redirect_both_ways(cluster_lab, server):
     """A resolver that keeps one source port keeps one conntrack entry: it must be moved to the proxy
     when the redirect appears, and back to the cluster DNS when it goes."""
     env = cluster_lab
     sport = 40053
-    assert ask(env, sport=sport)["rcode"] == "NOERROR"  # before the agent: straight to the cluster DNS
+    # before the agent: straight to the cluster DNS
+    assert ask(env, sport=sport, server=server)["rcode"] == "NOERROR"
     env.start_agent(*REDIRECT)
     assert env.has_log("dns.conntrack_flushed", redirected=True)
-    assert ask(env, sport=sport)["rcode"] == "NOERROR"
+    assert ask(env, sport=sport, server=server)["rcode"] == "NOERROR"
     assert len(decisions(env)) == 1  # the same flow now reaches the agent
     assert env.stop_agent() == 0
     assert env.has_log("dns.conntrack_flushed", redirected=False)
     # Without the flush this packet would follow the old entry to the proxy address: refused.
-    assert ask(env, sport=sport)["result"] == "answered"
+    assert ask(env, sport=sport, server=server)["result"] == "answered"
+
+
+def test_teardown_deletes_both_tables(cluster_lab):
+    env = cluster_lab
+    env.start_agent(*REDIRECT)
+    env.stop_agent(signal.SIGKILL)
+    assert dns_table_present(env)
+    out = env.lab.run("node", [AGENT, "teardown"]).stdout
+    assert f"deleted table inet {DNS_TABLE}" in out and "deleted table inet fqdn_policy" in out
+    assert "fqdn_policy" not in env.nft("list", "tables")
 
 
 def test_guard_removes_the_redirect_of_a_crashed_agent_and_leaves_a_live_one(cluster_lab, tmp_path):

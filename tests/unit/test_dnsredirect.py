@@ -141,3 +141,8 @@ def test_redirects_are_read_back_from_the_listed_chain():
     ]  # fmt: skip
     assert dnsredirect.redirects_in(listed) == {2: V4, 3: V4}
     assert dnsredirect.redirects_in([{"handle": 9, "expr": [{"counter": None}]}]) == {}
+
+
+def test_without_the_conntrack_tool_nothing_is_flushed_and_the_caller_is_told(monkeypatch):
+    monkeypatch.setattr(conntrack, "TOOL", "no-such-conntrack-tool")
+    assert conntrack.flush_misrouted(("10.96.0.10", 53), ("169.254.20.53", 53), redirected=True) is None
