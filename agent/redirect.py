@@ -45,6 +45,11 @@ def plan(services: list[tuple[str, int]], listen: list[tuple[str, int]]) -> list
     return redirects
 
 
+def _hostport(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class DnsRedirector:
     def __init__(self, writer: SetWriter, table: str, redirects: list[Redirect]) -> None:
         self.writer = writer
@@ -69,9 +74,7 @@ class DnsRedirector:
             reason=reason,
             table=f"{FAMILY} {self.table}",
             owner=self.token,
-            redirects=[
-                f"{r.service[0]}:{r.service[1]} -> {r.target[0]}:{r.target[1]}" for r in self.redirects
-            ],
+            redirects=[f"{_hostport(r.service)} -> {_hostport(r.target)}" for r in self.redirects],
         )
         await self._flush_conntrack(redirected=True)
 
@@ -90,10 +93,15 @@ class DnsRedirector:
         commands = dnsredirect.remove_commands(self.table, self.handles)
         try:
             await self.writer.call(lambda nft: nft.run(commands))
-        except NftError:
+        except NftError as error:
             # Our rules are gone: a newer agent replaced them (it owns the redirect now), or someone
             # deleted the table. Either way there is nothing of ours left to remove.
-            self.log.info("dns.redirect_kept", reason="this agent's rules were replaced", owner=self.token)
+            self.log.info(
+                "dns.redirect_kept",
+                reason="this agent's rules were replaced",
+                owner=self.token,
+                kernel_said=str(error).splitlines()[0] if str(error) else "",
+            )
             return
         self.log.info("dns.redirect_removed", table=f"{FAMILY} {self.table}", owner=self.token)
         await self._flush_conntrack(redirected=False)
@@ -113,7 +121,7 @@ class DnsRedirector:
             if deleted:
                 self.log.info(
                     "dns.conntrack_flushed",
-                    service=f"{redirect.service[0]}:{redirect.service[1]}",
+                    service=_hostport(redirect.service),
                     entries=deleted,
                     redirected=redirected,
                 )
