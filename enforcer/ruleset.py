@@ -8,10 +8,15 @@ One `inet` table holds everything; nothing outside it is ever touched. Layout:
     set allow_v4_port / _v6_port       pod . destination . protocol . port
     set exempt_v4 / exempt_v6          destinations never enforced (e.g. the cluster's own ranges)
     set ipblock_v4 / _v6 (+ _port)     pod . network [. protocol . port range] from NetworkPolicy ipBlocks
+    set reject_v4 / reject_v6          pods whose denied packets are rejected instead of dropped
+    counter drops_unlogged             denied packets beyond the log rate limit (not logged)
     chain forward (hook forward)       established/related pass; enforced pods jump to egress_v4/v6
-    chain egress_v4 / egress_v6        accept what a set allows, drop the rest
+    chain egress_v4 / egress_v6        accept what a set allows; log the rest (rate-limited), go to deny
+    chain deny_v4 / deny_v6            the verdict on the rest: reject (pods in reject_v*), drop, or,
+                                       in audit mode, accept
 
-Drop, not reject: the reference behaviour (GKE) drops, and a drop reveals nothing about the destination.
+Drop by default: the reference behaviour (GKE) drops, and a drop reveals nothing about the destination;
+`--reject` and the `fqdn.policy.dev/on-deny: reject` annotation opt into a fast failure (docs/drops.md).
 Sets are created with `add`, which leaves an existing set and its elements alone: a restarted agent
 adopts what the previous one allowed instead of flushing it (no gap, no lost allowance).
 """
@@ -19,6 +24,8 @@ adopts what the previous one allowed instead of flushing it (no gap, no lost all
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from policy.allowtable import Element, ElementWrite
@@ -31,6 +38,28 @@ Command = dict[str, Any]
 
 _ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
 _IP = {4: "ip", 6: "ip6"}
+_ICMP = {4: "icmp", 6: "icmpv6"}
+
+# Calico logs flows to NFLOG groups 1 and 2, ulogd's examples use 0-2 and Suricata 2: stay clear of them.
+DEFAULT_NFLOG_GROUP = 4053
+DEFAULT_LOG_RATE = 20  # denied packets logged per second (bursts of twice that); the rest only counted
+LOG_PREFIX = "fqdn-policy"
+UNLOGGED_COUNTER = "drops_unlogged"
+CHAINS = ("forward", "egress_v4", "egress_v6", "deny_v4", "deny_v6")
+
+
+class Mode(StrEnum):
+    ENFORCE = "enforce"  # denied packets are dropped (or rejected)
+    AUDIT = "audit"  # denied packets are logged and accepted
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """What the chains do with a packet no set allows."""
+
+    mode: Mode = Mode.ENFORCE
+    nflog_group: int | None = DEFAULT_NFLOG_GROUP  # None: not logged
+    log_rate: int = DEFAULT_LOG_RATE
 
 
 def set_name(version: int, proto: str | None, port: int | None) -> str:
@@ -75,24 +104,24 @@ def _rule(table: str, chain: str, expr: list[dict[str, Any]], comment: str | Non
     return {"add": {"rule": body}}
 
 
-def base_ruleset(table: str = DEFAULT_TABLE) -> list[Command]:
-    """Create or adopt the table: sets are kept with their elements, chains are rewritten atomically."""
+def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial()) -> list[Command]:
+    """Create or adopt the table: sets are kept with their elements, chains are rewritten atomically
+    (so a restart that switches between enforce and audit mode swaps the verdict in one transaction)."""
     cmds: list[Command] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
     for v in (4, 6):
         addr = _ADDR[v]
         cmds.append(_set(table, f"enforced_v{v}", [addr], []))
         cmds.append(_set(table, f"exempt_v{v}", [addr], ["interval"]))
+        cmds.append(_set(table, f"reject_v{v}", [addr], []))
         cmds.append(_set(table, f"allow_v{v}", [addr, addr], ["timeout"]))
         cmds.append(_set(table, f"allow_v{v}_proto", [addr, addr, "inet_proto"], ["timeout"]))
         port_key = [addr, addr, "inet_proto", "inet_service"]
         cmds.append(_set(table, f"allow_v{v}_port", port_key, ["timeout"]))
         cmds.append(_set(table, f"ipblock_v{v}", [addr, addr], ["interval"]))
         cmds.append(_set(table, f"ipblock_v{v}_port", port_key, ["interval"]))
-    chains = {
-        "forward": {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"},
-        "egress_v4": {},
-        "egress_v6": {},
-    }
+    cmds.append({"add": {"counter": {"family": FAMILY, "table": table, "name": UNLOGGED_COUNTER}}})
+    chains: dict[str, dict[str, Any]] = {name: {} for name in CHAINS}
+    chains["forward"] = {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
     for name, base in chains.items():
         cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": name, **base}}})
         cmds.append({"flush": {"chain": {"family": FAMILY, "table": table, "name": name}}})
@@ -137,9 +166,39 @@ def base_ruleset(table: str = DEFAULT_TABLE) -> list[Command]:
                 [_match_set([saddr, daddr, l4proto, dport], f"allow_v{v}_port"), {"accept": None}],
             )
         )
-        cmds.append(
-            _rule(table, chain, [{"counter": None}, {"drop": None}], comment="fqdn-policy: not allowed")
-        )
+        cmds += _denial_rules(table, v, denial)
+    return cmds
+
+
+def _denial_rules(table: str, version: int, denial: Denial) -> list[Command]:
+    """The end of egress_vN (log within the rate, count beyond it) and the whole of deny_vN.
+
+    One token bucket decides: `limit rate over` matches the packets beyond the rate, which are counted
+    in the named counter and go straight to the verdict; the others fall through to the log rule. In
+    audit mode only a connection's first packet (ct state new) is logged: the accepted connection is
+    established from then on and passes the forward chain's first rule.
+    """
+    egress, deny = f"egress_v{version}", f"deny_v{version}"
+    goto = {"goto": {"target": deny}}
+    new_only: list[dict[str, Any]] = []
+    if denial.mode is Mode.AUDIT:
+        new_only = [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}}]
+    cmds: list[Command] = []
+    if denial.nflog_group is not None:
+        over = {"limit": {"rate": denial.log_rate, "burst": 2 * denial.log_rate, "per": "second", "inv": True}}
+        cmds.append(_rule(table, egress, [*new_only, over, {"counter": UNLOGGED_COUNTER}, goto]))
+        log = {"log": {"group": denial.nflog_group, "prefix": f"{LOG_PREFIX} {denial.mode}", "snaplen": 96}}
+        cmds.append(_rule(table, egress, [*new_only, log]))
+    cmds.append(_rule(table, egress, [goto]))
+    if denial.mode is Mode.AUDIT:
+        cmds.append(_rule(table, deny, [{"counter": None}, {"accept": None}], comment="fqdn-policy: audit"))
+        return cmds
+    rejected = _match_set([_field(version, "saddr")], f"reject_v{version}")
+    tcp = {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": "tcp"}}
+    cmds.append(_rule(table, deny, [rejected, tcp, {"counter": None}, {"reject": {"type": "tcp reset"}}]))
+    admin = {"reject": {"type": _ICMP[version], "expr": "admin-prohibited"}}
+    cmds.append(_rule(table, deny, [rejected, {"counter": None}, admin]))
+    cmds.append(_rule(table, deny, [{"counter": None}, {"drop": None}], comment="fqdn-policy: not allowed"))
     return cmds
 
 
@@ -189,7 +248,17 @@ def element_commands(
 
 
 def enforced_commands(table: str, add: Iterable[str], remove: Iterable[str]) -> list[Command]:
+    return pod_set_commands(table, "enforced", add, remove)
+
+
+def reject_commands(table: str, add: Iterable[str], remove: Iterable[str]) -> list[Command]:
+    return pod_set_commands(table, "reject", add, remove)
+
+
+def pod_set_commands(table: str, prefix: str, add: Iterable[str], remove: Iterable[str]) -> list[Command]:
+    """Add and remove pod addresses in `<prefix>_v4` / `<prefix>_v6`."""
     cmds: list[Command] = []
+    add, remove = list(add), list(remove)
     for verb, addresses in (("delete", remove), ("add", add)):
         for v in (4, 6):
             elems = [a for a in addresses if (":" in a) == (v == 6)]
@@ -200,7 +269,7 @@ def enforced_commands(table: str, add: Iterable[str], remove: Iterable[str]) -> 
                             "element": {
                                 "family": FAMILY,
                                 "table": table,
-                                "name": f"enforced_v{v}",
+                                "name": f"{prefix}_v{v}",
                                 "elem": elems,
                             }
                         }
