@@ -54,6 +54,28 @@ def network(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{text!r} is not an address or CIDR range") from None
 
 
+def nflog_group(text: str) -> int | None:
+    if text == "off":
+        return None
+    try:
+        group = int(text)
+        if not 0 <= group <= 65535:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a group number 0-65535 or 'off'") from None
+    return group
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+        if value < 1:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1") from None
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     # `@FILE` reads more arguments from FILE, one per line: how the DaemonSet takes its ConfigMap.
     parser = argparse.ArgumentParser(prog="fqdn-policy", description=__doc__, fromfile_prefix_chars="@")
@@ -165,6 +187,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_DNS_TABLE,
         help="name of the inet table holding the DNS redirect (removed when the agent stops)",
     )
+    run.add_argument(
+        "--mode",
+        choices=[m.value for m in ruleset.Mode],
+        default=ruleset.Mode.ENFORCE.value,
+        help="enforce: deny what no rule allows; audit: decide, write and log everything, but accept "
+        "denied connections and log each as egress.would_drop (docs/drops.md)",
+    )
+    run.add_argument(
+        "--reject",
+        action="store_true",
+        help="deny with a fast failure (TCP reset, ICMP administratively prohibited) instead of a "
+        "silent drop, for every pod; per policy: annotation fqdn.policy.dev/on-deny: reject",
+    )
+    run.add_argument(
+        "--nflog-group",
+        type=nflog_group,
+        default=ruleset.DEFAULT_NFLOG_GROUP,
+        help="NFLOG group the deny rules log to and the agent reads (egress.dropped lines); 'off' = none",
+    )
+    run.add_argument(
+        "--drop-log-rate",
+        type=positive_int,
+        default=ruleset.DEFAULT_LOG_RATE,
+        help="denied packets logged per second (bursts of twice that); beyond it they are denied "
+        "and counted (egress.unlogged), not logged",
+    )
 
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
@@ -262,6 +310,10 @@ def _run(args: argparse.Namespace) -> int:
         client_rate=args.client_rate,
         dns_services=args.dns_service,
         dns_table=args.dns_table,
+        mode=ruleset.Mode(args.mode),
+        reject=args.reject,
+        nflog_group=args.nflog_group,
+        drop_log_rate=args.drop_log_rate,
     )
     try:
         asyncio.run(Agent(config).run_forever())

@@ -20,7 +20,8 @@ from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
 from policy.decision import AnsweredLookup, Decision, Outcome, decide
-from policy.model import Grant
+from policy.dropattribution import DeniedAnswers
+from policy.model import grant_text
 from policy.ruleindex import PolicyIndex
 
 
@@ -29,13 +30,6 @@ class GateStats:
     decisions: dict[str, int]
     write_failures: int = 0
     elements_written: int = 0
-
-
-def grant_text(grant: Grant) -> str:
-    proto, port = grant
-    if proto is None:
-        return "any"
-    return f"{proto}/{port}" if port is not None else f"{proto}/any"
 
 
 class PolicyGate:
@@ -49,6 +43,7 @@ class PolicyGate:
         clock: Callable[[], float] = time.monotonic,
         on_write_failure: Callable[[Exception], None] | None = None,
         decision_log: DecisionLog | None = None,
+        denied: DeniedAnswers | None = None,
     ) -> None:
         self.index = index
         self.table = table
@@ -60,11 +55,15 @@ class PolicyGate:
         self.stats = GateStats(decisions={o.value: 0 for o in Outcome})
         self.log = get("fqdn_policy.dns")
         self.decision_log = decision_log if decision_log is not None else DecisionLog()
+        # Answers to names no rule allows, so a later drop can say which name the pod had looked up.
+        self.denied = denied if denied is not None else DeniedAnswers()
 
     def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
         decision = decide(lookup, self.index, self.table, self.guard, self.clock())
         self.stats.decisions[decision.outcome.value] += 1
+        if decision.outcome is Outcome.NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
+            self.denied.record(decision.pod, lookup.qname, [a[1] for a in lookup.addresses], self.clock())
         plan = decision.plan
         if plan is None or not decision.needs_write:
             if plan is not None:

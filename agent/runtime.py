@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
+from agent.drops import DropReporter
 from agent.gate import PolicyGate
 from agent.logs import get
 from agent.redirect import DnsRedirector, plan
@@ -32,6 +33,7 @@ from enforcer.nft import Nft
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
+from policy.dropattribution import DeniedAnswers
 from policy.fileloader import PolicyFileError, load_file
 from policy.model import PolicySet
 from policy.ruleindex import PolicyIndex
@@ -66,6 +68,14 @@ class AgentConfig:
     # address of the same family, in table `dns_table` (Kubernetes mode; see docs/kubernetes.md).
     dns_services: list[tuple[str, int]] = field(default_factory=list)
     dns_table: str = DEFAULT_DNS_TABLE
+    mode: ruleset.Mode = ruleset.Mode.ENFORCE  # audit: denied packets are logged and accepted
+    reject: bool = False  # every enforced pod gets a fast failure, not only those of rejecting policies
+    nflog_group: int | None = ruleset.DEFAULT_NFLOG_GROUP  # None: denied packets are not logged
+    drop_log_rate: int = ruleset.DEFAULT_LOG_RATE
+
+    @property
+    def denial(self) -> ruleset.Denial:
+        return ruleset.Denial(self.mode, self.nflog_group, self.drop_log_rate)
 
 
 class StartupError(RuntimeError):
@@ -92,6 +102,11 @@ class Agent:
         self.redirector = DnsRedirector(
             self.writer, config.dns_table, plan(config.dns_services, config.listen)
         )
+        self.denied = DeniedAnswers()
+        # Denied connections per pod ("namespace/name", or the source address of an unknown one);
+        # in audit mode, the connections enforcement would have denied.
+        self.drops_by_pod: dict[str, int] = {}
+        self.drops: DropReporter | None = None
 
     @property
     def index(self) -> PolicyIndex:
@@ -113,6 +128,7 @@ class Agent:
             self.config.table,
             on_write_failure=self._write_failed,
             decision_log=self.decision_log,
+            denied=self.denied,
         )
         try:
             await self.writer.call(lambda nft: self._install(nft, index))
@@ -120,6 +136,18 @@ class Agent:
             raise StartupError(f"cannot program nftables table {self.config.table!r}: {error}") from error
         await self._reconcile(index)
         self._log_uncomposed(policy_set)
+        if self.config.nflog_group is not None:
+            self.drops = DropReporter(
+                self.config.nflog_group,
+                lambda: self.index,
+                self.table,
+                self.denied,
+                lambda ip: ip in self._reject_ips(self.index, 6 if ":" in ip else 4),
+                self.drops_by_pod,
+                self.writer,
+                self.config.table,
+            )
+            await self.drops.start()
         await self.forwarder.start()
         limiter = (
             ClientRateLimiter(self.config.client_rate, 2 * self.config.client_rate)
@@ -158,7 +186,13 @@ class Agent:
             enforced_pods=sum(1 for p in policy_set.pods if (c := index.pod(p.key)) and c.rules),
             adopted_elements=len(self.table),
             table=f"{ruleset.FAMILY} {self.config.table}",
+            mode=self.config.mode.value,
+            reject="all pods" if self.config.reject else "pods of policies annotated on-deny: reject",
+            nflog_group=self.config.nflog_group,
         )
+
+    def _reject_ips(self, index: PolicyIndex, version: int) -> frozenset[str]:
+        return index.enforced_ips(version) if self.config.reject else index.reject_ips(version)
 
     def _load(self) -> PolicySet:
         path = self.config.policy_file
@@ -176,12 +210,15 @@ class Agent:
         """
         table = self.config.table
         enforced = sorted(index.enforced_ips(4) | index.enforced_ips(6))
-        commands = ruleset.base_ruleset(table)
+        rejected = sorted(self._reject_ips(index, 4) | self._reject_ips(index, 6))
+        commands = ruleset.base_ruleset(table, self.config.denial)
         commands += [
-            {"flush": {"set": {"family": ruleset.FAMILY, "table": table, "name": f"enforced_v{v}"}}}
+            {"flush": {"set": {"family": ruleset.FAMILY, "table": table, "name": f"{kind}_v{v}"}}}
+            for kind in ("enforced", "reject")
             for v in (4, 6)
         ]
         commands += ruleset.enforced_commands(table, enforced, [])
+        commands += ruleset.reject_commands(table, rejected, [])
         commands += ruleset.exempt_commands(table, self.config.exempt)
         commands += ruleset.ipblock_commands(table, index.ipblock_elements())
         now = time.monotonic()
@@ -215,6 +252,13 @@ class Agent:
                 add |= new - old
                 remove |= old - new
             commands = ruleset.enforced_commands(self.config.table, sorted(add), sorted(remove)) + commands
+            add_reject: set[str] = set()
+            remove_reject: set[str] = set()
+            for v in (4, 6):
+                new, old = self._reject_ips(index, v), self._reject_ips(previous, v)
+                add_reject |= new - old
+                remove_reject |= old - new
+            commands += ruleset.reject_commands(self.config.table, sorted(add_reject), sorted(remove_reject))
             ipblocks = index.ipblock_elements()
             if ipblocks != previous.ipblock_elements():
                 commands += ruleset.ipblock_commands(self.config.table, ipblocks)
@@ -295,7 +339,7 @@ class Agent:
         self.log.info("enforcer.repaired", elements_written=len(self.table))
 
     def _chains_present(self, nft: Nft) -> bool:
-        return {"forward", "egress_v4", "egress_v6"} <= nft.chains(self.config.table)
+        return set(ruleset.CHAINS) <= nft.chains(self.config.table)
 
     async def _watchdog(self) -> None:
         """Notices a deleted table or chain within a second, even when no lookup fails on it."""
@@ -330,6 +374,8 @@ class Agent:
             await self.redirector.remove()
         except Exception as error:
             self.log.error("dns.redirect_remove_failed", error=str(error))
+        if self.drops is not None:
+            self.drops.stop()  # frees the NFLOG group at once for the agent that replaces this one
         # Stop reading first and answer what was already read, then close: a query that was read is
         # never dropped, and one still queued in the closing socket is retried by its client and, with
         # SO_REUSEPORT, lands on the agent that replaces this one.

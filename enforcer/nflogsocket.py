@@ -44,7 +44,8 @@ class NflogSocket:
                         # A group bound by another socket answers EPERM (nfulnl_recv_config checks
                         # the owner's port id before the command; EBUSY is for a re-bind).
                         if message.errno in (errno.EPERM, errno.EBUSY):
-                            raise GroupBusy(errno.EBUSY, f"NFLOG group {self.group} is bound by another socket")
+                            busy = f"NFLOG group {self.group} is bound by another socket"
+                            raise GroupBusy(errno.EBUSY, busy)
                         if message.errno:
                             raise OSError(message.errno, f"binding NFLOG group {self.group} failed")
                         return

@@ -71,6 +71,11 @@ class Nft:
         out = self.run([{"list": {"chains": {"family": FAMILY}}}])
         return {item["chain"]["name"] for item in out if "chain" in item and item["chain"]["table"] == table}
 
+    def counter(self, table: str, name: str) -> int:
+        """Packets a named counter has counted (`list counter` reads no set, so it stays cheap)."""
+        out = self.run([{"list": {"counter": {"family": FAMILY, "table": table, "name": name}}}])
+        return next(int(item["counter"]["packets"]) for item in out if "counter" in item)
+
     def table_exists(self, table: str) -> bool:
         try:
             self.run([{"list": {"table": {"family": FAMILY, "name": table}}}])

@@ -185,7 +185,8 @@ def _denial_rules(table: str, version: int, denial: Denial) -> list[Command]:
         new_only = [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}}]
     cmds: list[Command] = []
     if denial.nflog_group is not None:
-        over = {"limit": {"rate": denial.log_rate, "burst": 2 * denial.log_rate, "per": "second", "inv": True}}
+        rate = denial.log_rate
+        over = {"limit": {"rate": rate, "burst": 2 * rate, "per": "second", "inv": True}}
         cmds.append(_rule(table, egress, [*new_only, over, {"counter": UNLOGGED_COUNTER}, goto]))
         log = {"log": {"group": denial.nflog_group, "prefix": f"{LOG_PREFIX} {denial.mode}", "snaplen": 96}}
         cmds.append(_rule(table, egress, [*new_only, log]))

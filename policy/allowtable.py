@@ -199,6 +199,16 @@ class AllowTable:
             if until - now > margin
         ]
 
+    def names_for(self, pod: str, dst: str) -> dict[str, float]:
+        """The names `pod` resolved to `dst` through an allowed answer, with when each allowance ends
+        (kept until the next expiry sweep, so a recently expired one is still known)."""
+        out: dict[str, float] = {}
+        for qname in self._names_by_dst.get((pod, dst), ()):
+            until = self.resolutions.get((pod, qname), {}).get(dst)
+            if until is not None:
+                out[qname] = until
+        return out
+
     def forget_expired(self, now: float) -> int:
         """Drop bookkeeping the kernel has already expired; returns how many elements went."""
         stale = [e for e, until in self.expiry.items() if until <= now]

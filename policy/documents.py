@@ -12,7 +12,7 @@ from typing import Any
 
 from policy import names
 from policy.model import EgressRule, LabelSelector, Pod, Policy, PortRule, Protocol, Requirement
-from policy.schema import POD_DOCUMENT_SCHEMA, POLICY_DOCUMENT_SCHEMA, POLICY_KIND
+from policy.schema import ON_DENY_ANNOTATION, POD_DOCUMENT_SCHEMA, POLICY_DOCUMENT_SCHEMA, POLICY_KIND
 from policy.schemacheck import Problem, validate
 
 DEFAULT_NAMESPACE = "default"
@@ -40,6 +40,7 @@ def policy_from_document(doc: dict[str, Any]) -> Policy:
         name=meta["name"],
         selector=selector_from_document(spec["podSelector"]),
         egress=tuple(_rule(i, rule) for i, rule in enumerate(spec.get("egress") or [])),
+        rejects=(meta.get("annotations") or {}).get(ON_DENY_ANNOTATION) == "reject",
     )
 
 

@@ -27,6 +27,14 @@ ALL_PORT_PROTOCOLS = ("tcp", "udp", "sctp")
 Grant = tuple[str | None, int | None]
 
 
+def grant_text(grant: Grant) -> str:
+    """As logs show it: "tcp/443", "udp/any", "any"."""
+    proto, port = grant
+    if proto is None:
+        return "any"
+    return f"{proto}/{port}" if port is not None else f"{proto}/any"
+
+
 @dataclass(frozen=True, slots=True)
 class PortRule:
     protocol: Protocol = Protocol.ALL
@@ -87,6 +95,7 @@ class Policy:
     name: str
     selector: LabelSelector
     egress: tuple[EgressRule, ...]
+    rejects: bool = False  # annotation fqdn.policy.dev/on-deny: reject
 
     @property
     def key(self) -> str:

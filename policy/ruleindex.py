@@ -116,6 +116,15 @@ class PolicyIndex:
             ip for c in self._by_pod.values() if c.rules is not None for ip in c.pod.ips_of_family(version)
         )
 
+    def reject_ips(self, version: int) -> frozenset[str]:
+        """Addresses of pods selected by a policy annotated to reject: denied packets get a fast failure."""
+        return frozenset(
+            ip
+            for c in self._by_pod.values()
+            if c.rules is not None and any(p.rejects for p in c.rules.policies)
+            for ip in c.pod.ips_of_family(version)
+        )
+
     def ipblock_elements(self) -> frozenset[IpBlockElement]:
         """What NetworkPolicy ipBlock rules allow the enforced pods (composed with the FQDN rules)."""
         if not self.policy_set.network_policies:

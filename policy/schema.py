@@ -186,13 +186,38 @@ _METADATA: dict[str, Any] = {
     },
 }
 
+# Behaviour switches live in annotations, so the spec stays exactly GKE's (docs/drops.md).
+ON_DENY_ANNOTATION = f"{PROJECT_GROUP}/on-deny"
+ON_DENY_VALUES = ("drop", "reject")
+
+_POLICY_METADATA: dict[str, Any] = {
+    **_METADATA,
+    "properties": {
+        **_METADATA["properties"],
+        "annotations": {
+            "type": "object",
+            "description": "Other annotations are accepted and ignored.",
+            "additionalProperties": {"type": "string"},
+            "properties": {
+                ON_DENY_ANNOTATION: {
+                    "type": "string",
+                    "enum": list(ON_DENY_VALUES),
+                    "description": "What happens to a packet no rule allows, for the pods this policy "
+                    "selects: `drop` (default, the client times out) or `reject` (TCP reset, ICMP "
+                    "administratively prohibited). A pod selected by any rejecting policy is rejected.",
+                },
+            },
+        },
+    },
+}
+
 POLICY_DOCUMENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["apiVersion", "kind", "metadata", "spec"],
     "properties": {
         "apiVersion": {"type": "string", "enum": list(POLICY_API_VERSIONS)},
         "kind": {"type": "string", "enum": [POLICY_KIND]},
-        "metadata": _METADATA,
+        "metadata": _POLICY_METADATA,
         "spec": SPEC_SCHEMA,
         "status": STATUS_SCHEMA,
     },
