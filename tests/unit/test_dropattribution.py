@@ -1,0 +1,107 @@
+"""Why a packet was denied: a table of cases over the pure attribution (policy.dropattribution)."""
+
+import pytest
+
+from policy.addressguard import AddressGuard
+from policy.allowtable import AllowTable
+from policy.decision import AnsweredLookup, decide
+from policy.dropattribution import DeniedAnswers, Reason, attribute
+from policy.fileloader import load_text
+from policy.ruleindex import PolicyIndex
+from policy.ttl import TTLPolicy
+
+POLICY = """
+apiVersion: networking.gke.io/v1alpha1
+kind: FQDNNetworkPolicy
+metadata: {name: p}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  egress:
+  - matches: [{name: www.google.com}, {pattern: "*.yourdomain.com"}]
+    ports: [{protocol: TCP, port: 443}]
+---
+{apiVersion: v1, kind: Pod, metadata: {name: c, labels: {app: c}},
+ status: {podIPs: [{ip: 10.244.1.10}, {ip: "2001:db8:244::10"}]}}
+---
+{apiVersion: v1, kind: Pod, metadata: {name: o}, status: {podIPs: [{ip: 10.244.1.11}]}}
+"""
+GOOGLE, CLOUDFLARE, HARDCODED = "198.51.100.10", "198.51.100.20", "198.51.100.99"
+
+
+@pytest.fixture
+def world():
+    index = PolicyIndex(load_text(POLICY))
+    table = AllowTable(TTLPolicy(5, 3600))
+    denied = DeniedAnswers()
+    guard = AddressGuard([], [])
+    # At t=0 the pod looks up an allowed name (TTL 300) and one no rule allows.
+    decision = decide(
+        AnsweredLookup("10.244.1.10", "www.google.com", 1, 0, ((4, GOOGLE, 300),)), index, table, guard, 0.0
+    )
+    table.commit(decision.plan)
+    denied.record("default/c", "www.cloudflare.com", [CLOUDFLARE], 0.0)
+    return index, table, denied
+
+
+CASES = [
+    # source, destination, protocol, port, now, reason, names
+    ("10.244.1.10", CLOUDFLARE, "tcp", 443, 10.0, Reason.NAME_NOT_ALLOWED,
+     [{"name": "www.cloudflare.com", "allowed": False}]),
+    ("10.244.1.10", GOOGLE, "tcp", 80, 10.0, Reason.PORT_NOT_ALLOWED,
+     [{"name": "www.google.com", "allowed": True, "expires_in_s": 290, "grants": ["tcp/443"]}]),
+    ("10.244.1.10", GOOGLE, "udp", 443, 10.0, Reason.PORT_NOT_ALLOWED,
+     [{"name": "www.google.com", "allowed": True, "expires_in_s": 290, "grants": ["tcp/443"]}]),
+    ("10.244.1.10", GOOGLE, "tcp", 443, 400.0, Reason.EXPIRED,
+     [{"name": "www.google.com", "allowed": True, "expired_s_ago": 100, "grants": ["tcp/443"]}]),
+    ("10.244.1.10", GOOGLE, "tcp", 443, 10.0, Reason.NOT_IN_KERNEL,
+     [{"name": "www.google.com", "allowed": True, "expires_in_s": 290, "grants": ["tcp/443"]}]),
+    ("10.244.1.10", HARDCODED, "tcp", 443, 10.0, Reason.NEVER_RESOLVED, []),
+    # Another pod resolved nothing: names are per pod.
+    ("10.244.1.11", GOOGLE, "tcp", 80, 10.0, Reason.NEVER_RESOLVED, []),
+    ("10.244.1.99", GOOGLE, "tcp", 80, 10.0, Reason.UNKNOWN_POD, []),
+    # A denied answer is remembered for an hour, then forgotten.
+    ("10.244.1.10", CLOUDFLARE, "tcp", 443, 3601.0, Reason.NEVER_RESOLVED, []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("source", "destination", "protocol", "port", "now", "reason", "names"), CASES)
+def test_attribution(world, source, destination, protocol, port, now, reason, names):
+    index, table, denied = world
+    found = attribute(source, destination, protocol, port, index, table, denied, now)
+    assert found.reason is reason
+    assert found.fields()["names"] == names
+    assert found.fields()["reason"] == reason.value
+
+
+def test_never_resolved_says_so(world):
+    found = attribute("10.244.1.10", HARDCODED, "tcp", 443, *world, 1.0)
+    assert found.pod == "default/c"
+    assert "never resolved through the proxy" in found.explanation
+
+
+def test_a_name_no_longer_allowed_after_a_reload_counts_as_not_allowed(world):
+    _, table, denied = world
+    narrower = PolicyIndex(load_text(POLICY.replace("{name: www.google.com}, ", "")))
+    found = attribute("10.244.1.10", GOOGLE, "tcp", 443, narrower, table, denied, 10.0)
+    assert found.reason is Reason.NAME_NOT_ALLOWED
+    assert found.fields()["names"] == [{"name": "www.google.com", "allowed": False}]
+
+
+def test_both_memories_are_listed_once(world):
+    index, table, denied = world
+    denied.record("default/c", "alias.example.net", [GOOGLE], 5.0)
+    denied.record("default/c", "www.google.com", [GOOGLE], 5.0)
+    names = attribute("10.244.1.10", GOOGLE, "tcp", 80, index, table, denied, 10.0).fields()["names"]
+    assert [n["name"] for n in names] == ["www.google.com", "alias.example.net"]
+
+
+def test_denied_answers_are_bounded_oldest_first():
+    denied = DeniedAnswers(limit=2)
+    denied.record("p", "a.example", ["192.0.2.1"], 0.0)
+    denied.record("p", "b.example", ["192.0.2.2"], 1.0)
+    denied.record("p", "a.example", ["192.0.2.1"], 2.0)  # refreshed: now the newest
+    denied.record("p", "c.example", ["192.0.2.3"], 3.0)
+    assert len(denied) == 2
+    assert denied.names_for("p", "192.0.2.2", 3.0) == []
+    assert denied.names_for("p", "192.0.2.1", 3.0) == ["a.example"]
+    assert denied.names_for("p", "192.0.2.3", 3.0) == ["c.example"]
