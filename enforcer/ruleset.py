@@ -45,6 +45,13 @@ DEFAULT_NFLOG_GROUP = 4053
 DEFAULT_LOG_RATE = 20  # denied packets logged per second (bursts of twice that); the rest only counted
 LOG_PREFIX = "fqdn-policy"
 UNLOGGED_COUNTER = "drops_unlogged"
+ND_TYPES = (
+    "nd-router-solicit",
+    "nd-router-advert",
+    "nd-neighbor-solicit",
+    "nd-neighbor-advert",
+    "nd-redirect",
+)
 CHAINS = ("forward", "egress_v4", "egress_v6", "deny_v4", "deny_v6")
 
 
@@ -147,6 +154,13 @@ def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial()) -> list[
         l4proto = {"meta": {"key": "l4proto"}}
         dport = {"payload": {"protocol": "th", "field": "dport"}}
         cmds.append(_rule(table, chain, [_match_set([daddr], f"exempt_v{v}"), {"accept": None}]))
+        if v == 6:
+            # Neighbour discovery never leaves the link, but with bridge netfilter a pod's solicitations
+            # flooded to the other bridge ports pass this hook: denying them broke nothing the node
+            # needed, yet filled the drop log with one line per pod and neighbour.
+            nd = {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
+                            "right": {"set": list(ND_TYPES)}}}  # fmt: skip
+            cmds.append(_rule(table, chain, [nd, {"accept": None}]))
         cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"ipblock_v{v}"), {"accept": None}]))
         cmds.append(
             _rule(
