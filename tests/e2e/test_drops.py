@@ -1,6 +1,7 @@
 """Drop attribution, audit mode and reject mode, end to end (docs/drops.md)."""
 
 import signal
+import sys
 
 import pytest
 
@@ -140,3 +141,28 @@ def test_overlapping_agents_hand_over_the_nflog_group(agent_lab):
     assert env.tcp("pod-a", CLOUDFLARE, 443) == "timeout"
     one_line(env, "egress.dropped", CLOUDFLARE, 443)
     assert second.poll() is None
+
+
+FLOOD = """
+import socket
+for _ in range({count}):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:  # a new source port each: a new flow
+        s.sendto(b"x", ("198.51.100.20", 5000))
+"""
+
+
+def test_beyond_the_log_rate_drops_are_counted_not_logged(agent_lab):
+    """Every denied packet is either one egress.dropped line or counted in an egress.unlogged line."""
+    env = agent_lab
+    env.start_agent("--drop-log-rate", "2")
+    env.lab.run("pod-a", [sys.executable, "-c", FLOOD.format(count=200)])
+
+    def accounted():
+        logged = len(lines(env, "egress.dropped", CLOUDFLARE, 5000))
+        return logged, sum(e["packets"] for e in lines(env, "egress.unlogged"))
+
+    # The counter is polled every 5 s; a poll during the flood reports part of it, the next the rest.
+    wait_for(lambda: sum(accounted()) >= 200, 11, "every packet logged or counted")
+    logged, unlogged = accounted()
+    assert 1 <= logged <= 10, logged  # the burst (4) and whatever the rate refilled meanwhile
+    assert logged + unlogged == 200, (logged, unlogged)

@@ -147,3 +147,13 @@ def test_bad_flags_are_usage_errors(bad, capsys):
     with pytest.raises(SystemExit) as exit_:
         build_parser().parse_args(["run", "--policy", "p.yaml", "--upstream", "192.0.2.53", *bad])
     assert exit_.value.code == 2
+
+
+def test_neighbour_discovery_is_never_denied():
+    """Link-local by definition; with bridge netfilter, pods' solicitations pass the forward hook."""
+    commands = ruleset.base_ruleset("t")
+    nd = [rule for rule in _rules(commands, "egress_v6") if "icmpv6" in str(rule)]
+    assert len(nd) == 1 and nd[0][-1] == {"accept": None}
+    assert "nd-neighbor-solicit" in str(nd[0]) and not any(
+        "icmpv6" in str(r) for r in _rules(commands, "egress_v4")
+    )
