@@ -142,7 +142,7 @@ class Agent:
                 lambda: self.index,
                 self.table,
                 self.denied,
-                lambda ip: ip in self._reject_ips(self.index, 6 if ":" in ip else 4),
+                self._rejects,
                 self.drops_by_pod,
                 self.writer,
                 self.config.table,
@@ -193,6 +193,13 @@ class Agent:
 
     def _reject_ips(self, index: PolicyIndex, version: int) -> frozenset[str]:
         return index.enforced_ips(version) if self.config.reject else index.reject_ips(version)
+
+    def _rejects(self, ip: str) -> bool:
+        """Whether the pod with this address gets a fast failure (for the drop line's `verdict`)."""
+        client = self.index.client(ip)
+        if client is None or client.rules is None:
+            return False
+        return self.config.reject or any(p.rejects for p in client.rules.policies)
 
     def _load(self) -> PolicySet:
         path = self.config.policy_file

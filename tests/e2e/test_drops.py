@@ -121,6 +121,8 @@ def test_reject_annotation_per_policy(agent_lab):
     wait_for(lambda: env.has_log("policy.loaded"), 5, "policy reload")
     result = env.probe("pod-a", "tcp", CLOUDFLARE, "443", "--timeout", "3")
     assert result["result"] == "refused" and result["elapsed_ms"] < 1000, result
+    wait_for(lambda: len(lines(env, "egress.dropped", CLOUDFLARE, 443)) == 2, 3, "the second drop line")
+    assert [e["verdict"] for e in lines(env, "egress.dropped", CLOUDFLARE, 443)] == ["drop", "reject"]
     # Annotation removed again: back to the silent drop.
     env.write_policy([article_policy(), *lab_pods()])
     env.agent.send_signal(signal.SIGHUP)
