@@ -119,8 +119,13 @@ class DropReporter:
     async def _bind_when_free(self) -> None:
         while True:
             await asyncio.sleep(BIND_RETRY_SECONDS)
-            with contextlib.suppress(GroupBusy):
+            try:
                 self._bind()
+                return
+            except GroupBusy:
+                continue
+            except OSError as error:
+                self.log.error("drops.log_unavailable", nflog_group=self.group, error=str(error))
                 return
 
     def _readable(self) -> None:

@@ -6,6 +6,7 @@ import pytest
 import structlog
 
 from agent.drops import DropReporter, RecentConnections
+from enforcer.nflogsocket import GroupBusy
 from enforcer.nflogwire import LoggedPacket
 from policy.allowtable import AllowTable
 from policy.dropattribution import DeniedAnswers
@@ -118,3 +119,51 @@ def test_unlogged_packets_are_reported_as_deltas(reporter):
     unlogged = [e for e in logs if e["event"] == "egress.unlogged"]
     assert [(e["packets"], e["since_start"]) for e in unlogged] == [(30, 30), (4, 34)]
     assert reporter.unlogged == 34
+
+
+class FakeSocket:
+    """Busy for the first `busy` binds, then bound; readable through a socketpair."""
+
+    attempts = 0
+
+    def __init__(self, group, busy=2):
+        import socket
+
+        self.group, self.busy = group, busy
+        self.pair = socket.socketpair()
+        self.closed = False
+
+    def fileno(self):
+        return self.pair[0].fileno()
+
+    def bind(self):
+        FakeSocket.attempts += 1
+        if FakeSocket.attempts <= self.busy:
+            raise GroupBusy(16, "busy")
+
+    def close(self):
+        self.closed = True
+        for s in self.pair:
+            s.close()
+
+
+def test_a_busy_group_is_retried_until_the_other_reader_lets_go(reporter, monkeypatch):
+    monkeypatch.setattr("agent.drops.BIND_RETRY_SECONDS", 0.01)
+    FakeSocket.attempts = 0
+    reporter._socket_factory = FakeSocket
+
+    async def run():
+        with structlog.testing.capture_logs() as logs:
+            await reporter.start()
+            assert not reporter.reading
+            for _ in range(200):
+                if reporter.reading:
+                    break
+                await asyncio.sleep(0.01)
+            reporter.stop()
+        return logs
+
+    logs = asyncio.run(run())
+    events = [e["event"] for e in logs]
+    assert events.count("drops.group_busy") == 1 and events.count("drops.reading") == 1
+    assert FakeSocket.attempts == 3
