@@ -1,6 +1,7 @@
 """The drop reporter: one line per denied connection, counted per pod; the unlogged counter's deltas."""
 
 import asyncio
+import socket
 
 import pytest
 import structlog
@@ -127,8 +128,6 @@ class FakeSocket:
     attempts = 0
 
     def __init__(self, group, busy=2):
-        import socket
-
         self.group, self.busy = group, busy
         self.pair = socket.socketpair()
         self.closed = False
