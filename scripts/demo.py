@@ -61,7 +61,9 @@ def describe(entry: dict[str, Any]) -> tuple[str, str] | None:
             return "green", f"{head} by {rules}: {allowed or 'already allowed'} on {grants}"
         return "dim", head
     if event in ("egress.dropped", "egress.would_drop"):
-        verb = "DROPPED" if event == "egress.dropped" else "WOULD DROP (audit, accepted)"
+        verb = {"drop": "DROPPED", "reject": "REJECTED"}.get(
+            entry.get("verdict", ""), "WOULD DROP (audit, accepted)"
+        )
         names = ", ".join(_name_text(n) for n in entry.get("names", []))
         port = entry.get("port")
         where = f"{entry.get('destination')} {entry.get('protocol')}{f'/{port}' if port else ''}"
@@ -113,11 +115,14 @@ class Demo:
         return addresses[0]
 
     def connect(self, pod: str, label: str, target: str, address: str, port: int, expect: str) -> None:
-        result = self.env.tcp(pod, address, port, timeout=DROP_TIMEOUT)
+        probe = self.env.probe(pod, "tcp", address, str(port), "--timeout", str(DROP_TIMEOUT))
+        result = probe["result"]
         ok = result == expect
         self.screen.failures += not ok
-        colour = "green" if result == "connected" else "red"
+        colour = {"connected": "green", "refused": "yellow"}.get(result, "red")
         verdict = self.screen.paint(colour, result)
+        if result != "connected":
+            verdict += self.screen.paint("dim", f" after {probe['elapsed_ms'] / 1000:.3f} s")
         note = "" if ok else self.screen.paint("red", f"   (expected {expect}!)")
         self.screen.say(f"  {self.screen.paint('bold', label)}$ connect {target}:{port}  ->  {verdict}{note}")
         if pod == "pod-a":
@@ -166,6 +171,17 @@ def replay(env: AgentLab, screen: Screen, documents: list[Any]) -> None:
     demo.show_logs()
     demo.connect("pod-a", curl, "www.google.com", "198.51.100.10", 80, "connected")
     dim("  no new lookup was needed: the agent rewrote the sets from what the pod had resolved")
+
+    say(screen.paint("bold", "\n4. Fast failure: the policy annotated fqdn.policy.dev/on-deny: reject"))
+    for doc in documents:
+        if doc.get("kind") == "FQDNNetworkPolicy":
+            doc["metadata"]["annotations"] = {"fqdn.policy.dev/on-deny": "reject"}
+    env.write_policy(documents)
+    env.agent.send_signal(signal.SIGHUP)
+    wait_for(lambda: env.count_log("policy.loaded") >= 2, 5, "reload")
+    demo.show_logs()
+    demo.connect("pod-a", curl, "www.cloudflare.com", "198.51.100.20", 443, "refused")
+    dim("  refused at once (a TCP reset): the application gets an error instead of waiting for a timeout")
     env.stop_agent()
 
 
