@@ -26,7 +26,7 @@ from enforcer.nflogsocket import GroupBusy, NflogSocket
 from enforcer.nflogwire import LoggedPacket
 from enforcer.writer import SetWriter
 from policy.allowtable import AllowTable
-from policy.dropattribution import DeniedAnswers, attribute
+from policy.dropattribution import NameMemory, attribute
 from policy.ruleindex import PolicyIndex
 
 DEDUP_SECONDS = 120.0
@@ -62,7 +62,7 @@ class DropReporter:
         group: int,
         index: Callable[[], PolicyIndex],
         allowed: AllowTable,
-        denied: DeniedAnswers,
+        names: NameMemory,
         rejects: Callable[[str], bool],
         drops_by_pod: dict[str, int],
         writer: SetWriter,
@@ -73,7 +73,7 @@ class DropReporter:
         self.group = group
         self.index = index
         self.allowed = allowed
-        self.denied = denied
+        self.names = names
         self.rejects = rejects
         self.drops_by_pod = drops_by_pod
         self.writer = writer
@@ -157,7 +157,7 @@ class DropReporter:
             packet.port,
             self.index(),
             self.allowed,
-            self.denied,
+            self.names,
             now,
         )
         pod_key = found.pod or packet.source

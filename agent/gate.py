@@ -20,7 +20,7 @@ from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
 from policy.decision import AnsweredLookup, Decision, Outcome, decide
-from policy.dropattribution import DeniedAnswers
+from policy.dropattribution import NameMemory
 from policy.model import grant_text
 from policy.ruleindex import PolicyIndex
 
@@ -43,7 +43,7 @@ class PolicyGate:
         clock: Callable[[], float] = time.monotonic,
         on_write_failure: Callable[[Exception], None] | None = None,
         decision_log: DecisionLog | None = None,
-        denied: DeniedAnswers | None = None,
+        names: NameMemory | None = None,
     ) -> None:
         self.index = index
         self.table = table
@@ -56,14 +56,15 @@ class PolicyGate:
         self.log = get("fqdn_policy.dns")
         self.decision_log = decision_log if decision_log is not None else DecisionLog()
         # Answers to names no rule allows, so a later drop can say which name the pod had looked up.
-        self.denied = denied if denied is not None else DeniedAnswers()
+        self.names = names if names is not None else NameMemory()
 
     def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
         decision = decide(lookup, self.index, self.table, self.guard, self.clock())
         self.stats.decisions[decision.outcome.value] += 1
         if decision.outcome is Outcome.NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
-            self.denied.record(decision.pod, lookup.qname, [a[1] for a in lookup.addresses], self.clock())
+            answered = [a[1] for a in lookup.addresses]
+            self.names.record_denied(decision.pod, lookup.qname, answered, self.clock())
         plan = decision.plan
         if plan is None or not decision.needs_write:
             if plan is not None:

@@ -33,7 +33,7 @@ from enforcer.nft import Nft
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
-from policy.dropattribution import DeniedAnswers
+from policy.dropattribution import NameMemory
 from policy.fileloader import PolicyFileError, load_file
 from policy.model import PolicySet
 from policy.ruleindex import PolicyIndex
@@ -102,7 +102,8 @@ class Agent:
         self.redirector = DnsRedirector(
             self.writer, config.dns_table, plan(config.dns_services, config.listen)
         )
-        self.denied = DeniedAnswers()
+        # What pods resolved that the AllowTable does not hold (denied names, expired allowances).
+        self.names = NameMemory()
         # Denied connections per pod ("namespace/name", or the source address of an unknown one);
         # in audit mode, the connections enforcement would have denied.
         self.drops_by_pod: dict[str, int] = {}
@@ -128,7 +129,7 @@ class Agent:
             self.config.table,
             on_write_failure=self._write_failed,
             decision_log=self.decision_log,
-            denied=self.denied,
+            names=self.names,
         )
         try:
             await self.writer.call(lambda nft: self._install(nft, index))
@@ -141,7 +142,7 @@ class Agent:
                 self.config.nflog_group,
                 lambda: self.index,
                 self.table,
-                self.denied,
+                self.names,
                 self._rejects,
                 self.drops_by_pod,
                 self.writer,
@@ -370,7 +371,10 @@ class Agent:
     async def _sweep_expired(self) -> None:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
-            self.table.forget_expired(time.monotonic())
+            now = time.monotonic()
+            if self.drops is not None:  # a later drop can still say which name expired
+                self.names.record_expired(self.table.expired_resolutions(now), now)
+            self.table.forget_expired(now)
 
     async def stop(self) -> None:
         for task in self._tasks:

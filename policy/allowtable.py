@@ -209,6 +209,15 @@ class AllowTable:
                 out[qname] = until
         return out
 
+    def expired_resolutions(self, now: float) -> list[tuple[str, str, str, float]]:
+        """(pod, name, destination, allowance end) of every resolution whose allowance has ended."""
+        return [
+            (pod, qname, dst, until)
+            for (pod, qname), resolved in self.resolutions.items()
+            for dst, until in resolved.items()
+            if until <= now
+        ]
+
     def forget_expired(self, now: float) -> int:
         """Drop bookkeeping the kernel has already expired; returns how many elements went."""
         stale = [e for e, until in self.expiry.items() if until <= now]

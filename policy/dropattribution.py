@@ -2,7 +2,9 @@
 explanation comes out (the agent writes it as one `egress.dropped` or `egress.would_drop` line).
 
 The names come from two memories: the AllowTable's resolutions (answers a rule allowed, with their
-expiry) and DeniedAnswers (answers to names no rule allows, which the AllowTable never sees).
+expiry) and a NameMemory of what the AllowTable does not hold: answers to names no rule allows (it never
+sees them) and allowances it forgot at the expiry sweep (an application reusing an address long after
+its TTL, the most common "it worked yesterday" drop).
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from policy.model import Grant, grant_text
 from policy.ruleindex import NO_MATCH, PolicyIndex
 
 NEVER_RESOLVED = "never resolved through the proxy"
-DENIED_MEMORY_SECONDS = 3600.0
-DENIED_MEMORY_LIMIT = 65536  # (pod, destination) pairs; the oldest go first
+NAME_MEMORY_SECONDS = 3600.0
+NAME_MEMORY_LIMIT = 65536  # (pod, destination) pairs; the oldest go first
 
 
 class Reason(StrEnum):
@@ -40,35 +42,45 @@ EXPLANATIONS = {
 }
 
 
-class DeniedAnswers:
-    """Which names not allowed a pod was answered with, by destination: (pod, dst) -> {name: seen at}."""
+class NameMemory:
+    """Names a pod was answered with that the AllowTable does not hold, by destination:
+    (pod, dst) -> {name: (recorded at, allowance end or None for a name no rule allowed)}."""
 
-    def __init__(self, limit: int = DENIED_MEMORY_LIMIT, keep: float = DENIED_MEMORY_SECONDS) -> None:
+    def __init__(self, limit: int = NAME_MEMORY_LIMIT, keep: float = NAME_MEMORY_SECONDS) -> None:
         self.limit = limit
         self.keep = keep
-        self._names: dict[tuple[str, str], dict[str, float]] = {}
+        self._names: dict[tuple[str, str], dict[str, tuple[float, float | None]]] = {}
 
     def __len__(self) -> int:
         return len(self._names)
 
-    def record(self, pod: str, qname: str, addresses: Iterable[str], now: float) -> None:
+    def record_denied(self, pod: str, qname: str, addresses: Iterable[str], now: float) -> None:
         for dst in addresses:
-            key = (pod, dst)
-            names = self._names.pop(key, None) or {}
-            names[qname] = now
-            self._names[key] = names  # re-inserted: the dict's order is the eviction order
+            self._put(pod, dst, qname, now, None)
+
+    def record_expired(self, expired: Iterable[tuple[str, str, str, float]], now: float) -> None:
+        """(pod, name, destination, allowance end) the AllowTable is about to forget."""
+        for pod, qname, dst, until in expired:
+            self._put(pod, dst, qname, now, until)
+
+    def _put(self, pod: str, dst: str, qname: str, now: float, until: float | None) -> None:
+        key = (pod, dst)
+        names = self._names.pop(key, None) or {}
+        names[qname] = (now, until)
+        self._names[key] = names  # re-inserted: the dict's order is the eviction order
         while len(self._names) > self.limit:
             del self._names[next(iter(self._names))]
 
-    def names_for(self, pod: str, dst: str, now: float) -> list[str]:
+    def names_for(self, pod: str, dst: str, now: float) -> dict[str, float | None]:
+        """name -> when its allowance ended (None: never allowed), for names recorded within `keep`."""
         names = self._names.get((pod, dst), {})
-        return sorted(name for name, seen in names.items() if now - seen <= self.keep)
+        return {name: until for name, (seen, until) in sorted(names.items()) if now - seen <= self.keep}
 
 
 @dataclass(frozen=True, slots=True)
 class NameSeen:
     name: str
-    allowed: bool  # some rule of a policy selecting the pod matches the name (now)
+    allowed: bool  # a rule of a policy selecting the pod matches the name now, and matched when answered
     remaining: float | None = None  # seconds the allowance has left; negative once expired
     grants: tuple[str, ...] = ()  # what the allowing rules open, as "tcp/443", "udp/any", "any"
 
@@ -117,7 +129,7 @@ def attribute(
     port: int | None,
     index: PolicyIndex,
     allowed: AllowTable,
-    denied: DeniedAnswers,
+    memory: NameMemory,
     now: float,
 ) -> DropAttribution:
     client = index.client(source)
@@ -126,9 +138,13 @@ def attribute(
     pod = client.pod.key
     seen: list[NameSeen] = []
     live_covering = live = expired = False
-    for name, until in sorted(allowed.names_for(pod, destination).items()):
+    held = allowed.names_for(pod, destination)
+    remembered = {n: u for n, u in memory.names_for(pod, destination, now).items() if n not in held}
+    # Names the AllowTable holds first, then remembered ones; each group by name.
+    names = sorted({**remembered, **held}.items(), key=lambda item: (item[0] not in held, item[0]))
+    for name, until in names:
         match = client.rules.match(name) if client.rules is not None else NO_MATCH
-        if not match.rules:
+        if until is None or not match.rules:
             seen.append(NameSeen(name, False))
             continue
         remaining = until - now
@@ -139,8 +155,6 @@ def attribute(
             live_covering |= _covers(match.grants, protocol, port)
         else:
             expired = True
-    known = {n.name for n in seen}
-    seen += [NameSeen(name, False) for name in denied.names_for(pod, destination, now) if name not in known]
     if live_covering:
         reason = Reason.NOT_IN_KERNEL
     elif live:

@@ -172,3 +172,15 @@ def test_beyond_the_log_rate_drops_are_counted_not_logged(agent_lab):
     # At most the burst (4) plus what the bucket refilled (2/s) while the flood lasted.
     assert 1 <= logged <= 4 + 2 * flood_seconds + 1, (logged, flood_seconds)
     assert logged + unlogged == 200, (logged, unlogged)
+
+
+def test_an_address_used_after_its_allowance_expired_says_so(agent_lab):
+    env = agent_lab
+    env.start_agent("--min-ttl", "1", "--max-ttl", "1")
+    env.dns("pod-a", "www.google.com")
+    time.sleep(1.5)
+    assert env.tcp("pod-a", GOOGLE, 443) == "timeout"
+    line = one_line(env, "egress.dropped", GOOGLE, 443)
+    assert line["reason"] == "expired"
+    [name] = line["names"]
+    assert name["name"] == "www.google.com" and name["expired_s_ago"] >= 0

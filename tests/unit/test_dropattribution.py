@@ -5,7 +5,7 @@ import pytest
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
 from policy.decision import AnsweredLookup, decide
-from policy.dropattribution import DeniedAnswers, Reason, attribute
+from policy.dropattribution import NameMemory, Reason, attribute
 from policy.fileloader import load_text
 from policy.ruleindex import PolicyIndex
 from policy.ttl import TTLPolicy
@@ -32,14 +32,14 @@ GOOGLE, CLOUDFLARE, HARDCODED = "198.51.100.10", "198.51.100.20", "198.51.100.99
 def world():
     index = PolicyIndex(load_text(POLICY))
     table = AllowTable(TTLPolicy(5, 3600))
-    denied = DeniedAnswers()
+    denied = NameMemory()
     guard = AddressGuard([], [])
     # At t=0 the pod looks up an allowed name (TTL 300) and one no rule allows.
     decision = decide(
         AnsweredLookup("10.244.1.10", "www.google.com", 1, 0, ((4, GOOGLE, 300),)), index, table, guard, 0.0
     )
     table.commit(decision.plan)
-    denied.record("default/c", "www.cloudflare.com", [CLOUDFLARE], 0.0)
+    denied.record_denied("default/c", "www.cloudflare.com", [CLOUDFLARE], 0.0)
     return index, table, denied
 
 
@@ -89,19 +89,33 @@ def test_a_name_no_longer_allowed_after_a_reload_counts_as_not_allowed(world):
 
 def test_both_memories_are_listed_once(world):
     index, table, denied = world
-    denied.record("default/c", "alias.example.net", [GOOGLE], 5.0)
-    denied.record("default/c", "www.google.com", [GOOGLE], 5.0)
+    denied.record_denied("default/c", "alias.example.net", [GOOGLE], 5.0)
+    denied.record_denied("default/c", "www.google.com", [GOOGLE], 5.0)
     names = attribute("10.244.1.10", GOOGLE, "tcp", 80, index, table, denied, 10.0).fields()["names"]
     assert [n["name"] for n in names] == ["www.google.com", "alias.example.net"]
 
 
-def test_denied_answers_are_bounded_oldest_first():
-    denied = DeniedAnswers(limit=2)
-    denied.record("p", "a.example", ["192.0.2.1"], 0.0)
-    denied.record("p", "b.example", ["192.0.2.2"], 1.0)
-    denied.record("p", "a.example", ["192.0.2.1"], 2.0)  # refreshed: now the newest
-    denied.record("p", "c.example", ["192.0.2.3"], 3.0)
-    assert len(denied) == 2
-    assert denied.names_for("p", "192.0.2.2", 3.0) == []
-    assert denied.names_for("p", "192.0.2.1", 3.0) == ["a.example"]
-    assert denied.names_for("p", "192.0.2.3", 3.0) == ["c.example"]
+def test_name_memory_is_bounded_oldest_first():
+    memory = NameMemory(limit=2)
+    memory.record_denied("p", "a.example", ["192.0.2.1"], 0.0)
+    memory.record_denied("p", "b.example", ["192.0.2.2"], 1.0)
+    memory.record_denied("p", "a.example", ["192.0.2.1"], 2.0)  # refreshed: now the newest
+    memory.record_expired([("p", "c.example", "192.0.2.3", 2.5)], 3.0)
+    assert len(memory) == 2
+    assert memory.names_for("p", "192.0.2.2", 3.0) == {}
+    assert memory.names_for("p", "192.0.2.1", 3.0) == {"a.example": None}
+    assert memory.names_for("p", "192.0.2.3", 3.0) == {"c.example": 2.5}
+
+
+def test_an_allowance_forgotten_at_the_sweep_is_still_reported_expired(world):
+    """The classic case: an application reuses an address long after its TTL."""
+    index, table, memory = world
+    now = 1000.0
+    memory.record_expired(table.expired_resolutions(now), now)
+    table.forget_expired(now)
+    assert table.names_for("default/c", GOOGLE) == {}
+    found = attribute("10.244.1.10", GOOGLE, "tcp", 443, index, table, memory, now + 600)
+    assert found.reason is Reason.EXPIRED
+    assert found.fields()["names"] == [
+        {"name": "www.google.com", "allowed": True, "expired_s_ago": 1300, "grants": ["tcp/443"]}
+    ]

@@ -10,7 +10,7 @@ from agent.drops import DropReporter, RecentConnections
 from enforcer.nflogsocket import GroupBusy
 from enforcer.nflogwire import LoggedPacket
 from policy.allowtable import AllowTable
-from policy.dropattribution import DeniedAnswers
+from policy.dropattribution import NameMemory
 from policy.fileloader import load_text
 from policy.ruleindex import PolicyIndex
 from policy.ttl import TTLPolicy
@@ -46,8 +46,8 @@ class CounterWriter:
 @pytest.fixture
 def reporter():
     clock = [0.0]
-    denied = DeniedAnswers()
-    denied.record("default/c", "www.cloudflare.com", ["198.51.100.20"], 0.0)
+    denied = NameMemory()
+    denied.record_denied("default/c", "www.cloudflare.com", ["198.51.100.20"], 0.0)
     out = DropReporter(
         4053,
         lambda: PolicyIndex(load_text(POLICY)),

@@ -116,5 +116,5 @@ def test_answers_to_names_not_allowed_are_remembered_for_drop_attribution(gate):
     gate.admit("10.244.1.10", "udp", query("www.cloudflare.com"), answer("198.51.100.20"), released.append)
     gate.admit("10.244.1.11", "udp", query("www.cloudflare.com"), answer("198.51.100.21"), released.append)
     assert released == [True, True]
-    assert gate.denied.names_for("default/c", "198.51.100.20", 100.0) == ["www.cloudflare.com"]
-    assert len(gate.denied) == 1  # the unselected pod is not enforced: nothing to explain later
+    assert gate.names.names_for("default/c", "198.51.100.20", 100.0) == {"www.cloudflare.com": None}
+    assert len(gate.names) == 1  # the unselected pod is not enforced: nothing to explain later
