@@ -21,6 +21,8 @@ from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
 from policy.fileloader import PolicyFileError, load_file
 from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL
+from sources.base import PolicySource, SourceConfigError
+from sources.filesource import DEFAULT_WATCH_INTERVAL, FileSource
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -83,8 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     d = argparse.ArgumentDefaultsHelpFormatter
 
     run = sub.add_parser("run", help="run the DNS proxy and enforcer", formatter_class=d)
+    source = run.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--policy", type=Path, help="YAML file of FQDNNetworkPolicy and Pod documents (standalone mode)"
+    )
+    source.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="watch FQDNNetworkPolicies, NetworkPolicies and this node's Pods (NODE_NAME) on the API server",
+    )
     run.add_argument(
-        "--policy", type=Path, required=True, help="YAML file of FQDNNetworkPolicy and Pod documents"
+        "--kubeconfig",
+        type=Path,
+        help="with --kubernetes: a kubeconfig file instead of the pod's in-cluster service account",
     )
     run.add_argument(
         "--listen",
@@ -140,7 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--attempts", type=int, default=3, help="upstream attempts before the client gets SERVFAIL"
     )
     run.add_argument(
-        "--watch-interval", type=float, default=1.0, help="seconds between checks of the policy file"
+        "--watch-interval",
+        type=float,
+        default=DEFAULT_WATCH_INTERVAL,
+        help="seconds between checks of the policy file",
     )
     run.add_argument(
         "--watchdog-interval",
@@ -288,10 +304,31 @@ def _teardown(tables: list[str]) -> int:
     return EXIT_OK
 
 
+def _source(args: argparse.Namespace) -> PolicySource:
+    if not args.kubernetes:
+        return FileSource(args.policy, args.watch_interval)
+    # Imported here: standalone mode does not need the kubernetes client loaded.
+    from sources.kubeapi import api_client, list_calls, node_name
+    from sources.kubesource import KubernetesSource
+
+    node = node_name()
+    client = api_client(args.kubeconfig)
+    return KubernetesSource(
+        list_calls(client, node), description=f"kubernetes {client.configuration.host} node {node}"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.kubeconfig and not args.kubernetes:
+        print("fqdn-policy: --kubeconfig needs --kubernetes", file=sys.stderr)
+        return EXIT_USAGE
     logs.configure()
+    try:
+        source = _source(args)
+    except SourceConfigError as error:
+        print(f"fqdn-policy: {error}", file=sys.stderr)
+        return EXIT_USAGE
     config = AgentConfig(
-        policy_file=args.policy,
         listen=args.listen or [("127.0.0.1", 53)],
         upstreams=[UpstreamAddress(h, p) for h, p in args.upstream],
         table=args.table,
@@ -302,7 +339,6 @@ def _run(args: argparse.Namespace) -> int:
         protected=args.protect,
         upstream_timeout=args.upstream_timeout,
         attempts=args.attempts,
-        watch_interval=args.watch_interval,
         watchdog_interval=args.watchdog_interval,
         log_decisions=LogMode(args.log_decisions),
         log_window=args.log_window,
@@ -316,7 +352,7 @@ def _run(args: argparse.Namespace) -> int:
         drop_log_rate=args.drop_log_rate,
     )
     try:
-        asyncio.run(Agent(config).run_forever())
+        asyncio.run(Agent(config, source).run_forever())
     except StartupError as error:
         logs.get("fqdn_policy.agent").error("agent.start_failed", error=str(error))
         print(f"fqdn-policy: {error}", file=sys.stderr)

@@ -1,23 +1,23 @@
 """The running agent: wires the policy source, the DNS server and the enforcer, and owns their lifecycle.
 
-Start: load the policy (refuse to start on a bad file), create or adopt the nftables table in one
-transaction (existing allow elements are kept and taken over), then listen. Reload (SIGHUP or a changed
-file): a bad file keeps the last good policy; a good one swaps the rule index first, waits for writes
-decided under the old one, then applies the difference in one transaction. Stop (SIGTERM): stop
-listening, let in-flight queries finish, leave the table in place so allowed flows keep working.
+Start: take the first PolicySet from the source (a bad file refuses the start; Kubernetes mode waits for
+the first complete list), create or adopt the nftables table in one transaction (existing allow
+elements are kept and taken over), then listen. Update (a changed file, SIGHUP, a watch event): the
+source hands over a new PolicySet; the agent swaps the rule index first, waits for writes decided under
+the old one, then applies the difference in one transaction, at most once per `min_apply_interval` so a
+burst of changes is one reconcile. Stop (SIGTERM): stop listening, let in-flight queries finish, leave
+the table in place so allowed flows keep working.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.drops import DropReporter
@@ -34,20 +34,20 @@ from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
 from policy.dropattribution import NameMemory
-from policy.fileloader import PolicyFileError, load_file
 from policy.model import PolicySet
 from policy.ruleindex import PolicyIndex
 from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, TTLPolicy
+from sources.base import PolicySource, SourceRefused
 
 DRAIN_SECONDS = 3.0
 EXPIRY_SWEEP_SECONDS = 30.0
 LOG_FLUSH_SECONDS = 0.5
 GC_THRESHOLD = 20_000
+MIN_APPLY_INTERVAL = 0.1
 
 
 @dataclass(slots=True)
 class AgentConfig:
-    policy_file: Path
     listen: list[tuple[str, int]]
     upstreams: list[UpstreamAddress]
     table: str = ruleset.DEFAULT_TABLE
@@ -58,7 +58,6 @@ class AgentConfig:
     protected: list[str] = field(default_factory=list)
     upstream_timeout: float = 1.0
     attempts: int = 3
-    watch_interval: float = 1.0
     watchdog_interval: float = 1.0
     log_decisions: LogMode = LogMode.CHANGES
     log_window: float = DEFAULT_WINDOW
@@ -76,6 +75,7 @@ class AgentConfig:
     @property
     def denial(self) -> ruleset.Denial:
         return ruleset.Denial(self.mode, self.nflog_group, self.drop_log_rate)
+    min_apply_interval: float = MIN_APPLY_INTERVAL  # seconds between two applied policy updates
 
 
 class StartupError(RuntimeError):
@@ -83,8 +83,9 @@ class StartupError(RuntimeError):
 
 
 class Agent:
-    def __init__(self, config: AgentConfig) -> None:
+    def __init__(self, config: AgentConfig, source: PolicySource) -> None:
         self.config = config
+        self.source = source
         self.log = get("fqdn_policy.agent")
         self.writer = SetWriter()
         self.table = AllowTable(TTLPolicy(config.min_ttl, config.max_ttl), config.max_addresses_per_name)
@@ -95,7 +96,6 @@ class Agent:
         self.gate: PolicyGate | None = None
         self.servers: list[DnsServer] = []
         self._reload_lock = asyncio.Lock()
-        self._file_stamp: tuple[int, int, int] | None = None
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._repairing: asyncio.Task[None] | None = None
@@ -116,9 +116,9 @@ class Agent:
 
     async def start(self) -> None:
         try:
-            policy_set = self._load()
-        except PolicyFileError as error:
-            raise StartupError(f"policy file refused:\n{error}") from error
+            policy_set = await self.source.first()
+        except SourceRefused as error:
+            raise StartupError(str(error)) from error
         index = PolicyIndex(policy_set)
         guard = AddressGuard(self.config.protected, node_addresses())
         self.gate = PolicyGate(
@@ -167,7 +167,7 @@ class Agent:
                 f"cannot program the DNS redirect table {self.config.dns_table!r}: {error}"
             ) from error
         self._tasks = [
-            asyncio.create_task(self._watch_file()),
+            asyncio.create_task(self._follow_source()),
             asyncio.create_task(self._sweep_expired()),
             asyncio.create_task(self._watchdog()),
             asyncio.create_task(self._flush_logs()),
@@ -180,6 +180,7 @@ class Agent:
         gc.set_threshold(GC_THRESHOLD, 20, 100)
         self.log.info(
             "agent.ready",
+            source=self.source.description,
             listen=[f"{h}:{p}" for h, p in self.config.listen],
             upstreams=[str(u) for u in self.config.upstreams],
             policies=len(policy_set.policies),
@@ -201,14 +202,6 @@ class Agent:
         if client is None or client.rules is None:
             return False
         return self.config.reject or any(p.rejects for p in client.rules.policies)
-
-    def _load(self) -> PolicySet:
-        path = self.config.policy_file
-        policy_set = load_file(path)
-        with contextlib.suppress(OSError):
-            st = path.stat()
-            self._file_stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        return policy_set
 
     def _install(self, nft: Nft, index: PolicyIndex, rewrite: bool = False) -> None:
         """Create or adopt the table, all in one transaction, then take over the kernel's elements.
@@ -277,23 +270,13 @@ class Agent:
                 "policy.reconciled", elements_written=len(rec.writes), elements_deleted=len(rec.deletes)
             )
 
-    async def reload(self, reason: str) -> bool:
+    async def apply(self, policy_set: PolicySet, reason: str) -> bool:
+        """Puts a new PolicySet in force: the one path for every source and every kind of change."""
         async with self._reload_lock:
             started = time.monotonic()
-            try:
-                # Parsing and indexing run in a thread: a large file must not stall lookups meanwhile.
-                policy_set = await asyncio.to_thread(self._load)
-            except PolicyFileError as error:
-                self.log.error(
-                    "policy.refused",
-                    reason=reason,
-                    file=str(self.config.policy_file),
-                    problems=[str(p) for p in error.problems],
-                    keeping="last good policy",
-                )
-                return False
             assert self.gate is not None
             previous = self.gate.index
+            # Indexing runs in a thread: a large policy set must not stall lookups meanwhile.
             index = await asyncio.to_thread(PolicyIndex, policy_set)
             self.gate.index = index  # answers from now on are decided under the new rules
             await self.writer.write([])  # barrier: writes decided under the old rules are done
@@ -320,17 +303,12 @@ class Agent:
             if np.ignored:
                 self.log.warning("networkpolicy.not_composed", policy=np.key, ignored=list(np.ignored))
 
-    async def _watch_file(self) -> None:
+    async def _follow_source(self) -> None:
         while True:
-            await asyncio.sleep(self.config.watch_interval)
-            try:
-                st = self.config.policy_file.stat()
-                stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            except OSError:
-                continue  # a file being replaced; the next poll sees the new one
-            if stamp != self._file_stamp:
-                self._file_stamp = stamp
-                await self.reload("file changed")
+            update = await self.source.next()
+            await self.apply(update.policy_set, update.reason)
+            # What changes meanwhile is folded into the source's state and comes as one next update.
+            await asyncio.sleep(self.config.min_apply_interval)
 
     def _write_failed(self, error: Exception) -> None:
         if self._repairing is None or self._repairing.done():
@@ -399,6 +377,7 @@ class Agent:
         for server in self.servers:
             await server.stop()
         self.forwarder.close()
+        await self.source.close()
         self.decision_log.flush_repeats(time.monotonic())
         self.decision_log.flush()
         self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.table}")
@@ -407,8 +386,26 @@ class Agent:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
-        await self.start()
+        loop.add_signal_handler(signal.SIGHUP, lambda: self.source.reload("SIGHUP"))
+        # A Kubernetes source waits at start for the API server: a SIGTERM meanwhile ends the wait.
+        starting = asyncio.ensure_future(self.start())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            if self.servers:  # cancelled late in start: undo what it did as a normal stop would
+                await self.stop()
+                return
+            await self.source.close()
+            self.log.info("agent.stopped", before="ready")
+            return
+        stopping.cancel()
+        try:
+            starting.result()
+        except BaseException:
+            await self.source.close()
+            raise
         await self._stopping.wait()
         await self.stop()
 

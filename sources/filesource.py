@@ -1,0 +1,79 @@
+"""Standalone mode: one YAML file, re-read when it changes (polled) or on SIGHUP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any
+
+from agent.logs import get
+from policy.fileloader import PolicyFileError, load_file
+from policy.model import PolicySet
+from sources.base import PolicyUpdate, SourceRefused
+
+DEFAULT_WATCH_INTERVAL = 1.0
+
+Stamp = tuple[int, int, int]
+
+
+class FileSource:
+    def __init__(self, path: Path, watch_interval: float = DEFAULT_WATCH_INTERVAL) -> None:
+        self.path = path
+        self.watch_interval = watch_interval
+        self.description = f"file {path}"
+        self.log: Any = get("fqdn_policy.agent")
+        self._stamp: Stamp | None = None
+        self._reload_requests: list[str] = []
+        self._wake = asyncio.Event()
+
+    async def first(self) -> PolicySet:
+        try:
+            return self._load()
+        except PolicyFileError as error:
+            raise SourceRefused(f"policy file refused:\n{error}") from error
+
+    def reload(self, reason: str) -> None:
+        self._reload_requests.append(reason)
+        self._wake.set()
+
+    async def next(self) -> PolicyUpdate:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.watch_interval)
+            self._wake.clear()
+            if self._reload_requests:
+                reason = self._reload_requests[-1]
+                self._reload_requests.clear()
+            elif self._file_stamp() not in (None, self._stamp):
+                reason = "file changed"
+            else:
+                continue  # unchanged, or being replaced: the next poll sees the new one
+            try:
+                # Parsing runs in a thread: a large file must not stall lookups meanwhile.
+                policy_set = await asyncio.to_thread(self._load)
+            except PolicyFileError as error:
+                self.log.error(
+                    "policy.refused",
+                    reason=reason,
+                    file=str(self.path),
+                    problems=[str(p) for p in error.problems],
+                    keeping="last good policy",
+                )
+                continue
+            return PolicyUpdate(policy_set, reason)
+
+    async def close(self) -> None:
+        pass
+
+    def _file_stamp(self) -> Stamp | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _load(self) -> PolicySet:
+        # Stamped before reading, refused or not: a bad file is reported once, not at every poll.
+        self._stamp = self._file_stamp()
+        return load_file(self.path)

@@ -1,0 +1,170 @@
+"""Kubernetes mode's policy source: FQDNNetworkPolicies in all namespaces, the Pods on this node, and
+(for the ipBlock composition) NetworkPolicies, listed and watched through the API server.
+
+One Reflector thread per resource does the HTTP; its messages arrive on the event loop through
+`call_soon_threadsafe` and are folded into a ClusterState there, so the state is only ever touched by
+the loop and needs no lock. `next()` hands out a snapshot whenever the state changed since the last
+one; the agent applies at most one per `--kube-min-interval`, so a relist of a thousand objects, or a
+burst of events, costs one reconcile.
+
+Reachability is logged per resource on change only (kubernetes.unreachable once when a watch starts
+failing, kubernetes.reachable once when it works again), never per retry. While unreachable nothing is
+dropped from the state: the agent keeps enforcing what it last knew.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agent.logs import get
+from policy.model import PolicySet
+from sources.backoff import Backoff
+from sources.base import PolicyUpdate
+from sources.clusterstate import ClusterState, Fold
+from sources.decode import DECODERS
+from sources.reflector import (
+    WATCH_SECONDS,
+    Changed,
+    Expired,
+    ListCall,
+    Listed,
+    Message,
+    Reachable,
+    Reflector,
+    Unreachable,
+)
+
+BackoffFactory = Callable[[], Backoff]
+
+
+class KubernetesSource:
+    def __init__(
+        self,
+        list_calls: dict[str, ListCall],
+        description: str = "kubernetes",
+        backoff: BackoffFactory = Backoff,
+        watch_seconds: int = WATCH_SECONDS,
+    ) -> None:
+        self.description = description
+        self.log: Any = get("fqdn_policy.kubernetes")
+        self.state = ClusterState(list_calls)
+        self._list_calls = list_calls
+        self._backoff = backoff
+        self._watch_seconds = watch_seconds
+        self._reflectors: list[Reflector] = []
+        self._changed = asyncio.Event()
+        self._listed = asyncio.Event()
+        self._changed_resources: set[str] = set()
+        self._down_since: dict[str, float] = {}
+        self._failures: dict[str, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def first(self) -> PolicySet:
+        """Starts the watches and returns once every resource was listed (waits while the server is
+        unreachable: until then the table a previous agent left is kept as it is)."""
+        self._loop = asyncio.get_running_loop()
+        for resource, call in self._list_calls.items():
+            reflector = Reflector(
+                resource, call, DECODERS[resource], self._post, self._backoff(), self._watch_seconds
+            )
+            self._reflectors.append(reflector)
+            reflector.start()
+        while not self.state.synced:
+            self._listed.clear()
+            await self._listed.wait()
+        self._changed.clear()
+        self._changed_resources.clear()
+        return self.state.snapshot()
+
+    async def next(self) -> PolicyUpdate:
+        await self._changed.wait()
+        self._changed.clear()
+        reason = "kubernetes: " + "+".join(sorted(self._changed_resources))
+        self._changed_resources.clear()
+        return PolicyUpdate(self.state.snapshot(), reason)
+
+    def reload(self, reason: str) -> None:
+        self.log.info("kubernetes.relisting", reason=reason)
+        for reflector in self._reflectors:
+            reflector.relist()
+
+    async def close(self) -> None:
+        reflectors, self._reflectors = self._reflectors, []
+        await asyncio.gather(*(asyncio.to_thread(r.stop) for r in reflectors))
+
+    def _post(self, message: Message) -> None:
+        """Called in a reflector thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the agent is gone
+            loop.call_soon_threadsafe(self.receive, message)
+
+    def receive(self, message: Message) -> None:
+        """Folds one reflector message into the state (on the loop)."""
+        if isinstance(message, Listed):
+            self._folded(
+                message.resource,
+                self.state.replace(message.resource, message.entries, message.resource_version),
+                listed=True,
+            )
+        elif isinstance(message, Changed):
+            self._folded(
+                message.resource,
+                self.state.apply(
+                    message.resource, message.event_type, message.entry, message.resource_version
+                ),
+            )
+        elif isinstance(message, Reachable):
+            self._reachable(message.resource)
+        elif isinstance(message, Unreachable):
+            self._unreachable(message)
+        elif isinstance(message, Expired):
+            self.log.info(
+                "kubernetes.watch_expired",
+                resource=message.resource,
+                resource_version=message.resource_version,
+                action="relist",
+            )
+
+    def _folded(self, resource: str, fold: Fold, listed: bool = False) -> None:
+        for entry in fold.rejected:
+            self.log.error(
+                "kubernetes.object_refused",
+                resource=resource,
+                object=entry.key,
+                problems=list(entry.problems),
+                keeping="the last valid version, if any",
+            )
+        if fold.changed:
+            self._changed_resources.add(resource)
+            self._changed.set()
+        if listed:
+            self._listed.set()
+
+    def _reachable(self, resource: str) -> None:
+        down_since = self._down_since.pop(resource, None)
+        if down_since is not None:
+            self.log.info(
+                "kubernetes.reachable",
+                resource=resource,
+                failed_attempts=self._failures.pop(resource, 0),
+                seconds_unreachable=round(time.monotonic() - down_since, 1),
+            )
+
+    def _unreachable(self, message: Unreachable) -> None:
+        self._failures[message.resource] = self._failures.get(message.resource, 0) + 1
+        if message.resource in self._down_since:
+            return  # logged when it started failing; not again per retry
+        self._down_since[message.resource] = time.monotonic()
+        self.log.warning(
+            "kubernetes.unreachable",
+            resource=message.resource,
+            error=message.error,
+            retrying="with backoff",
+            enforcing="last known state",
+        )
