@@ -4,12 +4,12 @@
 One Reflector thread per resource does the HTTP; its messages arrive on the event loop through
 `call_soon_threadsafe` and are folded into a ClusterState there, so the state is only ever touched by
 the loop and needs no lock. `next()` hands out a snapshot whenever the state changed since the last
-one; the agent applies at most one per `--kube-min-interval`, so a relist of a thousand objects, or a
-burst of events, costs one reconcile.
+one; the agent applies at most one per `AgentConfig.min_apply_interval` (0.1 s), so a relist of a
+thousand objects, or a burst of events, costs one reconcile.
 
-Reachability is logged per resource on change only (kubernetes.unreachable once when a watch starts
-failing, kubernetes.reachable once when it works again), never per retry. While unreachable nothing is
-dropped from the state: the agent keeps enforcing what it last knew.
+Reachability is logged per resource on change only (kubernetes.watch_failing once when a watch starts
+failing, kubernetes.watch_recovered once when it works again), never per retry. While it fails nothing
+is dropped from the state: the agent keeps enforcing what it last knew.
 """
 
 from __future__ import annotations
@@ -61,7 +61,13 @@ class KubernetesSource:
         self._changed_resources: set[str] = set()
         self._down_since: dict[str, float] = {}
         self._failures: dict[str, int] = {}
+        self._last_error: dict[str, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def failing(self) -> frozenset[str]:
+        """The resources whose watch is failing right now (their state is the last known)."""
+        return frozenset(self._down_since)
 
     async def first(self) -> PolicySet:
         """Starts the watches and returns once every resource was listed (waits while the server is
@@ -150,19 +156,21 @@ class KubernetesSource:
         down_since = self._down_since.pop(resource, None)
         if down_since is not None:
             self.log.info(
-                "kubernetes.reachable",
+                "kubernetes.watch_recovered",
                 resource=resource,
                 failed_attempts=self._failures.pop(resource, 0),
+                last_error=self._last_error.pop(resource, ""),
                 seconds_unreachable=round(time.monotonic() - down_since, 1),
             )
 
     def _unreachable(self, message: Unreachable) -> None:
         self._failures[message.resource] = self._failures.get(message.resource, 0) + 1
+        self._last_error[message.resource] = message.error
         if message.resource in self._down_since:
             return  # logged when it started failing; not again per retry
         self._down_since[message.resource] = time.monotonic()
         self.log.warning(
-            "kubernetes.unreachable",
+            "kubernetes.watch_failing",
             resource=message.resource,
             error=message.error,
             retrying="with backoff",

@@ -105,6 +105,9 @@ class Reflector:
         self._stop = threading.Event()
         self._relist = threading.Event()
         self._response: Any = None
+        # Where the next watch starts: from the last list, event or bookmark (None: list first).
+        # Only this thread writes it.
+        self.resource_version: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"watch-{resource}", daemon=True)
 
     def start(self) -> None:
@@ -129,29 +132,29 @@ class Reflector:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def _run(self) -> None:
-        resource_version: str | None = None
         while not self._stop.is_set():
             try:
-                if resource_version is None or self._relist.is_set():
+                if self.resource_version is None or self._relist.is_set():
                     self._relist.clear()
-                    resource_version = self._list()
-                resource_version = self._watch(resource_version)
+                    self._list()
+                else:
+                    self._watch(self.resource_version)
             except WatchExpired:
-                resource_version = None
+                self.resource_version = None
             except Exception as error:
                 if self._stop.is_set():
                     break
                 if self._relist.is_set():
                     continue
                 if isinstance(error, ApiException) and error.status == HTTP_GONE:
-                    self.post(Expired(self.resource, resource_version or ""))
-                    resource_version = None
+                    self.post(Expired(self.resource, self.resource_version or ""))
+                    self.resource_version = None
                     continue
                 delay = self.backoff.next_delay()
                 self.post(Unreachable(self.resource, describe(error), delay))
                 self._stop.wait(delay)
 
-    def _list(self) -> str:
+    def _list(self) -> None:
         items: list[dict[str, Any]] = []
         token: str | None = None
         while True:
@@ -174,7 +177,7 @@ class Reflector:
         self.backoff.reset()
         self.post(Reachable(self.resource))
         self.post(Listed(self.resource, [self.decode(item) for item in items], resource_version))
-        return resource_version
+        self.resource_version = resource_version
 
     def _get(self, kwargs: dict[str, Any], timeout: tuple[float, float]) -> Any:
         response = self.list_call(_preload_content=False, _request_timeout=timeout, **kwargs)
@@ -183,8 +186,8 @@ class Reflector:
         finally:
             response.release_conn()
 
-    def _watch(self, resource_version: str) -> str:
-        """Follows one watch until the server ends it; returns the resourceVersion to resume from."""
+    def _watch(self, resource_version: str) -> None:
+        """Follows one watch until the server ends it, moving `resource_version` on with every event."""
         seconds = self.watch_seconds + random.randint(0, self.watch_seconds)  # spread the reconnects
         response = self.list_call(
             watch=True,
@@ -202,13 +205,12 @@ class Reflector:
                     break
                 if not line:
                     continue
-                resource_version = self._event(json.loads(line), resource_version)
+                self.resource_version = self._event(json.loads(line), resource_version)
                 self.backoff.reset()
         finally:
             self._response = None
             response.close()
             response.release_conn()
-        return resource_version
 
     def _event(self, event: dict[str, Any], resource_version: str) -> str:
         event_type, obj = event["type"], event["object"]
