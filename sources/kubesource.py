@@ -79,11 +79,17 @@ class KubernetesSource:
             )
             self._reflectors.append(reflector)
             reflector.start()
+        started = time.monotonic()
         while not self.state.synced:
             self._listed.clear()
             await self._listed.wait()
         self._changed.clear()
         self._changed_resources.clear()
+        self.log.info(
+            "kubernetes.synced",
+            objects={name: len(store.objects) for name, store in self.state.stores.items()},
+            seconds=round(time.monotonic() - started, 3),
+        )
         return self.state.snapshot()
 
     async def next(self) -> PolicyUpdate:

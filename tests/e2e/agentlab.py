@@ -66,6 +66,9 @@ class AgentLab:
         self.policy_file = workdir / "policy.yaml"
         self.agent_log = workdir / "agent.log"
         self.agent: subprocess.Popen[Any] | None = None
+        # Where the policy comes from: the file by default; Kubernetes tests swap in --kubernetes.
+        self.source_args = ["--policy", str(self.policy_file)]
+        self.env: dict[str, str] | None = None
 
     def write_policy(self, documents: list[dict[str, Any]]) -> None:
         tmp = self.policy_file.with_suffix(".tmp")
@@ -73,13 +76,12 @@ class AgentLab:
         tmp.replace(self.policy_file)
 
     def agent_argv(self, *extra: str, listen: tuple[str, ...] = (PROXY_V4, PROXY_V6)) -> list[str]:
-        """`fqdn-policy run` as the lab runs it: the lab's policy file, proxy addresses and upstream."""
+        """`fqdn-policy run` as the lab runs it: the lab's policy source, proxy addresses and upstream."""
         listen_args = [arg for address in listen for arg in ("--listen", address)]
         return [
             AGENT,
             "run",
-            "--policy",
-            str(self.policy_file),
+            *self.source_args,
             *listen_args,
             "--upstream",
             "198.51.100.53:53",
@@ -87,13 +89,19 @@ class AgentLab:
         ]
 
     def start_agent(
-        self, *extra: str, listen: tuple[str, ...] = (PROXY_V4, PROXY_V6)
+        self, *extra: str, listen: tuple[str, ...] = (PROXY_V4, PROXY_V6), wait_ready: bool = True
     ) -> subprocess.Popen[Any]:
         readies = self.count_log("agent.ready")
         log = open(self.agent_log, "a")  # noqa: SIM115 - the child writes to it until it exits
         self.agent = self.lab.popen(
-            "node", self.agent_argv(*extra, listen=listen), stdout=log, stderr=subprocess.STDOUT
+            "node",
+            self.agent_argv(*extra, listen=listen),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
         )
+        if not wait_ready:
+            return self.agent
         wait_for(
             lambda: self.count_log("agent.ready") > readies or self.agent.poll() is not None,
             15,
