@@ -306,7 +306,10 @@ class Agent:
     async def _follow_source(self) -> None:
         while True:
             update = await self.source.next()
-            await self.apply(update.policy_set, update.reason)
+            try:
+                await self.apply(update.policy_set, update.reason)
+            except Exception as error:  # one bad update must not end the following of the source
+                self.log.error("policy.apply_failed", reason=update.reason, error=repr(error))
             # What changes meanwhile is folded into the source's state and comes as one next update.
             await asyncio.sleep(self.config.min_apply_interval)
 

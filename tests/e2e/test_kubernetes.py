@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 
@@ -120,12 +121,20 @@ def test_policy_change_on_the_api_server_changes_enforcement_within_a_second(kub
     assert time.monotonic() - started < 1.0
     assert env.tcp("pod-a", GOOGLE, 80) == "connected"  # no new lookup needed
 
+    hold = env.lab.popen(  # an established flow to google's echo port, across the next change
+        "pod-a",
+        [sys.executable, "-m", "tests.lab.probe", "hold", GOOGLE, "7", "--seconds", "4"],
+        stdout=subprocess.PIPE,
+    )
+    time.sleep(1)
     before = env.count_log("policy.loaded")
     kube.put(POLICIES, kube_policy(names=("www.cloudflare.com",)))  # google no longer allowed
     started = time.monotonic()
     wait_for(lambda: loaded(env, before), 1.0, "the narrowed policy in force")
     assert time.monotonic() - started < 1.0
-    assert env.tcp("pod-a", GOOGLE, 443) == "timeout"
+    assert env.tcp("pod-a", GOOGLE, 443) == "timeout"  # new connections are dropped
+    held = json.loads(hold.communicate(timeout=30)[0])
+    assert held["result"] == "held", held  # the established one continues
     env.dns("pod-a", "www.cloudflare.com")
     assert env.tcp("pod-a", CLOUDFLARE, 443) == "connected"
 

@@ -277,3 +277,53 @@ def test_api_server_gone_for_30_seconds_then_back(api, tmp_path):
     recovered = api_gone_then_back(api, tmp_path, outage=30.0, backoff=Backoff, recovery=12.0)
     assert all(e["failed_attempts"] >= 4 for e in recovered)
     assert all(e["seconds_unreachable"] >= 30 for e in recovered)
+
+
+def test_a_relist_of_a_thousand_changed_objects_is_one_update(api, tmp_path):
+    seed(api)
+
+    async def scenario():
+        source = make_source(api, tmp_path)
+        await source.first()
+        try:
+            await eventually(lambda: len(api.watches(POLICIES)) == 1, 5, "the policies watch")
+            await in_thread(api.go_away)
+            for i in range(1000):
+                api.cluster.put(POLICIES, policy(f"p{i:04}"))
+            api.cluster.expire()  # the watch cannot resume: the agent must relist
+            await in_thread(api.come_back)
+            update = await until(source, lambda s: len(s.policies) > 1, 10)
+            assert len(update.policy_set.policies) == 1001
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(source.next(), 0.5)
+        finally:
+            await source.close()
+
+    run(scenario())
+
+
+def test_network_policies_are_watched_and_carried(api, tmp_path):
+    seed(api)
+    network_policy = {
+        "metadata": {"name": "ipblocks", "namespace": "default"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "web"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "192.0.2.0/24", "except": ["192.0.2.128/25"]}}]}],
+        },
+    }
+
+    async def scenario():
+        source = make_source(api, tmp_path)
+        await source.first()
+        try:
+            await in_thread(api.cluster.put, "networkpolicies", network_policy)
+            update = await until(source, lambda s: len(s.network_policies) == 1)
+            assert update.reason == "kubernetes: networkpolicies"
+            assert update.policy_set.network_policies[0].rules[0].networks == ("192.0.2.0/25",)
+            await in_thread(api.cluster.delete, "networkpolicies", "default/ipblocks")
+            await until(source, lambda s: not s.network_policies)
+        finally:
+            await source.close()
+
+    run(scenario())
