@@ -327,3 +327,25 @@ def test_network_policies_are_watched_and_carried(api, tmp_path):
             await source.close()
 
     run(scenario())
+
+
+def test_sighup_relists_every_resource(api, tmp_path):
+    seed(api)
+
+    async def scenario():
+        source = make_source(api, tmp_path)
+        await source.first()
+        try:
+            await eventually(lambda: len(api.watches(PODS)) == 1, 5, "the pods watch")
+            source.reload("SIGHUP")
+            await eventually(
+                lambda: all(len(api.lists(r)) == 2 for r in (POLICIES, PODS, "networkpolicies")),
+                5,
+                "a relist of every resource",
+            )
+            await in_thread(api.cluster.put, PODS, pod("b", "10.244.1.11"))
+            await until(source, lambda s: len(s.pods) == 2)  # and watching again after it
+        finally:
+            await source.close()
+
+    run(scenario())
