@@ -9,6 +9,7 @@
   {"kind": "Status", "code": 410, ...}}` and the end of the stream, as kube-apiserver does.
 - `drop_watches()` cuts every open stream without its closing chunk; `go_away()` closes the listening
   socket (connections refused) until `come_back()`.
+- `failures`: the next requests are answered with these HTTP errors (403 without RBAC, 410, 5xx);
 - a bearer token, when set, is required (401 otherwise); every request is recorded in `requests`.
 - `/_fake/...` endpoints drive it from another process (the end-to-end tests): put, delete, expire,
   drop, bookmark.
@@ -42,6 +43,7 @@ class FakeApiServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._pages: dict[str, list[dict[str, Any]]] = {}
+        self.failures: list[tuple[int, str]] = []  # the next GETs answer these (code, reason) instead
 
     @property
     def url(self) -> str:
@@ -146,6 +148,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.api.requests.append((url.path, query))
         if self.api.token and self.headers.get("Authorization") != f"Bearer {self.api.token}":
             self._status(401, "Unauthorized", "no or wrong bearer token")
+            return
+        if self.api.failures:
+            code, reason = self.api.failures.pop(0)
+            self._status(code, reason, f"injected {code}")
             return
         resource = next((r for r in RESOURCES.values() if r.path == url.path), None)
         if resource is None:

@@ -349,3 +349,36 @@ def test_sighup_relists_every_resource(api, tmp_path):
             await source.close()
 
     run(scenario())
+
+
+def test_http_errors_are_retried_and_a_410_status_relists(api, tmp_path):
+    """A 403 (RBAC not granted yet) or a 503 delays the first list; an HTTP 410 answering a watch
+    request (rather than an ERROR event in the stream) means relist, like the event."""
+    seed(api)
+    api.failures = [(403, "Forbidden"), (503, "ServiceUnavailable")]
+
+    async def scenario():
+        source = make_source(api, tmp_path)
+        first = await source.first()
+        try:
+            assert names(first) == (["default/allow"], ["default/a"])
+            await eventually(lambda: len(api.watches(PODS)) == 1, 5, "the pods watch")
+            await eventually(lambda: not source.failing, 5, "every watch working")
+
+            def lists():
+                return sum(len(api.lists(r)) for r in (POLICIES, PODS, "networkpolicies"))
+
+            before = lists()
+            api.failures = [(410, "Expired")]
+            await in_thread(api.drop_watches)
+            await eventually(lambda: lists() == before + 1, 5, "one relist")
+            await in_thread(api.cluster.put, PODS, pod("b", "10.244.1.11"))
+            await until(source, lambda s: len(s.pods) == 2)
+        finally:
+            await source.close()
+
+    with capture_logs() as logs:
+        run(scenario())
+    errors = [e["error"] for e in logs if e["event"] == "kubernetes.watch_failing"]
+    assert "HTTP 403 Forbidden" in errors  # the first failure of its resource, so logged
+    assert [e["event"] for e in logs].count("kubernetes.watch_expired") == 1
