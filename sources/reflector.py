@@ -200,6 +200,10 @@ class Reflector:
         self._response = response
         self.post(Reachable(self.resource))
         try:
+            # stop() or relist() may have come before _response was set, so found no socket to shut:
+            # the flags are set before the interrupt, so checking them after setting it misses neither.
+            if self._stop.is_set() or self._relist.is_set():
+                return
             for line in iter_resp_lines(response):
                 if self._stop.is_set() or self._relist.is_set():
                     break
