@@ -204,3 +204,35 @@ def test_at_start_the_agent_waits_for_the_api_server_and_sigterm_ends_the_wait(k
     assert env.stop_agent() == 0
     assert env.logs()[-1]["event"] == "agent.stopped" and env.logs()[-1]["before"] == "ready"
     assert agent.returncode == 0
+
+
+def test_a_network_policy_from_the_api_server_is_composed(kube_lab):
+    """NetworkPolicies are watched too: an egress ipBlock for an FQDN-enforced pod opens its
+    addresses with no lookup, and deleting it closes them again."""
+    kube, env = kube_lab, kube_lab.env
+    kube.start_server()
+    env.start_agent()
+    assert env.tcp("pod-a", CLOUDFLARE, 443) == "timeout"
+    network_policy = {
+        "metadata": {"name": "cloudflare-https", "namespace": "default"},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "curl-client"}},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {
+                    "to": [{"ipBlock": {"cidr": f"{CLOUDFLARE}/32"}}],
+                    "ports": [{"protocol": "TCP", "port": 443}],
+                }
+            ],
+        },
+    }
+    before = env.count_log("policy.loaded")
+    kube.put("networkpolicies", network_policy)
+    wait_for(lambda: loaded(env, before), 1.0, "the NetworkPolicy in force")
+    assert env.tcp("pod-a", CLOUDFLARE, 443) == "connected"
+    assert env.tcp("pod-a", CLOUDFLARE, 80) == "timeout"
+
+    before = env.count_log("policy.loaded")
+    kube.control("delete", "networkpolicies", "default/cloudflare-https")
+    wait_for(lambda: loaded(env, before), 1.0, "the NetworkPolicy gone")
+    assert env.tcp("pod-a", CLOUDFLARE, 443) == "timeout"
