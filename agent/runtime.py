@@ -71,11 +71,11 @@ class AgentConfig:
     reject: bool = False  # every enforced pod gets a fast failure, not only those of rejecting policies
     nflog_group: int | None = ruleset.DEFAULT_NFLOG_GROUP  # None: denied packets are not logged
     drop_log_rate: int = ruleset.DEFAULT_LOG_RATE
+    min_apply_interval: float = MIN_APPLY_INTERVAL  # seconds between two applied policy updates
 
     @property
     def denial(self) -> ruleset.Denial:
         return ruleset.Denial(self.mode, self.nflog_group, self.drop_log_rate)
-    min_apply_interval: float = MIN_APPLY_INTERVAL  # seconds between two applied policy updates
 
 
 class StartupError(RuntimeError):
