@@ -74,7 +74,8 @@ class HttpServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        # reuse_port: a second agent started for a hitless restart binds beside the first (as DNS does)
+        self._server = await asyncio.start_server(self._serve, self.host, self.port, reuse_port=True)
 
     @property
     def bound_port(self) -> int:
