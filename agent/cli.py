@@ -55,7 +55,8 @@ def metrics_address(text: str) -> tuple[str, int] | None:
     """IP:PORT, [IPv6]:PORT, or `off`."""
     if text == "off":
         return None
-    if ":" not in text.replace("::", "").strip("[]") and not text.startswith("["):
+    has_port = "]:" in text if text.startswith("[") else text.count(":") == 1
+    if not has_port:  # unlike DNS there is no usual port to assume
         raise argparse.ArgumentTypeError(f"{text!r} is not IP:PORT, [IPv6]:PORT or off")
     return host_port(text)
 

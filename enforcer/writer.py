@@ -111,6 +111,6 @@ class SetWriter:
         except Exception as error:  # a broken binding must fail requests, not kill the agent
             outcomes = [error] * len(batch)
         self.stats.last_seconds = time.perf_counter() - started
-        if self._on_latency is not None:
+        if self._on_latency is not None and commands:  # barriers (no commands) cost nothing to time
             self._on_latency(self.stats.last_seconds)
         return outcomes
