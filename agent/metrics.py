@@ -173,9 +173,9 @@ class AgentCollector(Collector):
         policies = GaugeMetricFamily(f"{PREFIX}_policies", "FQDNNetworkPolicies loaded")
         if agent.gate is not None:
             index = agent.gate.index
-            enforced = sum(1 for p in index.policy_set.pods if (c := index.pod(p.key)) and c.rules)
+            enforced = index.enforced_pods()
             pods.add_metric(["true"], enforced)
-            pods.add_metric(["false"], len(index.policy_set.pods) - enforced)
+            pods.add_metric(["false"], len({p.key for p in index.policy_set.pods}) - enforced)
             policies.add_metric([], len(index.policy_set.policies))
         yield pods
         yield policies

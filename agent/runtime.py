@@ -209,7 +209,7 @@ class Agent:
             upstreams=[str(u) for u in self.config.upstreams],
             policies=len(policy_set.policies),
             pods=len(policy_set.pods),
-            enforced_pods=sum(1 for p in policy_set.pods if (c := index.pod(p.key)) and c.rules),
+            enforced_pods=index.enforced_pods(),
             adopted_elements=len(self.table),
             table=f"{ruleset.FAMILY} {self.config.table}",
             mode=self.config.mode.value,
