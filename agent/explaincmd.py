@@ -73,6 +73,8 @@ def render(doc: dict[str, Any]) -> str:
     if doc["pod_ips"]:
         selected = f", selected by {', '.join(doc['policies'])}" if doc["policies"] else ""
         lines.append(f"  pod: {doc['pod']} ({', '.join(doc['pod_ips'])}){selected}")
+    if doc.get("ip_blocks"):
+        lines.append(f"  NetworkPolicy ipBlocks also allow, by address: {', '.join(doc['ip_blocks'])}")
     if doc["verdict"] == Verdict.PORT_NOT_ALLOWED:
         for match in doc["matches"]:
             lines.append(f"  rule {match['rule']} opens {', '.join(match['grants'])}")

@@ -45,6 +45,9 @@ class Explanation:
     matches: tuple[RuleMatch, ...]  # rules whose name or pattern matches the host
     allowed_by: tuple[RuleRef, ...]  # of those, the ones that also open the port/protocol
     reason: str
+    # What NetworkPolicy ipBlocks allow this pod by address, whatever the name: if the name's
+    # addresses fall in one, the connection passes even when no FQDN rule matches.
+    ip_blocks: tuple[str, ...] = ()
 
     @property
     def allowed(self) -> bool:
@@ -65,6 +68,7 @@ class Explanation:
             ],
             "allowed_by": [str(r) for r in self.allowed_by],
             "reason": self.reason,
+            "ip_blocks": list(self.ip_blocks),
         }
 
 
@@ -85,6 +89,20 @@ def connection_text(protocol: str | None, port: int | None) -> str:
     return f"{protocol}/{port}" if port is not None else protocol
 
 
+def ip_blocks(index: PolicyIndex, pod_ips: tuple[str, ...]) -> tuple[str, ...]:
+    """`203.0.113.0/24` or `203.0.113.0/24 tcp/5432-5440`: a pod's NetworkPolicy ipBlock allowances."""
+    ips = set(pod_ips)
+    out = set()
+    for ip, network, ports in index.ipblock_elements():
+        if ip in ips:
+            if ports is None:
+                out.add(network)
+            else:
+                proto, first, last = ports
+                out.add(f"{network} {proto}/{first}" + (f"-{last}" if last != first else ""))
+    return tuple(sorted(out))
+
+
 def explain(
     index: PolicyIndex, pod_key: str, host: str, protocol: str | None = None, port: int | None = None
 ) -> Explanation:
@@ -102,7 +120,10 @@ def explain(
         matches: tuple[RuleMatch, ...] = (),
         allowed_by: tuple[RuleRef, ...] = (),
     ) -> Explanation:
-        return Explanation(verdict, pod_key, name, protocol, port, ips, policies, matches, allowed_by, reason)
+        blocks = ip_blocks(index, ips) if policies else ()
+        return Explanation(
+            verdict, pod_key, name, protocol, port, ips, policies, matches, allowed_by, reason, blocks
+        )
 
     client = index.pod(pod_key)
     if client is None:

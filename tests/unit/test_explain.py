@@ -140,3 +140,28 @@ def test_explain_agrees_with_the_hot_path_matcher(index):
 )
 def test_grant_covers(grant, protocol, port, covers):
     assert grant_covers(grant, protocol, port) is covers
+
+
+def test_network_policy_ip_blocks_are_shown_beside_the_name_verdict():
+    text = (
+        POLICY
+        + """
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: default}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 203.0.113.0/24}}]
+    ports: [{protocol: TCP, port: 5432}]
+  - to: [{ipBlock: {cidr: 192.0.2.0/24}}]
+"""
+    )
+    index = PolicyIndex(load_text(text))
+    result = explain(index, WEB, "db.example.com", "tcp", 5432)
+    assert result.verdict is Verdict.NAME_NOT_ALLOWED  # the name verdict is unchanged
+    assert result.ip_blocks == ("192.0.2.0/24", "203.0.113.0/24 tcp/5432")
+    assert result.to_json()["ip_blocks"] == ["192.0.2.0/24", "203.0.113.0/24 tcp/5432"]
+    assert explain(index, "default/free", "db.example.com").ip_blocks == ()  # not enforced: none written
