@@ -278,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="would a connection be allowed, by which policy and rule, or why not "
         "(exit 0 allowed, 4 dropped, 5 unknown pod; docs/operations.md)",
     )
-    explain.add_argument("--pod", required=True, metavar="NAMESPACE/NAME")
+    explain.add_argument(
+        "--pod", required=True, metavar="NAMESPACE/NAME", help="the pod (a bare NAME means namespace default)"
+    )
     explain.add_argument("--host", required=True, metavar="NAME", help="the DNS name the pod connects to")
     explain.add_argument("--port", type=port_number, help="destination port (default: any)")
     explain.add_argument(

@@ -25,7 +25,6 @@ class Health:
     started_at: float | None = None
     table_present: bool | None = None  # None until the first watchdog check
     table_checked_at: float | None = None
-    policy_loaded: bool = False
     reloads: dict[str, int] = field(default_factory=lambda: {"ok": 0, "refused": 0, "apply_failed": 0})
     repairs: dict[str, int] = field(default_factory=lambda: {"ok": 0, "failed": 0})
     last_answer_at: float | None = None
@@ -34,8 +33,7 @@ class Health:
     _timeouts: int = 0
 
     def record_start(self, now: float) -> None:
-        self.started_at = now
-        self.policy_loaded = True
+        self.started_at = now  # a policy is loaded: the agent refuses to start without one
         self.table_present = True  # the start transaction just created or adopted it
         self.table_checked_at = now
 
@@ -71,8 +69,6 @@ class Health:
         if self.started_at is None:
             return ["starting: policy, table and listeners not set up yet"]
         out = []
-        if not self.policy_loaded:
-            out.append("no policy loaded")
         if not self.table_present:
             out.append("nftables table or chain missing (the watchdog is repairing it)")
         stale_after = WATCHDOG_STALE_INTERVALS * self.watchdog_interval + 1.0

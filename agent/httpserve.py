@@ -21,12 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 
 MAX_REQUEST_HEAD = 8192
 READ_TIMEOUT = 5.0
+MAX_CONNECTIONS = 32  # beyond it a connection is closed at once: slow clients cannot pile up tasks
 
 REASONS = {
     200: "OK",
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
@@ -72,6 +74,7 @@ class HttpServer:
         self.port = port
         self.routes = routes
         self._server: asyncio.Server | None = None
+        self._open = 0
 
     async def start(self) -> None:
         # reuse_port: a second agent started for a hitless restart binds beside the first (as DNS does)
@@ -89,6 +92,10 @@ class HttpServer:
                 await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        self._open += 1
         try:
             try:
                 head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
@@ -96,11 +103,16 @@ class HttpServer:
                 head = b""
             if len(head) > MAX_REQUEST_HEAD:
                 head = b""
-            writer.write(render(await self._respond(head)))
+            try:
+                response = await self._respond(head)
+            except Exception as error:  # a broken handler answers 500; it must not reach the loop
+                response = Response(500, f"{type(error).__name__}: {error}\n".encode())
+            writer.write(render(response))
             await writer.drain()
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._open -= 1
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()

@@ -9,7 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent.gate import PolicyGate
-from agent.httpserve import HttpServer, Response, parse_request_line
+from agent.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
 from agent.metrics import registry_for
 from agent.opsapi import routes
 from agent.runtime import Agent, AgentConfig
@@ -198,6 +198,34 @@ def test_async_handlers_are_awaited():
         await server.start()
         try:
             assert (await http_get(server.bound_port, b"GET /slow HTTP/1.1\r\n\r\n"))[2] == b"later\n"
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_oversized_request_broken_handler_and_connection_cap():
+    def broken(_query):
+        raise KeyError("bug")
+
+    async def main():
+        server = HttpServer("127.0.0.1", 0, {"/broken": broken, "/ok": lambda _q: Response(200, b"ok\n")})
+        await server.start()
+        port = server.bound_port
+        try:
+            status, _, body = await http_get(port, b"GET /broken HTTP/1.1\r\n\r\n")
+            assert status == 500 and b"KeyError" in body
+            huge = b"GET /ok HTTP/1.1\r\nX: " + b"a" * 9000 + b"\r\n\r\n"
+            assert (await http_get(port, huge))[0] == 400
+            idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
+            await asyncio.sleep(0.05)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert await asyncio.wait_for(reader.read(), 2) == b""  # closed at once, nothing served
+            writer.close()
+            for _, w in idle:
+                w.close()
+            await asyncio.sleep(0.05)
+            assert (await http_get(port, b"GET /ok HTTP/1.1\r\n\r\n"))[0] == 200  # free again
         finally:
             await server.stop()
 
