@@ -139,18 +139,13 @@ class AgentCollector(Collector):
         )
         written.add_metric([], agent.gate.stats.elements_written if agent.gate is not None else 0)
         yield written
-        now = time.monotonic()
-        live = {4: 0, 6: 0}
-        for element, until in list(agent.table.expiry.items()):
-            if until > now:
-                live[6 if ":" in element[1] else 4] += 1
         elements = GaugeMetricFamily(
             f"{PREFIX}_set_elements",
-            "Live allow-set elements (pod . destination [. protocol [. port]]) by address family",
+            "Allow-set elements (pod . destination [. protocol [. port]]) the agent holds, by address family",
             labels=["family"],
         )
-        elements.add_metric(["ipv4"], live[4])
-        elements.add_metric(["ipv6"], live[6])
+        elements.add_metric(["ipv4"], agent.table.counts[4])
+        elements.add_metric(["ipv6"], agent.table.counts[6])
         yield elements
 
     def _agent(self, agent: Agent) -> Iterator[Metric]:

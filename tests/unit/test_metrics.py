@@ -87,12 +87,14 @@ def test_unknown_query_types_are_folded_into_other(agent):
     assert value(agent, "fqdn_policy_dns_queries_total", verdict="not-selected", qtype="other") == 2
 
 
-def test_live_set_elements_by_family(agent):
-    agent.table.expiry[("10.244.1.10", "198.51.100.10", "tcp", 443)] = 1e12
-    agent.table.expiry[("2001:db8:244::10", "2001:db8:100::10", "tcp", 443)] = 1e12
-    agent.table.expiry[("10.244.1.10", "198.51.100.11", "tcp", 443)] = 0.0  # expired
-    assert value(agent, "fqdn_policy_set_elements", family="ipv4") == 1
+def test_set_elements_by_family(agent):
+    agent.table.adopt(("10.244.1.10", "198.51.100.10", "tcp", 443), 1e12, "a.example", None)
+    agent.table.adopt(("10.244.1.10", "198.51.100.11", "tcp", 443), 1e12, "a.example", None)
+    agent.table.adopt(("2001:db8:244::10", "2001:db8:100::10", "tcp", 443), 1e12, "a.example", None)
+    assert value(agent, "fqdn_policy_set_elements", family="ipv4") == 2
     assert value(agent, "fqdn_policy_set_elements", family="ipv6") == 1
+    agent.table.forget_expired(now=2e12)
+    assert value(agent, "fqdn_policy_set_elements", family="ipv4") == 0
 
 
 def test_histograms_read_the_agents_histograms(agent):
