@@ -165,8 +165,18 @@ def test_endpoints_over_http(agent):
             agent.health.record_start(asyncio.get_running_loop().time())
             status, _, body = await http_get(port, b"GET /readyz HTTP/1.1\r\n\r\n")
             assert (status, body) == (200, b"ready\n")
+            agent.table.adopt(
+                ("10.244.1.10", "198.51.100.10", "tcp", 443), 1e12, "www.google.com", "default/c"
+            )
             status, _, body = await http_get(port, b"GET /state HTTP/1.1\r\n\r\n")
             state = json.loads(body)
+            (resolution,) = state["resolutions"]
+            assert {k: resolution[k] for k in ("pod", "name", "address")} == {
+                "pod": "default/c",
+                "name": "www.google.com",
+                "address": "198.51.100.10",
+            }
+            assert state["ready"] is True and state["problems"] == []
             assert state["pods"][0] == {
                 "pod": "default/c",
                 "ips": ["10.244.1.10"],
