@@ -61,6 +61,21 @@ def test_readyz_fails_while_the_table_is_missing_and_returns_once_repaired(agent
     assert env.metric("fqdn_policy_repairs_total", result="ok") >= 1
 
 
+def test_readyz_fails_while_the_upstream_is_dead_and_returns_when_it_answers(agent_lab):
+    env = agent_lab
+    env.start_agent("--watchdog-interval", "0.2", "--upstream-timeout", "0.3", "--attempts", "1")
+    assert env.http("/readyz") == (200, "ready\n")
+    env.internet.stop()
+    assert env.dns("pod-a", "www.google.com")["rcode"] == "SERVFAIL"
+    wait_for(lambda: env.http("/readyz")[0] == 503, 3, "readyz 503")
+    assert "no upstream answered in the last 10 s" in env.http("/readyz")[1]
+    assert env.metric("fqdn_policy_errors_total", kind="upstream_timeout") >= 1
+    assert env.metric("fqdn_policy_dns_responses_total", rcode="SERVFAIL") >= 1
+    env.internet.start()
+    assert env.dns("pod-a", "www.google.com")["rcode"] == "NOERROR"
+    wait_for(lambda: env.http("/readyz")[0] == 200, 3, "readyz 200 once the upstream answers")
+
+
 def test_metrics_off_serves_nothing(agent_lab):
     env = agent_lab
     env.start_agent("--metrics", "off")
