@@ -240,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--metrics",
         type=metrics_address,
-        default=DEFAULT_METRICS,
+        default=f"{DEFAULT_METRICS[0]}:{DEFAULT_METRICS[1]}",  # a string: parsed by type, shown by --help
         metavar="IP:PORT|off",
         help="where to serve /metrics, /healthz, /readyz, /state and /explain over HTTP (docs/operations.md)",
     )
