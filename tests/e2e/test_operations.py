@@ -2,10 +2,11 @@
 `fqdn-policy status` and `fqdn-policy explain` (output and exit codes)."""
 
 import json
+import sys
 
 import pytest
 
-from tests.e2e.agentlab import wait_for
+from tests.e2e.agentlab import AGENT, PROXY_V4, wait_for
 
 pytestmark = pytest.mark.netns
 
@@ -74,6 +75,37 @@ def test_readyz_fails_while_the_upstream_is_dead_and_returns_when_it_answers(age
     env.internet.start()
     assert env.dns("pod-a", "www.google.com")["rcode"] == "NOERROR"
     wait_for(lambda: env.http("/readyz")[0] == 200, 3, "readyz 200 once the upstream answers")
+
+
+def test_a_taken_metrics_port_refuses_to_start(agent_lab):
+    env = agent_lab
+    holder = env.lab.popen(  # a listener without SO_REUSEPORT, as another exporter would have
+        "node",
+        [
+            sys.executable,
+            "-c",
+            "import socket, time; s = socket.create_server(('127.0.0.1', 9153)); time.sleep(60)",
+        ],
+    )
+    wait_for(lambda: "9153" in env.lab.run("node", ["ss", "-Htln", "sport = :9153"]).stdout, 5, "holder")
+    result = env.lab.run(
+        "node",
+        [
+            AGENT,
+            "run",
+            "--policy",
+            str(env.policy_file),
+            "--listen",
+            PROXY_V4,
+            "--upstream",
+            "198.51.100.53:53",
+        ],
+        check=False,
+        timeout=20,
+    )
+    holder.kill()
+    assert result.returncode == 3
+    assert "cannot serve metrics on 127.0.0.1:9153" in result.stderr
 
 
 def test_metrics_off_serves_nothing(agent_lab):
