@@ -402,6 +402,10 @@ class Agent:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.ops is not None:
+            # First: during a rolling update the new agent shares the port (SO_REUSEPORT), and probes
+            # and scrapes should reach it, not this one while it drains.
+            await self.ops.stop()
         # New queries go to the cluster DNS from now on (unless a newer agent owns the redirect);
         # the ones already sent here are still answered below.
         try:
@@ -424,8 +428,6 @@ class Agent:
         self.forwarder.close()
         self.decision_log.flush_repeats(time.monotonic())
         self.decision_log.flush()
-        if self.ops is not None:
-            await self.ops.stop()
         self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.table}")
 
     async def run_forever(self) -> None:
