@@ -50,6 +50,7 @@ class AgentCollector(Collector):
         yield from self._upstream(agent)
         yield from self._kernel(agent)
         yield from self._agent(agent)
+        yield from self._denied(agent)
 
     def _dns(self, agent: Agent) -> Iterator[Metric]:
         gate = agent.gate
@@ -177,6 +178,26 @@ class AgentCollector(Collector):
         ready = GaugeMetricFamily(f"{PREFIX}_ready", "1 when /readyz answers 200")
         ready.add_metric([], 0 if health.problems(time.monotonic()) else 1)
         yield ready
+
+
+    def _denied(self, agent: Agent) -> Iterator[Metric]:
+        """What the kernel denied, from the NFLOG reader (agent.drops; docs/drops.md)."""
+        mode = agent.config.mode.value
+        denied = CounterMetricFamily(
+            f"{PREFIX}_denied_connections",
+            "Connections the policy chain denied (mode audit: would have denied), one per connection "
+            "per 120 s, by pod (namespace/name, or the source address of a pod the agent does not know)",
+            labels=["pod", "mode"],
+        )
+        for pod, n in sorted(agent.drops_by_pod.items()):
+            denied.add_metric([pod, mode], n)
+        yield denied
+        unlogged = CounterMetricFamily(
+            f"{PREFIX}_denied_unlogged_packets",
+            "Denied packets beyond --drop-log-rate: denied and counted by the kernel, not attributed",
+        )
+        unlogged.add_metric([], agent.drops.unlogged if agent.drops is not None else 0)
+        yield unlogged
 
 
 def registry_for(agent: Agent) -> CollectorRegistry:

@@ -34,6 +34,10 @@ def test_metrics_move_as_queries_flow(agent_lab):
     assert env.metric("fqdn_policy_answer_hold_seconds_count") == 1
     assert env.metric("fqdn_policy_dns_responses_total", rcode="NOERROR") == 2
     assert env.metric("fqdn_policy_ready") == 1
+    # a connect the policy chain drops is counted for its pod
+    assert env.tcp("pod-a", "198.51.100.20", 443) == "timeout"
+    denied = ("fqdn_policy_denied_connections_total", {"pod": POD, "mode": "enforce"})
+    wait_for(lambda: env.metric(denied[0], **denied[1]) == 1, 3, "the drop counted")
 
 
 def test_readyz_fails_while_the_table_is_missing_and_returns_once_repaired(agent_lab):

@@ -242,3 +242,11 @@ def test_oversized_request_broken_handler_and_connection_cap():
             await server.stop()
 
     asyncio.run(main())
+
+
+def test_denied_connections_by_pod(agent):
+    assert value(agent, "fqdn_policy_denied_unlogged_packets_total") == 0
+    agent.drops_by_pod["default/c"] = 3
+    agent.drops_by_pod["10.244.1.99"] = 1  # a source no pod has
+    assert value(agent, "fqdn_policy_denied_connections_total", pod="default/c", mode="enforce") == 3
+    assert value(agent, "fqdn_policy_denied_connections_total", pod="10.244.1.99", mode="enforce") == 1
