@@ -179,7 +179,6 @@ class AgentCollector(Collector):
         ready.add_metric([], 0 if health.problems(time.monotonic()) else 1)
         yield ready
 
-
     def _denied(self, agent: Agent) -> Iterator[Metric]:
         """What the kernel denied, from the NFLOG reader (agent.drops; docs/drops.md)."""
         mode = agent.config.mode.value
