@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 from agent import logs
+from agent.agentclient import DEFAULT_URL
 from agent.decisionlog import DEFAULT_WINDOW, LogMode
 from agent.dnsguard import DnsGuard
-from agent.runtime import Agent, AgentConfig, StartupError
+from agent.explaincmd import run_explain
+from agent.runtime import DEFAULT_METRICS, Agent, AgentConfig, StartupError
+from agent.statuscmd import run_status
 from dnsproxy.ratelimit import DEFAULT_RATE
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, UpstreamAddress
 from enforcer import ruleset
@@ -19,6 +22,7 @@ from enforcer.dnsredirect import DEFAULT_DNS_TABLE
 from enforcer.nft import Nft, NftError
 from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
+from policy.explain import PROTOCOLS
 from policy.fileloader import PolicyFileError, load_file
 from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL
 from sources.base import PolicySource, SourceConfigError
@@ -49,6 +53,16 @@ def host_port(text: str) -> tuple[str, int]:
     return host, number
 
 
+def metrics_address(text: str) -> tuple[str, int] | None:
+    """IP:PORT, [IPv6]:PORT, or `off`."""
+    if text == "off":
+        return None
+    has_port = "]:" in text if text.startswith("[") else text.count(":") == 1
+    if not has_port:  # unlike DNS there is no usual port to assume
+        raise argparse.ArgumentTypeError(f"{text!r} is not IP:PORT, [IPv6]:PORT or off")
+    return host_port(text)
+
+
 def network(text: str) -> str:
     try:
         return ipaddress.ip_network(text, strict=False).compressed
@@ -76,6 +90,16 @@ def positive_int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1") from None
     return value
+
+
+def port_number(text: str) -> int:
+    try:
+        number = int(text)
+        if not 0 < number < 65536:
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
+    return number
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="denied packets logged per second (bursts of twice that); beyond it they are denied "
         "and counted (egress.unlogged), not logged",
     )
+    run.add_argument(
+        "--metrics",
+        type=metrics_address,
+        default=f"{DEFAULT_METRICS[0]}:{DEFAULT_METRICS[1]}",  # a string: parsed by type, shown by --help
+        metavar="IP:PORT|off",
+        help="where to serve /metrics, /healthz, /readyz, /state and /explain over HTTP (docs/operations.md)",
+    )
 
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
@@ -249,6 +280,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--fields", action="store_true", help="print the spec's fields and checks as a Markdown table instead"
     )
 
+    status = sub.add_parser(
+        "status",
+        help="per pod, what the kernel allows now, with names, ports and time left",
+        formatter_class=d,
+    )
+    status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    status.add_argument("--table", default=ruleset.DEFAULT_TABLE, help="the agent's inet table")
+    status.add_argument("--agent", default=DEFAULT_URL, help="the agent's --metrics address, as a URL")
+
+    explain = sub.add_parser(
+        "explain",
+        help="would a connection be allowed, by which policy and rule, or why not "
+        "(exit 0 allowed, 4 dropped, 5 unknown pod; docs/operations.md)",
+    )
+    explain.add_argument(
+        "--pod", required=True, metavar="NAMESPACE/NAME", help="the pod (a bare NAME means namespace default)"
+    )
+    explain.add_argument("--host", required=True, metavar="NAME", help="the DNS name the pod connects to")
+    explain.add_argument("--port", type=port_number, help="destination port (default: any)")
+    explain.add_argument(
+        "--protocol",
+        type=str.lower,
+        choices=list(PROTOCOLS),
+        help="tcp, udp or sctp (default tcp when --port is given)",
+    )
+    explain.add_argument(
+        "--policy", type=Path, help="decide from this policy file instead of asking the running agent"
+    )
+    explain.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    explain.add_argument(
+        "--table",
+        default=ruleset.DEFAULT_TABLE,
+        help=f"the agent's inet table (default {ruleset.DEFAULT_TABLE})",
+    )
+    explain.add_argument(
+        "--agent",
+        default=DEFAULT_URL,
+        help=f"the agent's --metrics address, as a URL (default {DEFAULT_URL})",
+    )
+
     teardown = sub.add_parser("teardown", help="delete this project's nftables table (lifts all enforcement)")
     teardown.add_argument("--table", default=ruleset.DEFAULT_TABLE)
     teardown.add_argument("--dns-table", default=DEFAULT_DNS_TABLE)
@@ -267,6 +338,13 @@ def main(argv: list[str] | None = None) -> int:
         logs.configure()
         DnsGuard(args.dns_table, args.interval).run()
         return EXIT_OK
+    if args.command == "status":
+        return run_status(args.table, args.agent, args.output)
+    if args.command == "explain":
+        pod = args.pod if "/" in args.pod else f"default/{args.pod}"
+        return run_explain(
+            pod, args.host, args.protocol, args.port, args.policy, args.agent, args.table, args.output
+        )
     return _run(args)
 
 
@@ -350,6 +428,7 @@ def _run(args: argparse.Namespace) -> int:
         reject=args.reject,
         nflog_group=args.nflog_group,
         drop_log_rate=args.drop_log_rate,
+        metrics=args.metrics,
     )
     try:
         asyncio.run(Agent(config, source).run_forever())

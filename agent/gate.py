@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.decisionlog import DecisionLog
-from agent.logs import get, qtype_name, rcode_name
+from agent.histogram import Histogram
+from agent.logs import QTYPE_NAMES, get, qtype_name, rcode_name
 from dnsproxy.server import Release
 from dnsproxy.wire import Answer, Query
 from enforcer.ruleset import element_commands
@@ -27,9 +28,19 @@ from policy.ruleindex import PolicyIndex
 
 @dataclass(slots=True)
 class GateStats:
-    decisions: dict[str, int]
+    # (outcome, qtype, upstream rcode) -> answered lookups: one dict increment per answer, read (and
+    # labelled) only when metrics are scraped. Types outside QTYPE_NAMES count under 0, so a client
+    # sending every type number cannot grow the dict past a few hundred keys.
+    lookups: dict[tuple[str, int, int], int] = field(default_factory=dict)
     write_failures: int = 0
     elements_written: int = 0
+    held: int = 0  # answers waiting for their kernel write right now
+
+    def by_outcome(self) -> dict[str, int]:
+        out = {o.value: 0 for o in Outcome}
+        for (outcome, _, _), n in self.lookups.items():
+            out[outcome] += n
+        return out
 
 
 class PolicyGate:
@@ -52,7 +63,8 @@ class PolicyGate:
         self.nft_table = nft_table
         self.clock = clock
         self.on_write_failure = on_write_failure
-        self.stats = GateStats(decisions={o.value: 0 for o in Outcome})
+        self.stats = GateStats()
+        self.hold_time = Histogram()  # seconds an answer waited for its kernel write
         self.log = get("fqdn_policy.dns")
         self.decision_log = decision_log if decision_log is not None else DecisionLog()
         # Answers to names no rule allows, so a later drop can say which name the pod had looked up.
@@ -60,11 +72,14 @@ class PolicyGate:
 
     def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
-        decision = decide(lookup, self.index, self.table, self.guard, self.clock())
-        self.stats.decisions[decision.outcome.value] += 1
+        now = self.clock()
+        decision = decide(lookup, self.index, self.table, self.guard, now)
+        key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
+        lookups = self.stats.lookups
+        lookups[key] = lookups.get(key, 0) + 1
         if decision.outcome is Outcome.NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
             answered = [a[1] for a in lookup.addresses]
-            self.names.record_denied(decision.pod, lookup.qname, answered, self.clock())
+            self.names.record_denied(decision.pod, lookup.qname, answered, now)
         plan = decision.plan
         if plan is None or not decision.needs_write:
             if plan is not None:
@@ -74,6 +89,8 @@ class PolicyGate:
             return
 
         def done(error: Exception | None) -> None:
+            self.stats.held -= 1
+            self.hold_time.observe(self.clock() - now)
             if error is None:
                 self.table.commit(plan)
                 self.stats.elements_written += len(plan.writes)
@@ -86,6 +103,7 @@ class PolicyGate:
                 if self.on_write_failure is not None:
                     self.on_write_failure(error)
 
+        self.stats.held += 1
         self.writer.submit(element_commands(self.nft_table, plan.writes, plan.deletes), done)
 
     def failed(self, client_ip: str, transport: str, query: Query, reason: str) -> None:

@@ -22,13 +22,18 @@ from dataclasses import dataclass, field
 from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.drops import DropReporter
 from agent.gate import PolicyGate
+from agent.health import Health
+from agent.histogram import Histogram
+from agent.httpserve import HttpServer
 from agent.logs import get
+from agent.opsapi import routes
 from agent.redirect import DnsRedirector, plan
 from dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
 from dnsproxy.server import DnsServer, Resolver
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, Forwarder, UpstreamAddress
 from enforcer import ruleset
 from enforcer.dnsredirect import DEFAULT_DNS_TABLE
+from enforcer.inventory import allow_elements
 from enforcer.nft import Nft
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
@@ -44,6 +49,7 @@ EXPIRY_SWEEP_SECONDS = 30.0
 LOG_FLUSH_SECONDS = 0.5
 GC_THRESHOLD = 20_000
 MIN_APPLY_INTERVAL = 0.1
+DEFAULT_METRICS = ("127.0.0.1", 9153)
 
 
 @dataclass(slots=True)
@@ -67,6 +73,7 @@ class AgentConfig:
     # address of the same family, in table `dns_table` (Kubernetes mode; see docs/kubernetes.md).
     dns_services: list[tuple[str, int]] = field(default_factory=list)
     dns_table: str = DEFAULT_DNS_TABLE
+    metrics: tuple[str, int] | None = DEFAULT_METRICS  # /metrics, /healthz, /readyz, /state; None = off
     mode: ruleset.Mode = ruleset.Mode.ENFORCE  # audit: denied packets are logged and accepted
     reject: bool = False  # every enforced pod gets a fast failure, not only those of rejecting policies
     nflog_group: int | None = ruleset.DEFAULT_NFLOG_GROUP  # None: denied packets are not logged
@@ -87,14 +94,23 @@ class Agent:
         self.config = config
         self.source = source
         self.log = get("fqdn_policy.agent")
-        self.writer = SetWriter()
+        self.health = Health(watchdog_interval=config.watchdog_interval)
+        self.nft_latency = Histogram()
+        self.upstream_latency = Histogram()
+        self.writer = SetWriter(on_latency=self.nft_latency.observe)
         self.table = AllowTable(TTLPolicy(config.min_ttl, config.max_ttl), config.max_addresses_per_name)
         self.forwarder = Forwarder(
-            config.upstreams, config.upstream_timeout, config.attempts, max_in_flight=config.max_in_flight
+            config.upstreams,
+            config.upstream_timeout,
+            config.attempts,
+            max_in_flight=config.max_in_flight,
+            on_latency=self.upstream_latency.observe,
         )
         self.decision_log = DecisionLog(mode=config.log_decisions, window=config.log_window)
         self.gate: PolicyGate | None = None
+        self.resolver: Resolver | None = None
         self.servers: list[DnsServer] = []
+        self.ops: HttpServer | None = None
         self._reload_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -115,6 +131,14 @@ class Agent:
         return self.gate.index
 
     async def start(self) -> None:
+        if self.config.metrics is not None:
+            # First, so /healthz answers and /readyz says "starting" while the table is set up.
+            host, port = self.config.metrics
+            self.ops = HttpServer(host, port, routes(self))
+            try:
+                await self.ops.start()
+            except OSError as error:
+                raise StartupError(f"cannot serve metrics on {host}:{port}: {error}") from error
         try:
             policy_set = await self.source.first()
         except SourceRefused as error:
@@ -155,7 +179,7 @@ class Agent:
             if self.config.client_rate
             else None
         )
-        resolver = Resolver(self.forwarder, self.gate, limiter)
+        resolver = self.resolver = Resolver(self.forwarder, self.gate, limiter)
         for host, port in self.config.listen:
             server = DnsServer(resolver, host, port)
             await server.start()
@@ -178,6 +202,7 @@ class Agent:
         gc.collect()
         gc.freeze()
         gc.set_threshold(GC_THRESHOLD, 20, 100)
+        self.health.record_start(time.monotonic())
         self.log.info(
             "agent.ready",
             source=self.source.description,
@@ -185,7 +210,7 @@ class Agent:
             upstreams=[str(u) for u in self.config.upstreams],
             policies=len(policy_set.policies),
             pods=len(policy_set.pods),
-            enforced_pods=sum(1 for p in policy_set.pods if (c := index.pod(p.key)) and c.rules),
+            enforced_pods=index.enforced_pods(),
             adopted_elements=len(self.table),
             table=f"{ruleset.FAMILY} {self.config.table}",
             mode=self.config.mode.value,
@@ -226,21 +251,11 @@ class Agent:
         if rewrite:
             commands += ruleset.element_commands(table, self.table.live_writes(now))
         nft.run(commands)
-        for name in ruleset.allow_set_names():
-            for item in nft.list_set(table, name):
-                elem = item["elem"]
-                values = elem["val"]["concat"]
-                src, dst = values[0], values[1]
-                proto = values[2] if len(values) > 2 else None
-                port = int(values[3]) if len(values) > 3 else None
-                client = index.client(src)
-                expiry = now + float(elem.get("expires", elem.get("timeout", 0)))
-                self.table.adopt(
-                    (src, dst, proto, port),
-                    expiry,
-                    elem.get("comment", ""),
-                    client.pod.key if client else None,
-                )
+        for listed in allow_elements(nft, table):
+            client = index.client(listed.pod_ip)
+            self.table.adopt(
+                listed.element, now + listed.expires, listed.name, client.pod.key if client else None
+            )
 
     async def _reconcile(self, index: PolicyIndex, previous: PolicyIndex | None = None) -> None:
         rec = self.table.reconcile(index, time.monotonic(), previous)
@@ -287,6 +302,7 @@ class Agent:
                 self.log.error(
                     "policy.apply_failed", reason=reason, error=str(error), keeping="last good policy"
                 )
+                self.health.record_reload("apply_failed")
                 return False
             self._log_uncomposed(policy_set)
             self.log.info(
@@ -296,6 +312,7 @@ class Agent:
                 pods=len(policy_set.pods),
                 seconds=round(time.monotonic() - started, 3),
             )
+            self.health.record_reload("ok")
             return True
 
     def _log_uncomposed(self, policy_set: PolicySet) -> None:
@@ -324,7 +341,9 @@ class Agent:
             await self.writer.call(lambda nft: self._install(nft, self.index, rewrite=True))
         except Exception as error:
             self.log.error("enforcer.repair_failed", error=str(error))
+            self.health.record_repair(False, time.monotonic())
             return
+        self.health.record_repair(True, time.monotonic())
         self.log.info("enforcer.repaired", elements_written=len(self.table))
 
     def _chains_present(self, nft: Nft) -> bool:
@@ -335,6 +354,9 @@ class Agent:
         while True:
             await asyncio.sleep(self.config.watchdog_interval)
             present = await self.writer.call(self._chains_present)
+            now = time.monotonic()
+            self.health.record_table_check(present, now)
+            self.health.record_upstream(self.forwarder.stats.answered, self.forwarder.stats.timeouts, now)
             if not present and (self._repairing is None or self._repairing.done()):
                 self._repairing = asyncio.ensure_future(self.repair("table or chain missing"))
             try:
@@ -360,6 +382,10 @@ class Agent:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.ops is not None:
+            # First: during a rolling update the new agent shares the port (SO_REUSEPORT), and probes
+            # and scrapes should reach it, not this one while it drains.
+            await self.ops.stop()
         # New queries go to the cluster DNS from now on (unless a newer agent owns the redirect);
         # the ones already sent here are still answered below.
         try:

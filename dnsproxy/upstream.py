@@ -90,7 +90,9 @@ class Forwarder:
         attempt_timeout: float = 1.0,
         attempts: int = 3,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        on_latency: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_latency(seconds)` is told each accepted answer's round trip (for metrics)."""
         if not upstreams:
             raise ValueError("at least one upstream is needed")
         self.upstreams = upstreams
@@ -104,6 +106,7 @@ class Forwarder:
         self._ids = _RandomIds()
         self.max_in_flight = max_in_flight
         self.in_flight = 0
+        self._on_latency = on_latency
 
     async def start(self) -> None:
         for upstream in self.upstreams:
@@ -163,6 +166,9 @@ class Forwarder:
         self.in_flight -= 1
         self.stats.answered += 1
         self._preferred = pending.upstream
+        if self._on_latency is not None:
+            # the attempt's send time is its deadline less the attempt timeout: no extra field per query
+            self._on_latency(asyncio.get_running_loop().time() - pending.deadline + self.attempt_timeout)
         pending.callback(with_id(data, pending.query.id), answer)
 
     def _waiting(self, pending: _Pending) -> bool:
@@ -205,6 +211,7 @@ class Forwarder:
         for attempt in range(self.attempts):
             upstream = self.upstreams[(start + attempt) % len(self.upstreams)]
             ident = self._ids.next()
+            sent = asyncio.get_running_loop().time()
             try:
                 data = await asyncio.wait_for(
                     _tcp_exchange(upstream, with_id(wire, ident)), self.attempt_timeout
@@ -221,6 +228,8 @@ class Forwarder:
                 self.stats.rejected += 1
                 continue
             self.stats.answered += 1
+            if self._on_latency is not None:
+                self._on_latency(asyncio.get_running_loop().time() - sent)
             return with_id(data, query.id), answer
         self.stats.failed += 1
         return None

@@ -40,8 +40,12 @@ class WriterStats:
 
 
 class SetWriter:
-    def __init__(self, nft_factory: Callable[[], Nft] = Nft) -> None:
+    def __init__(
+        self, nft_factory: Callable[[], Nft] = Nft, on_latency: Callable[[float], None] | None = None
+    ) -> None:
+        """`on_latency(seconds)` is told how long each libnftables transaction took (for metrics)."""
         self._nft: Nft | None = None
+        self._on_latency = on_latency
         self._factory = nft_factory
         self._queue: list[_Request] = []
         self._scheduled = False
@@ -107,4 +111,6 @@ class SetWriter:
         except Exception as error:  # a broken binding must fail requests, not kill the agent
             outcomes = [error] * len(batch)
         self.stats.last_seconds = time.perf_counter() - started
+        if self._on_latency is not None and commands:  # barriers (no commands) cost nothing to time
+            self._on_latency(self.stats.last_seconds)
         return outcomes

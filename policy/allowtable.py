@@ -52,6 +52,9 @@ class AllowTable:
         self.ttl = ttl
         self.max_addresses_per_name = max_addresses_per_name
         self.expiry: dict[Element, float] = {}
+        # Elements in `expiry` by IP version of the destination, kept as they come and go so the
+        # metrics gauge is O(1) (counting 100,000 keys at scrape time stalled the loop ~95 ms).
+        self.counts: dict[int, int] = {4: 0, 6: 0}
         self.resolutions: dict[tuple[str, str], dict[str, float]] = {}
         # (pod, destination) -> the names of that pod that resolved to it: an evicted address stays
         # allowed while another name still holds it.
@@ -114,13 +117,22 @@ class AllowTable:
                     if element in self.expiry:
                         plan.deletes.append(element)
 
+    def _store(self, element: Element, until: float) -> None:
+        if element not in self.expiry:
+            self.counts[6 if ":" in element[1] else 4] += 1
+        self.expiry[element] = until
+
+    def _drop(self, element: Element) -> None:
+        if self.expiry.pop(element, None) is not None:
+            self.counts[6 if ":" in element[1] else 4] -= 1
+
     def commit(self, plan: Plan) -> None:
         """Record a plan once the kernel has acknowledged its writes."""
         for write in plan.writes:
             if self.expiry.get(write.element, 0.0) < write.expiry:
-                self.expiry[write.element] = write.expiry
+                self._store(write.element, write.expiry)
         for element in plan.deletes:
-            self.expiry.pop(element, None)
+            self._drop(element)
         if plan.resolved or plan.evicted:
             known = self.resolutions.setdefault((plan.pod, plan.qname), {})
             for dst in plan.evicted:
@@ -179,9 +191,9 @@ class AllowTable:
 
     def apply_reconciliation(self, rec: Reconciliation) -> None:
         for element in rec.deletes:
-            self.expiry.pop(element, None)
+            self._drop(element)
         for write in rec.writes:
-            self.expiry[write.element] = write.expiry
+            self._store(write.element, write.expiry)
 
     def _reindex(self) -> None:
         index: dict[tuple[str, str], set[str]] = {}
@@ -222,7 +234,7 @@ class AllowTable:
         """Drop bookkeeping the kernel has already expired; returns how many elements went."""
         stale = [e for e, until in self.expiry.items() if until <= now]
         for element in stale:
-            del self.expiry[element]
+            self._drop(element)
         for key, resolved in list(self.resolutions.items()):
             live = {d: u for d, u in resolved.items() if u > now}
             if live:
@@ -235,7 +247,7 @@ class AllowTable:
     def adopt(self, element: Element, expiry: float, name: str, pod: str | None) -> None:
         """Take over an element found in the kernel at start, so a restart forgets nothing."""
         if self.expiry.get(element, 0.0) < expiry:
-            self.expiry[element] = expiry
+            self._store(element, expiry)
         if pod and name:
             known = self.resolutions.setdefault((pod, name), {})
             if known.get(element[1], 0.0) < expiry:

@@ -110,6 +110,10 @@ class PolicyIndex:
     def pod(self, key: str) -> Client | None:
         return self._by_pod.get(key)
 
+    def enforced_pods(self) -> int:
+        """How many pods some policy selects."""
+        return sum(1 for c in self._by_pod.values() if c.rules is not None)
+
     def enforced_ips(self, version: int) -> frozenset[str]:
         """Addresses of every selected pod: the kernel drops what these send unless allowed."""
         return frozenset(

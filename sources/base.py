@@ -32,6 +32,7 @@ class PolicySource(Protocol):
     """
 
     description: str  # where the policy comes from, for logs
+    refused: int  # inputs refused so far (files, objects): the reloads{result="refused"} metric
 
     async def first(self) -> PolicySet: ...
 

@@ -26,6 +26,7 @@ class FileSource:
         self._stamp: Stamp | None = None
         self._reload_requests: list[str] = []
         self._wake = asyncio.Event()
+        self.refused = 0
 
     async def first(self) -> PolicySet:
         try:
@@ -53,6 +54,7 @@ class FileSource:
                 # Parsing runs in a thread: a large file must not stall lookups meanwhile.
                 policy_set = await asyncio.to_thread(self._load)
             except PolicyFileError as error:
+                self.refused += 1
                 self.log.error(
                     "policy.refused",
                     reason=reason,

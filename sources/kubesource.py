@@ -50,6 +50,7 @@ class KubernetesSource:
         watch_seconds: int = WATCH_SECONDS,
     ) -> None:
         self.description = description
+        self.refused = 0
         self.log: Any = get("fqdn_policy.kubernetes")
         self.state = ClusterState(list_calls)
         self._list_calls = list_calls
@@ -144,6 +145,7 @@ class KubernetesSource:
             )
 
     def _folded(self, resource: str, fold: Fold, listed: bool = False) -> None:
+        self.refused += len(fold.rejected)
         for entry in fold.rejected:
             self.log.error(
                 "kubernetes.object_refused",

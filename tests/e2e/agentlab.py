@@ -22,6 +22,17 @@ from tests.lab.upstream import FakeInternet
 AGENT = str(Path(sys.executable).with_name("fqdn-policy"))
 PROXY_V4 = "10.244.1.1:53"
 PROXY_V6 = "[2001:db8:244::1]:53"
+METRICS = "127.0.0.1:9153"  # the agent's default --metrics address, in the node namespace
+
+_HTTP_GET = """
+import json, sys, urllib.error, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        status, body = r.status, r.read()
+except urllib.error.HTTPError as e:
+    status, body = e.code, e.read()
+print(json.dumps({"status": status, "body": body.decode()}))
+"""
 
 ZONE = {
     "www.google.com": {"A": ["198.51.100.10"], "AAAA": ["2001:db8:100::10"], "ttl": 300},
@@ -156,6 +167,28 @@ class AgentLab:
 
     def nft(self, *argv: str) -> str:
         return self.lab.run("node", ["nft", *argv]).stdout
+
+    def cli(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        """`fqdn-policy ARGV` in the node namespace (where the agent and its table live)."""
+        return self.lab.run("node", [AGENT, *argv], check=False)
+
+    def http(self, path: str, address: str = METRICS) -> tuple[int, str]:
+        """GET http://ADDRESS/PATH from inside the node namespace: (status, body)."""
+        out = self.lab.run("node", [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"], timeout=10)
+        result = json.loads(out.stdout)
+        return result["status"], result["body"]
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample from /metrics; 0 when the series is absent."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        status, body = self.http("/metrics")
+        assert status == 200, body
+        for family in text_string_to_metric_families(body):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0
 
 
 def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:

@@ -150,3 +150,32 @@ def test_reconcile_skips_pods_whose_rules_did_not_change():
     changed = PolicyIndex(load_text(POLICY % ""))
     rec = table.reconcile(changed, now=1.0, previous=after)
     assert [w.element for w in rec.writes] == [("10.244.1.10", "198.51.100.10", None, None)]
+
+
+def family_counts(table):
+    return {v: sum(1 for e in table.expiry if (":" in e[1]) == (v == 6)) for v in (4, 6)}
+
+
+def test_counts_by_family_follow_every_change():
+    """The O(1) counts behind the set-elements gauge equal a recount after every kind of change."""
+    with_ports = PolicyIndex(load_text(POLICY % "ports: [{protocol: TCP, port: 443}]"))
+    without_ports = PolicyIndex(load_text(POLICY % ""))
+    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=2)
+    steps = [
+        lambda: plan_commit(table, [(4, "198.51.100.1", 100), (6, "2001:db8:100::1", 100)], now=0.0),
+        lambda: plan_commit(table, [(4, "198.51.100.1", 300)], now=1.0),  # refresh: same key
+        lambda: plan_commit(table, [(4, "198.51.100.2", 100), (4, "198.51.100.3", 100)], now=2.0),  # evicts
+        lambda: table.apply_reconciliation(table.reconcile(without_ports, now=3.0)),
+        lambda: table.apply_reconciliation(table.reconcile(with_ports, now=4.0)),
+        lambda: table.adopt(("10.244.1.10", "2001:db8:100::9", None, None), 50.0, "x.example.com", POD),
+        lambda: table.adopt(("10.244.1.10", "2001:db8:100::9", None, None), 60.0, "x.example.com", POD),
+        lambda: table.forget_expired(now=150.0),
+        lambda: table.forget_expired(now=10_000.0),
+    ]
+    seen = []
+    for step in steps:
+        step()
+        assert table.counts == family_counts(table)
+        seen.append(dict(table.counts))
+    assert any(c[6] for c in seen) and any(c[4] for c in seen)  # both families exercised
+    assert table.counts == {4: 0, 6: 0}

@@ -100,7 +100,7 @@ def test_nothing_to_write_is_released_at_once(gate, client, name, addresses, out
     gate.admit(client, "udp", query(name), answer(*addresses), released.append)
     assert released == [True]
     assert gate.writer.pending == []
-    assert gate.stats.decisions[outcome] == 1
+    assert gate.stats.by_outcome()[outcome] == 1
 
 
 def test_rebinding_guard_allows_only_public_addresses(gate):

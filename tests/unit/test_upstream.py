@@ -146,3 +146,24 @@ def test_in_flight_is_bounded():
         forwarder.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(20)
+def test_each_answer_reports_its_round_trip():
+    """The upstream-latency histogram's feed: the time from this attempt's send to its answer."""
+
+    async def main():
+        upstream, address = await start_upstream()
+        observed = []
+        forwarder = Forwarder([address], attempt_timeout=1.0, attempts=1, on_latency=observed.append)
+        await forwarder.start()
+        _, future = await forward(forwarder)
+        await upstream.arrived.wait()
+        await asyncio.sleep(0.05)  # the upstream takes its time
+        upstream.answer()
+        await asyncio.wait_for(future, 2)
+        forwarder.close()
+        return observed
+
+    (seconds,) = asyncio.run(main())
+    assert 0.05 <= seconds < 1.0
