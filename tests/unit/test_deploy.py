@@ -65,8 +65,8 @@ def test_cluster_role_grants_only_reads():
         (tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in manifest("ClusterRole")["rules"]
     }
     assert rules == {
-        (("fqdn.policy.dev",), ("fqdnnetworkpolicies",)): ["get", "list", "watch"],
-        (("",), ("pods",)): ["get", "list", "watch"],
+        (("fqdn.policy.dev",), ("fqdnnetworkpolicies",)): ["list", "watch"],
+        (("",), ("pods",)): ["list", "watch"],
         (("networking.k8s.io",), ("networkpolicies",)): ["list", "watch"],
     }
     binding = manifest("ClusterRoleBinding")
