@@ -24,7 +24,7 @@ from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
 from policy.explain import PROTOCOLS
 from policy.fileloader import PolicyFileError, load_file
-from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL
+from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, MAX_REFRESH_SLACK
 from sources.base import PolicySource, SourceConfigError
 from sources.filesource import DEFAULT_WATCH_INTERVAL, FileSource
 
@@ -148,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_TTL,
         help="longest time (s) an answered address stays allowed",
+    )
+    run.add_argument(
+        "--refresh-slack",
+        type=float,
+        default=DEFAULT_REFRESH_SLACK,
+        help="fraction of its timeout (at most %d s) an element outlives its answer, so repeated answers "
+        "need no kernel write; 0 writes exact timeouts" % MAX_REFRESH_SLACK,
     )
     run.add_argument(
         "--max-addresses-per-name",
@@ -412,6 +419,7 @@ def _run(args: argparse.Namespace) -> int:
         table=args.table,
         min_ttl=args.min_ttl,
         max_ttl=args.max_ttl,
+        refresh_slack=args.refresh_slack,
         max_addresses_per_name=args.max_addresses_per_name,
         exempt=args.exempt,
         protected=args.protect,

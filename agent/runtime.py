@@ -41,7 +41,7 @@ from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
 from policy.dropattribution import NameMemory
 from policy.model import PolicySet
 from policy.ruleindex import PolicyIndex
-from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, TTLPolicy
+from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, TTLPolicy
 from sources.base import PolicySource, SourceRefused
 
 DRAIN_SECONDS = 3.0
@@ -59,6 +59,7 @@ class AgentConfig:
     table: str = ruleset.DEFAULT_TABLE
     min_ttl: int = DEFAULT_MIN_TTL
     max_ttl: int = DEFAULT_MAX_TTL
+    refresh_slack: float = DEFAULT_REFRESH_SLACK
     max_addresses_per_name: int = DEFAULT_MAX_ADDRESSES_PER_NAME
     exempt: list[str] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)
@@ -98,7 +99,9 @@ class Agent:
         self.nft_latency = Histogram()
         self.upstream_latency = Histogram()
         self.writer = SetWriter(on_latency=self.nft_latency.observe)
-        self.table = AllowTable(TTLPolicy(config.min_ttl, config.max_ttl), config.max_addresses_per_name)
+        self.table = AllowTable(
+            TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack), config.max_addresses_per_name
+        )
         self.forwarder = Forwarder(
             config.upstreams,
             config.upstream_timeout,

@@ -24,7 +24,7 @@ DEFAULT_MAX_ADDRESSES_PER_NAME = 256
 @dataclass(frozen=True, slots=True)
 class ElementWrite:
     element: Element
-    timeout: int  # seconds, what the kernel is told
+    timeout: int  # seconds, what the kernel is told (the answer's timeout plus the refresh slack)
     expiry: float  # now + timeout, what we remember
     name: str  # the query name, kept in the element's comment (survives an agent restart)
 
@@ -81,21 +81,25 @@ class AllowTable:
         grants = tuple(grants)
         expiry = self.expiry
         needs_write = self.ttl.needs_write
+        resolved = plan.resolved
         for version, dst, ttl in addresses:
             timeout = self.ttl.timeout(ttl)
             until = now + timeout
-            if plan.resolved.get(dst, 0.0) < until:
-                plan.resolved[dst] = until
+            if resolved.get(dst, 0.0) < until:
+                resolved[dst] = until
             for src in pod_ips.get(version, ()):
                 for proto, port in grants:
                     element = (src, dst, proto, port)
                     if needs_write(expiry.get(element), ttl, now):
-                        plan.writes.append(ElementWrite(element, timeout, until, qname))
+                        written = self.ttl.written_timeout(timeout)
+                        plan.writes.append(ElementWrite(element, written, now + written, qname))
         self._apply_cap(plan, pod_ips, grants)
         return plan
 
     def _apply_cap(self, plan: Plan, pod_ips: dict[int, tuple[str, ...]], grants: tuple[Grant, ...]) -> None:
         known = self.resolutions.get((plan.pod, plan.qname), {})
+        if len(known) + len(plan.resolved) <= self.max_addresses_per_name:
+            return  # cannot overflow; skips building the union on every answer
         overflow = len(known.keys() | plan.resolved.keys()) - self.max_addresses_per_name
         if overflow <= 0:
             return

@@ -179,3 +179,23 @@ def test_counts_by_family_follow_every_change():
         seen.append(dict(table.counts))
     assert any(c[6] for c in seen) and any(c[4] for c in seen)  # both families exercised
     assert table.counts == {4: 0, 6: 0}
+
+
+def test_refresh_slack_writes_longer_so_repeats_need_no_write():
+    table = AllowTable(TTLPolicy(1, 3600, refresh_slack=0.1))
+    element = ("10.244.1.10", "198.51.100.10", "tcp", 443)
+    first = plan_commit(table, [(4, "198.51.100.10", 600)], now=0.0)
+    assert [(w.timeout, w.expiry) for w in first.writes] == [(660, 660.0)]
+    # the same 600 s answer 59 s later is covered (expiry 660 >= 659): no kernel write
+    assert plan_commit(table, [(4, "198.51.100.10", 600)], now=59.0).writes == []
+    # past the slack it is written again, so an element never ends before its latest answer allows
+    later = plan_commit(table, [(4, "198.51.100.10", 600)], now=61.0)
+    assert [w.timeout for w in later.writes] == [660] and table.expiry[element] == 721.0
+
+
+def test_refresh_slack_is_capped_and_validated():
+    assert TTLPolicy(1, 86400, refresh_slack=0.1).written_timeout(86400) == 86400 + 60
+    assert TTLPolicy(1, 86400, refresh_slack=0.1).written_timeout(3) == 3  # under 10 s: exact
+    assert TTLPolicy(1, 86400).written_timeout(600) == 600
+    with pytest.raises(ValueError, match="fraction"):
+        TTLPolicy(1, 10, refresh_slack=1.5)
