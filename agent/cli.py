@@ -153,8 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--refresh-slack",
         type=float,
         default=DEFAULT_REFRESH_SLACK,
-        help="fraction of its timeout (at most %d s) an element outlives its answer, so repeated answers "
-        "need no kernel write; 0 writes exact timeouts" % MAX_REFRESH_SLACK,
+        help=f"fraction of its timeout (at most {MAX_REFRESH_SLACK} s) an element outlives its answer, so "
+        "repeated answers need no kernel write; 0 writes exact timeouts",
     )
     run.add_argument(
         "--max-addresses-per-name",
