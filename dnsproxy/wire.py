@@ -35,6 +35,7 @@ OPCODE_MASK = 0x7800
 MAX_NAME_WIRE = 255
 MAX_POINTER_HOPS = 64
 MAX_CNAME_HOPS = 16
+_POINTER_TO_QUESTION = b"\xc0\x0c"  # a compression pointer to offset 12, where the question's name is
 
 # Labels a policy name can contain; anything else (a dot, a space, a NUL inside a label) makes the name
 # unmatchable, so no odd encoding can pose as an allowed name.
@@ -131,7 +132,10 @@ def parse_answer(data: bytes, question: bytes) -> Answer:
     if not flags & FLAG_QR:
         raise WireError("a query, not a response")
     end_q = HEADER.size + len(question)
-    if qdcount != 1 or data[HEADER.size : end_q].lower() != question.lower():
+    if qdcount != 1:
+        raise WireError("answer is for another question")
+    echoed = data[HEADER.size : end_q]
+    if echoed != question and echoed.lower() != question.lower():
         raise WireError("answer is for another question")
     rcode = flags & 0x000F
     truncated = bool(flags & FLAG_TC)
@@ -148,7 +152,10 @@ def _chain_addresses(data: bytes, offset: int, ancount: int, truncated: bool) ->
     end = len(data)
     for _ in range(ancount):
         try:
-            owner, offset = _read_name(data, offset, names)
+            if data[offset : offset + 2] == _POINTER_TO_QUESTION:
+                owner, offset = qname_key, offset + 2  # the usual owner: a pointer to the question's name
+            else:
+                owner, offset = _read_name(data, offset, names)
             if offset + RR_FIXED.size > end:
                 raise WireError("record header cut short")
             rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, offset)
@@ -167,6 +174,12 @@ def _chain_addresses(data: bytes, offset: int, ancount: int, truncated: bool) ->
             elif rtype == TYPE_CNAME:
                 cnames[owner] = _read_name(data, offset, names)[0]
         offset += rdlength
+    if not cnames:
+        return [
+            (version, address, ttl & 0x7FFFFFFF)
+            for owner, version, address, ttl in found
+            if owner == qname_key
+        ]
     chain = {qname_key}
     current = qname_key
     for _ in range(MAX_CNAME_HOPS):
