@@ -7,7 +7,8 @@ measured 7.7 us a line against 31.6 us through the structlog chain (bench notes 
 Modes (`--log-decisions`):
 - `all`: one line per decision.
 - `changes` (default): a line for every decision that wrote to the kernel or failed, and for the first
-  decision of each (pod, name, outcome) in a window; repeats within the window are counted and reported
+  decision of each (pod, name, outcome) in a window (a write counts as that first one); repeats within
+  the window are counted and reported
   as one `dns.repeated` line per key when the window closes. Nothing is silent, and a pod hammering one
   name costs one line per window, not one per query.
 - `none`: only failures.
@@ -52,15 +53,17 @@ class DecisionLog:
             return True
         if self.mode is LogMode.NONE:
             return False
-        if self.mode is LogMode.ALL or wrote:
+        if self.mode is LogMode.ALL:
             return True
         if self._window_started is None:
             self._window_started = now
         elif now - self._window_started >= self.window:
             self.flush_repeats(now)
         seen = self._repeats.get(key)
-        if seen is None:
-            self._repeats[key] = 0
+        if seen is None or wrote:
+            # A write opens the key's window too: the covered repeats after it are counted, not printed.
+            if seen is None:
+                self._repeats[key] = 0
             return True
         self._repeats[key] = seen + 1
         self.suppressed += 1

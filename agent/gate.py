@@ -72,39 +72,51 @@ class PolicyGate:
 
     def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
-        now = self.clock()
-        decision = decide(lookup, self.index, self.table, self.guard, now)
+        decided = self.clock()
+        decision = decide(lookup, self.index, self.table, self.guard, decided)
         key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
         lookups = self.stats.lookups
         lookups[key] = lookups.get(key, 0) + 1
         if decision.outcome is Outcome.NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
             answered = [a[1] for a in lookup.addresses]
-            self.names.record_denied(decision.pod, lookup.qname, answered, now)
+            self.names.record_denied(decision.pod, lookup.qname, answered, decided)
         plan = decision.plan
         if plan is None or not decision.needs_write:
             if plan is not None:
                 self.table.commit(plan)
+            release(True)  # the log line is built after the answer is on its way, not before
             self._log(lookup, query, transport, decision)
-            release(True)
             return
 
         def done(error: Exception | None) -> None:
             self.stats.held -= 1
-            self.hold_time.observe(self.clock() - now)
+            self.hold_time.observe(self.clock() - decided)
             if error is None:
                 self.table.commit(plan)
                 self.stats.elements_written += len(plan.writes)
-                self._log(lookup, query, transport, decision)
                 release(True)
+                self._log(lookup, query, transport, decision)
             else:
                 self.stats.write_failures += 1
-                self._log(lookup, query, transport, decision, error=str(error))
                 release(False)
+                self._log(lookup, query, transport, decision, error=str(error))
                 if self.on_write_failure is not None:
                     self.on_write_failure(error)
 
         self.stats.held += 1
         self.writer.submit(element_commands(self.nft_table, plan.writes, plan.deletes), done)
+
+    def hold_summary(self) -> dict[str, Any]:
+        """The hold-time histogram for a log line: count, p50/p99 upper bounds, and the raw buckets."""
+        snap = self.hold_time.snapshot()
+        return {
+            "count": snap.count,
+            "p50_ms": round(snap.quantile(0.5) * 1000, 3),
+            "p99_ms": round(snap.quantile(0.99) * 1000, 3),
+            "sum_s": round(snap.total, 6),
+            "bounds_s": list(snap.bounds),
+            "counts": list(snap.counts),
+        }
 
     def failed(self, client_ip: str, transport: str, query: Query, reason: str) -> None:
         client = self.index.client(client_ip)

@@ -382,6 +382,12 @@ class Agent:
                 self.names.record_expired(self.table.expired_resolutions(now), now)
             self.table.forget_expired(now)
 
+    def log_stats(self) -> None:
+        """One `agent.stats` line (on SIGUSR1, as dnsmasq does, and at stop): the gate's hold-time
+        histogram, cumulative since start, so two lines give the exact histogram of the time between."""
+        if self.gate is not None:
+            self.log.info("agent.stats", hold_time=self.gate.hold_summary(), elements=len(self.table))
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -412,6 +418,7 @@ class Agent:
         await self.source.close()
         self.decision_log.flush_repeats(time.monotonic())
         self.decision_log.flush()
+        self.log_stats()
         self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.table}")
 
     async def run_forever(self) -> None:
@@ -419,6 +426,7 @@ class Agent:
         loop.add_signal_handler(signal.SIGTERM, self._stopping.set)
         loop.add_signal_handler(signal.SIGINT, self._stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: self.source.reload("SIGHUP"))
+        loop.add_signal_handler(signal.SIGUSR1, self.log_stats)
         # A Kubernetes source waits at start for the API server: a SIGTERM meanwhile ends the wait.
         starting = asyncio.ensure_future(self.start())
         stopping = asyncio.ensure_future(self._stopping.wait())

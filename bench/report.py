@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-HOLD_PLACEHOLDER = "not measured yet (needs agent metric)"
+from agent.histogram import HistogramSnapshot
 
 # name -> (description, threshold); thresholds in the unit of the compared value.
 TARGETS = {
@@ -38,6 +38,19 @@ def _sub(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
 
 
+def hold_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The hold-time histogram of the time between two cumulative `agent.stats` readings."""
+    counts = tuple(a - b for a, b in zip(after["counts"], before["counts"], strict=True))
+    snap = HistogramSnapshot(tuple(after["bounds_s"]), counts, after["sum_s"] - before["sum_s"])
+    n = snap.count
+    return {
+        "count": n,
+        "p50_ms": snap.quantile(0.5) * 1000 if n else None,
+        "p99_ms": snap.quantile(0.99) * 1000 if n else None,
+        "mean_ms": snap.total / n * 1000 if n else None,
+    }
+
+
 def derive(results: dict[str, Any]) -> dict[str, Any]:
     """Ratios, added latencies and target verdicts from the raw measurements."""
     up, dm, px = (results["targets"].get(k, {}) for k in ("upstream", "dnsmasq_nftset", "fqdn_policy"))
@@ -60,12 +73,17 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
         "qps_ratio": _verdict(d["proxy_over_dnsmasq_qps"], TARGETS["qps_ratio"][1], higher=True),
         "added_p50_ms": _verdict(d["px_added_p50_ms"], TARGETS["added_p50_ms"][1]),
         "added_p99_ms": _verdict(d["px_added_p99_ms"], TARGETS["added_p99_ms"][1]),
-        "hold_p99_ms": HOLD_PLACEHOLDER,
+        "hold_p99_ms": _verdict(_hold(px, "fixed_rate", "p99_ms"), TARGETS["hold_p99_ms"][1]),
         "rss_mb": _rss_verdict(rss, elements, target_elements),
         "reload_s": _verdict(reload_s, TARGETS["reload_s"][1], strict=True),
     }
     d["verdicts"] = verdicts
     return d
+
+
+def _hold(px: dict[str, Any], run: str, key: str) -> float | None:
+    value = px.get("hold_for_write", {}).get(run, {}).get(key)
+    return float(value) if value is not None else None
 
 
 def _rss_verdict(rss_kb: int | None, elements: int | None, target: int) -> str:
@@ -172,12 +190,20 @@ def markdown(results: dict[str, Any]) -> str:
             "",
         ),
         (
-            "hold for the nftables write p50 / p99, ms",
+            f"hold for the nftables write p50 / p99, ms (at {rate:,} qps)",
             "n/a",
             "n/a",
-            HOLD_PLACEHOLDER,
-            "",
+            f"{_f(_hold(px, 'fixed_rate', 'p50_ms'))} / {_f(_hold(px, 'fixed_rate', 'p99_ms'))}",
+            f"agent histogram (bucket upper bounds), {_f(_hold(px, 'fixed_rate', 'count'), 0)} held answers",
             f"p99 ≤ 0.2 ms: **{v['hold_p99_ms']}**",
+        ),
+        (
+            "hold for the nftables write p50 / p99, ms (saturation)",
+            "n/a",
+            "n/a",
+            f"{_f(_hold(px, 'saturation', 'p50_ms'))} / {_f(_hold(px, 'saturation', 'p99_ms'))}",
+            f"{_f(_hold(px, 'saturation', 'count'), 0)} held answers (the rest needed no write)",
+            "",
         ),
         (
             "estimate only: p50 allowed - p50 not-allowed names, ms",

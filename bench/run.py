@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -112,14 +113,21 @@ def measure(
     allowed: set[str],
     args: argparse.Namespace,
     profile: Path | None = None,
+    stats: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Warm-up, a fixed-rate run with per-query latencies, then a saturation run (optionally profiled)."""
+    """Warm-up, a fixed-rate run with per-query latencies, then a saturation run (optionally profiled).
+
+    `stats` (the agent only) returns its cumulative hold-time histogram; it is read before and after
+    each run so each run gets its own histogram (the difference)."""
     queries = str(files["queries"])
     dnsperf.run(lab, POD, server, queries, seconds=2, clients=args.clients, max_qps=1000)
+    holds = [stats()] if stats else []
     fixed = dnsperf.run(
         lab, POD, server, queries, seconds=args.latency_seconds, clients=args.clients,
         max_qps=args.rate, verbose=True, marked=allowed,
     )  # fmt: skip
+    if stats:
+        holds.append(stats())
     spy = services.start_profile(pid, args.seconds - 1, profile) if profile else None
     before, t0 = cpu_ticks(pid), time.monotonic()
     sat = dnsperf.run(
@@ -127,6 +135,12 @@ def measure(
     )
     cpu = (cpu_ticks(pid) - before) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - t0) * 100
     out = {"fixed_rate": fixed.summary(), "saturation": sat.summary(), "saturation_cpu_percent": cpu}
+    if stats:
+        holds.append(stats())
+        out["hold_for_write"] = {
+            "fixed_rate": report.hold_delta(holds[0], holds[1]),
+            "saturation": report.hold_delta(holds[1], holds[2]),
+        }
     if spy is not None and profile is not None:
         try:
             spy.wait(timeout=30)
@@ -153,6 +167,13 @@ def sighup_reload(proc: subprocess.Popen[Any], follower: services.LogFollower) -
     if record["event"] != "policy.loaded":
         raise RuntimeError(f"reload failed: {record}")
     return agent_ts(record) - sent
+
+
+def agent_stats(proc: subprocess.Popen[Any], follower: services.LogFollower) -> dict[str, Any]:
+    """The agent's cumulative hold-time histogram: SIGUSR1 makes it log an `agent.stats` line."""
+    follower.skip_to_end()
+    os.kill(proc.pid, signal.SIGUSR1)
+    return dict(follower.wait_for(["agent.stats"], timeout=30)["hold_time"])
 
 
 def bench_upstream(lab: Lab, upstream_pid: int, files: dict[str, Path], allowed: set[str], args: Any) -> Any:
@@ -186,7 +207,7 @@ def bench_agent(lab: Lab, work: Path, files: dict[str, Path], allowed: set[str],
     fails is recorded as `error` and the numbers gathered before it are kept."""
     log("(3) fqdn-policy: starting (loads the policy)")
     agent: dict[str, Any] = {}
-    out: dict[str, Any] = {"agent": agent, "hold_for_write": report.HOLD_PLACEHOLDER}
+    out: dict[str, Any] = {"agent": agent}
     started = time.time()
     proc, log_path = services.start_agent(lab, work, files["policy"], args.min_ttl)
     follower = services.LogFollower(log_path)
@@ -202,7 +223,8 @@ def bench_agent(lab: Lab, work: Path, files: dict[str, Path], allowed: set[str],
         agent["reload_empty_s"] = sighup_reload(proc, follower)
         log("(3) fqdn-policy: measuring")
         profile = RESULTS / f"{args.stamp}-agent-profile.txt" if args.profile else None
-        out |= measure(lab, services.NODE_IP, proc.pid, files, allowed, args, profile)
+        stats = lambda: agent_stats(proc, follower)  # noqa: E731
+        out |= measure(lab, services.NODE_IP, proc.pid, files, allowed, args, profile, stats)
         agent["rss_main_kb"] = services.proc_status(proc.pid)["VmRSS"]
         agent["elements_main"] = services.count_elements(lab, services.PROXY_TABLE, ALLOW_SETS)
         agent["elements_main_total"] = sum(agent["elements_main"].values())
@@ -212,6 +234,7 @@ def bench_agent(lab: Lab, work: Path, files: dict[str, Path], allowed: set[str],
             clients=args.clients, outstanding=args.outstanding, runs=1,
         )  # fmt: skip
         agent["fill_run"] = fill.summary()
+        agent["hold_after_fill"] = stats()
         status = services.proc_status(proc.pid)
         agent["rss_full_kb"], agent["hwm_full_kb"] = status["VmRSS"], status["VmHWM"]
         agent["threads"] = status["Threads"]

@@ -53,7 +53,7 @@ def decide(
     client = index.client(lookup.client_ip)
     if client is None:
         return Decision(Outcome.UNKNOWN_CLIENT, None, NO_MATCH, None, ())
-    pod = client.pod.key
+    pod = client.key
     if client.rules is None:
         return Decision(Outcome.NOT_SELECTED, pod, NO_MATCH, None, ())
     if lookup.qname is None:
@@ -70,6 +70,5 @@ def decide(
             usable.append(address)
     if not usable:
         return Decision(Outcome.NO_ADDRESSES, pod, match, None, tuple(guarded))
-    pod_ips = {4: client.pod.ips_of_family(4), 6: client.pod.ips_of_family(6)}
-    plan = table.plan(pod, pod_ips, lookup.qname, match.grants, usable, now)
+    plan = table.plan(pod, client.ips_by_version, lookup.qname, match.grants, usable, now)
     return Decision(Outcome.ALLOWED, pod, match, plan, tuple(guarded))

@@ -82,6 +82,12 @@ class RuleSet:
 class Client:
     pod: Pod
     rules: RuleSet | None  # None: no policy selects this pod, so it is not enforced
+    key: str  # pod.key, built once rather than per lookup
+    ips_by_version: dict[int, tuple[str, ...]]  # {4: ..., 6: ...}: the pod's sources per answer family
+
+    @classmethod
+    def of(cls, pod: Pod, rules: RuleSet | None) -> Client:
+        return cls(pod, rules, pod.key, {4: pod.ips_of_family(4), 6: pod.ips_of_family(6)})
 
 
 class PolicyIndex:
@@ -99,7 +105,7 @@ class PolicyIndex:
             if selecting:
                 key = tuple(p.key for p in selecting)
                 rules = shared.get(key) or shared.setdefault(key, RuleSet(selecting))
-            client = Client(pod, rules)
+            client = Client.of(pod, rules)
             self._by_pod[pod.key] = client
             for ip in pod.ips:
                 self._by_ip[ip] = client

@@ -58,3 +58,14 @@ def test_all_and_none():
     assert [e["level"] for e in lines(stream)] == ["error"]
     entry = lines(stream)[0]
     assert entry["ts"].endswith("Z") and entry["event"] == "dns.decision"
+
+
+def test_a_write_opens_the_window_so_covered_repeats_are_counted():
+    stream = io.StringIO()
+    log = DecisionLog(stream, LogMode.CHANGES, window=60.0)
+    log_if_wanted(log, KEY, wrote=True, now=0.0)
+    for t in (1.0, 2.0):
+        log_if_wanted(log, KEY, now=t)  # covered by that write: counted, not printed
+    assert len(lines(stream)) == 1
+    log.flush_repeats(60.0)
+    assert lines(stream)[-1]["event"] == "dns.repeated" and lines(stream)[-1]["count"] == 2

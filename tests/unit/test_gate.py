@@ -118,3 +118,26 @@ def test_answers_to_names_not_allowed_are_remembered_for_drop_attribution(gate):
     assert released == [True, True]
     assert gate.names.names_for("default/c", "198.51.100.20", 100.0) == {"www.cloudflare.com": None}
     assert len(gate.names) == 1  # the unselected pod is not enforced: nothing to explain later
+
+
+def test_hold_time_counts_only_answers_that_waited_for_a_write():
+    now = [100.0]
+    gate = PolicyGate(
+        PolicyIndex(load_text(POLICY)),
+        AllowTable(TTLPolicy(5, 3600, refresh_slack=0.1)),
+        AddressGuard(),
+        HeldWriter(),
+        "t",
+        clock=lambda: now[0],
+    )
+    released = []
+    gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.10"), released.append)
+    now[0] += 0.0003  # the kernel acknowledges 0.3 ms after the decision
+    gate.writer.pending.pop()[1](None)
+    gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.10"), released.append)  # covered (slack)
+    gate.admit("10.244.1.11", "udp", query(), answer("198.51.100.10"), released.append)  # not selected
+    assert released == [True, True, True]
+    summary = gate.hold_summary()
+    assert summary["count"] == 1
+    assert summary["p99_ms"] == 0.5  # the upper bound of the 0.25-0.5 ms bucket holding 0.3 ms
+    assert summary["sum_s"] == pytest.approx(0.0003)
