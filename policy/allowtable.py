@@ -18,6 +18,9 @@ from policy.ttl import TTLPolicy
 # One set element: (pod address, destination address, protocol or None, port or None).
 Element = tuple[str, str, str | None, int | None]
 
+# (pod, destination) -> the name, or names, of that pod that resolved to it.
+NameIndex = dict[tuple[str, str], str | set[str]]
+
 DEFAULT_MAX_ADDRESSES_PER_NAME = 256
 
 
@@ -57,8 +60,9 @@ class AllowTable:
         self.counts: dict[int, int] = {4: 0, 6: 0}
         self.resolutions: dict[tuple[str, str], dict[str, float]] = {}
         # (pod, destination) -> the names of that pod that resolved to it: an evicted address stays
-        # allowed while another name still holds it.
-        self._names_by_dst: dict[tuple[str, str], set[str]] = {}
+        # allowed while another name still holds it. Nearly always one name, kept as the bare string
+        # (a set costs 216 bytes more, 20 MB at 100,000 elements); a set only when there are several.
+        self._names_by_dst: NameIndex = {}
 
     def __len__(self) -> int:
         return len(self.expiry)
@@ -112,7 +116,7 @@ class AllowTable:
         for dst in evicted:
             plan.resolved.pop(dst, None)
         for dst in plan.evicted:
-            if self._names_by_dst.get((plan.pod, dst), set()) - {plan.qname}:
+            if _names(self._names_by_dst.get((plan.pod, dst))) - {plan.qname}:
                 continue  # another name of this pod still resolves to it
             version = 6 if ":" in dst else 4
             for src in pod_ips.get(version, ()):
@@ -141,11 +145,11 @@ class AllowTable:
             known = self.resolutions.setdefault((plan.pod, plan.qname), {})
             for dst in plan.evicted:
                 known.pop(dst, None)
-                self._names_by_dst.get((plan.pod, dst), set()).discard(plan.qname)
+                _discard_name(self._names_by_dst, (plan.pod, dst), plan.qname)
             for dst, until in plan.resolved.items():
                 if known.get(dst, 0.0) < until:
                     known[dst] = until
-                self._names_by_dst.setdefault((plan.pod, dst), set()).add(plan.qname)
+                _add_name(self._names_by_dst, (plan.pod, dst), plan.qname)
 
     def reconcile(
         self, index: PolicyIndex, now: float, previous: PolicyIndex | None = None
@@ -200,10 +204,10 @@ class AllowTable:
             self._store(write.element, write.expiry)
 
     def _reindex(self) -> None:
-        index: dict[tuple[str, str], set[str]] = {}
+        index: NameIndex = {}
         for (pod, qname), resolved in self.resolutions.items():
             for dst in resolved:
-                index.setdefault((pod, dst), set()).add(qname)
+                _add_name(index, (pod, dst), qname)
         self._names_by_dst = index
 
     def live_writes(self, now: float, margin: float = 1.0) -> list[ElementWrite]:
@@ -256,7 +260,7 @@ class AllowTable:
             known = self.resolutions.setdefault((pod, name), {})
             if known.get(element[1], 0.0) < expiry:
                 known[element[1]] = expiry
-            self._names_by_dst.setdefault((pod, element[1]), set()).add(name)
+            _add_name(self._names_by_dst, (pod, element[1]), name)
 
 
 def _unchanged_pods(index: PolicyIndex, previous: PolicyIndex) -> set[str]:
@@ -274,3 +278,33 @@ def _unchanged_pods(index: PolicyIndex, previous: PolicyIndex) -> set[str]:
 
 def _pods_gone(index: PolicyIndex, previous: PolicyIndex) -> bool:
     return any(index.pod(p.key) is None for p in previous.policy_set.pods)
+
+
+def _names(held: str | set[str] | None) -> set[str]:
+    if held is None:
+        return set()
+    return {held} if isinstance(held, str) else held
+
+
+def _add_name(index: NameIndex, key: tuple[str, str], name: str) -> None:
+    held = index.get(key)
+    if held is None:
+        index[key] = name
+    elif isinstance(held, str):
+        if held != name:
+            index[key] = {held, name}
+    else:
+        held.add(name)
+
+
+def _discard_name(index: NameIndex, key: tuple[str, str], name: str) -> None:
+    held = index.get(key)
+    if held is None:
+        return
+    if isinstance(held, str):
+        if held == name:
+            del index[key]
+    else:
+        held.discard(name)
+        if len(held) == 1:
+            index[key] = next(iter(held))

@@ -199,3 +199,14 @@ def test_refresh_slack_is_capped_and_validated():
     assert TTLPolicy(1, 86400).written_timeout(600) == 600
     with pytest.raises(ValueError, match="fraction"):
         TTLPolicy(1, 10, refresh_slack=1.5)
+
+
+def test_evicted_address_goes_once_the_last_name_lets_go():
+    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=1)
+    plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0, qname="a.example.com")
+    plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0, qname="b.example.com")
+    plan_commit(table, [(4, "198.51.100.2", 100)], now=1.0, qname="a.example.com")  # a lets go
+    plan = plan_commit(table, [(4, "198.51.100.3", 100)], now=2.0, qname="b.example.com")  # b too
+    assert plan.evicted == ["198.51.100.1"]
+    assert plan.deletes == [("10.244.1.10", "198.51.100.1", "tcp", 443)]
+    assert ("10.244.1.10", "198.51.100.1", "tcp", 443) not in table.expiry
