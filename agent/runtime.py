@@ -176,6 +176,7 @@ class Agent:
                 self.config.table,
             )
             await self.drops.start()
+        self.forwarder.after_answers = self.writer.flush
         await self.forwarder.start()
         limiter = (
             ClientRateLimiter(self.config.client_rate, 2 * self.config.client_rate)

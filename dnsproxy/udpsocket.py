@@ -3,7 +3,8 @@
 asyncio's datagram transports read one datagram per readiness event and wrap each in two layers of
 callbacks. Reading until the socket is empty (bounded per event, so one busy socket cannot starve the
 others) costs less per packet and hands the SetWriter a whole burst of answers to write in one
-transaction at the end of the loop turn.
+transaction. `after_burst` marks the end of a burst: the forwarder uses it to have the writes its
+answers asked for done now, rather than after every other socket's burst in the same loop turn.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ Receive = Callable[[bytes, tuple[str, int]], None]
 
 
 class UdpEndpoint:
-    def __init__(self, sock: socket.socket, receive: Receive) -> None:
+    def __init__(
+        self, sock: socket.socket, receive: Receive, after_burst: Callable[[], None] | None = None
+    ) -> None:
         sock.setblocking(False)
         self.sock = sock
         self._receive = receive
+        self._after_burst = after_burst  # runs once after each burst that delivered something
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._drain)
         self.send_failures = 0
@@ -42,12 +46,14 @@ class UdpEndpoint:
         return cls(sock, receive)
 
     @classmethod
-    def connect(cls, host: str, port: int, receive: Receive) -> UdpEndpoint:
+    def connect(
+        cls, host: str, port: int, receive: Receive, after_burst: Callable[[], None] | None = None
+    ) -> UdpEndpoint:
         """A connected socket: the kernel drops datagrams from any other address or port."""
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)
         sock.connect((host, port))
-        return cls(sock, receive)
+        return cls(sock, receive, after_burst)
 
     @property
     def port(self) -> int:
@@ -56,14 +62,18 @@ class UdpEndpoint:
     def _drain(self) -> None:
         recvfrom = self.sock.recvfrom
         receive = self._receive
+        received = 0
         for _ in range(BURST):
             try:
                 data, addr = recvfrom(RECEIVE_SIZE)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:
                 continue  # ICMP errors surface here on connected sockets; the sweep handles silence
+            received += 1
             receive(data, addr)
+        if received and self._after_burst is not None:
+            self._after_burst()
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         try:

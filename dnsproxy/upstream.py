@@ -79,7 +79,10 @@ class _UpstreamSocket:
         self.index = index
         self.pending: dict[int, _Pending] = {}
         self.endpoint = UdpEndpoint.connect(
-            upstream.host, upstream.port, lambda data, _: forwarder._on_datagram(self, data)
+            upstream.host,
+            upstream.port,
+            lambda data, _: forwarder._on_datagram(self, data),
+            forwarder._after_answers,
         )
 
 
@@ -107,6 +110,10 @@ class Forwarder:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._on_latency = on_latency
+        # Called after each burst of upstream answers has been handed to the callbacks: whoever holds
+        # those answers (the policy gate's writer) can finish them now instead of at the end of the loop
+        # turn, after every other socket's burst (which at saturation is tens of milliseconds).
+        self.after_answers: Callable[[], None] | None = None
 
     async def start(self) -> None:
         for upstream in self.upstreams:
@@ -170,6 +177,10 @@ class Forwarder:
             # the attempt's send time is its deadline less the attempt timeout: no extra field per query
             self._on_latency(asyncio.get_running_loop().time() - pending.deadline + self.attempt_timeout)
         pending.callback(with_id(data, pending.query.id), answer)
+
+    def _after_answers(self) -> None:
+        if self.after_answers is not None:
+            self.after_answers()
 
     def _waiting(self, pending: _Pending) -> bool:
         """Whether `pending` is still unanswered (its socket still holds it under its ID)."""

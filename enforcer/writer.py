@@ -1,9 +1,10 @@
 """SetWriter: every kernel write goes through here, in order, as few transactions as possible.
 
-Group commit per event-loop turn: requests made while the loop handles a burst of answers queue up, and
-one libnftables call at the end of the turn writes them all (its fixed cost, ~0.2 ms, is far above its
-per-element cost). The call runs on the loop thread: a writer thread measured worse, because the thread
-must win the GIL back from a busy loop (up to the 5 ms switch interval) after every call.
+Group commit per burst: requests made while the loop handles a burst of answers queue up, and one
+libnftables call after the burst (or at the end of the loop turn) writes them all (its fixed cost,
+~0.2 ms, is far above its per-element cost). The call runs on the loop thread: a writer thread
+measured worse, because the thread must win the GIL back from a busy loop (up to the 5 ms switch
+interval) after every call.
 
 If a combined transaction fails, each request is retried on its own, so one bad request (say, a delete
 of an element the kernel already expired) fails only itself.
@@ -78,8 +79,17 @@ class SetWriter:
             self._nft = self._factory()
         return self._nft
 
+    def flush(self) -> None:
+        """Write what is queued now, without waiting for the end of the loop turn (the forwarder calls
+        this after each burst of upstream answers, so an answer is held for its write, not for the
+        rest of the turn). The call already scheduled then finds nothing to do."""
+        if self._queue:
+            self._flush()
+
     def _flush(self) -> None:
         self._scheduled = False
+        if not self._queue:
+            return
         batch, self._queue = self._queue, []
         outcomes = self._apply(batch)
         self.stats.transactions += 1

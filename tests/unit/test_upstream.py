@@ -167,3 +167,25 @@ def test_each_answer_reports_its_round_trip():
 
     (seconds,) = asyncio.run(main())
     assert 0.05 <= seconds < 1.0
+
+
+def test_after_answers_runs_once_the_burst_was_delivered():
+    async def main():
+        upstream, address = await start_upstream()
+        forwarder = Forwarder([address], attempt_timeout=1.0, attempts=1)
+        events = []
+        forwarder.after_answers = lambda: events.append("after")
+        await forwarder.start()
+        q, wire = query()
+        forwarder.forward(q, wire, lambda w, a: events.append("answer"))
+        await upstream.arrived.wait()
+        upstream.answer()
+        for _ in range(200):
+            if events:
+                break
+            await asyncio.sleep(0.01)
+        # the answer callback ran first, then the hook, in the same burst
+        assert events == ["answer", "after"]
+        forwarder.close()
+
+    asyncio.run(main())
