@@ -43,6 +43,19 @@ class GateStats:
         return out
 
 
+def histogram_summary(histogram: Histogram) -> dict[str, Any]:
+    """A latency histogram for a log line: count, p50/p99 (bucket upper bounds), the raw buckets."""
+    snap = histogram.snapshot()
+    return {
+        "count": snap.count,
+        "p50_ms": round(snap.quantile(0.5) * 1000, 3),
+        "p99_ms": round(snap.quantile(0.99) * 1000, 3),
+        "sum_s": round(snap.total, 6),
+        "bounds_s": list(snap.bounds),
+        "counts": list(snap.counts),
+    }
+
+
 class PolicyGate:
     def __init__(
         self,
@@ -107,16 +120,7 @@ class PolicyGate:
         self.writer.submit(element_commands(self.nft_table, plan.writes, plan.deletes), done)
 
     def hold_summary(self) -> dict[str, Any]:
-        """The hold-time histogram for a log line: count, p50/p99 upper bounds, and the raw buckets."""
-        snap = self.hold_time.snapshot()
-        return {
-            "count": snap.count,
-            "p50_ms": round(snap.quantile(0.5) * 1000, 3),
-            "p99_ms": round(snap.quantile(0.99) * 1000, 3),
-            "sum_s": round(snap.total, 6),
-            "bounds_s": list(snap.bounds),
-            "counts": list(snap.counts),
-        }
+        return histogram_summary(self.hold_time)
 
     def failed(self, client_ip: str, transport: str, query: Query, reason: str) -> None:
         client = self.index.client(client_ip)

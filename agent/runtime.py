@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.drops import DropReporter
-from agent.gate import PolicyGate
+from agent.gate import PolicyGate, histogram_summary
 from agent.health import Health
 from agent.histogram import Histogram
 from agent.httpserve import HttpServer
@@ -387,7 +387,12 @@ class Agent:
         """One `agent.stats` line (on SIGUSR1, as dnsmasq does, and at stop): the gate's hold-time
         histogram, cumulative since start, so two lines give the exact histogram of the time between."""
         if self.gate is not None:
-            self.log.info("agent.stats", hold_time=self.gate.hold_summary(), elements=len(self.table))
+            self.log.info(
+                "agent.stats",
+                hold_time=self.gate.hold_summary(),
+                nft_call_time=histogram_summary(self.nft_latency),
+                elements=len(self.table),
+            )
 
     async def stop(self) -> None:
         for task in self._tasks:

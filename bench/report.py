@@ -81,8 +81,8 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def _hold(px: dict[str, Any], run: str, key: str) -> float | None:
-    value = px.get("hold_for_write", {}).get(run, {}).get(key)
+def _hold(px: dict[str, Any], run: str, key: str, what: str = "hold_for_write") -> float | None:
+    value = px.get(what, {}).get(run, {}).get(key)
     return float(value) if value is not None else None
 
 
@@ -196,6 +196,15 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_f(_hold(px, 'fixed_rate', 'p50_ms'))} / {_f(_hold(px, 'fixed_rate', 'p99_ms'))}",
             f"agent histogram (bucket upper bounds), {_f(_hold(px, 'fixed_rate', 'count'), 0)} held answers",
             f"p99 ≤ 0.2 ms: **{v['hold_p99_ms']}**",
+        ),
+        (
+            f"of which libnftables call p50 / p99, ms (at {rate:,} qps)",
+            "n/a",
+            "n/a",
+            f"{_f(_hold(px, 'fixed_rate', 'p50_ms', 'nft_call_time'))} / "
+            f"{_f(_hold(px, 'fixed_rate', 'p99_ms', 'nft_call_time'))}",
+            f"{_f(_hold(px, 'fixed_rate', 'count', 'nft_call_time'), 0)} transactions",
+            "",
         ),
         (
             "hold for the nftables write p50 / p99, ms (saturation)",

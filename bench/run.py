@@ -138,8 +138,12 @@ def measure(
     if stats:
         holds.append(stats())
         out["hold_for_write"] = {
-            "fixed_rate": report.hold_delta(holds[0], holds[1]),
-            "saturation": report.hold_delta(holds[1], holds[2]),
+            "fixed_rate": report.hold_delta(holds[0]["hold_time"], holds[1]["hold_time"]),
+            "saturation": report.hold_delta(holds[1]["hold_time"], holds[2]["hold_time"]),
+        }
+        out["nft_call_time"] = {
+            "fixed_rate": report.hold_delta(holds[0]["nft_call_time"], holds[1]["nft_call_time"]),
+            "saturation": report.hold_delta(holds[1]["nft_call_time"], holds[2]["nft_call_time"]),
         }
     if spy is not None and profile is not None:
         try:
@@ -173,7 +177,8 @@ def agent_stats(proc: subprocess.Popen[Any], follower: services.LogFollower) -> 
     """The agent's cumulative hold-time histogram: SIGUSR1 makes it log an `agent.stats` line."""
     follower.skip_to_end()
     os.kill(proc.pid, signal.SIGUSR1)
-    return dict(follower.wait_for(["agent.stats"], timeout=30)["hold_time"])
+    record = follower.wait_for(["agent.stats"], timeout=30)
+    return {"hold_time": record["hold_time"], "nft_call_time": record["nft_call_time"]}
 
 
 def bench_upstream(lab: Lab, upstream_pid: int, files: dict[str, Path], allowed: set[str], args: Any) -> Any:

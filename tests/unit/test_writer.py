@@ -40,3 +40,13 @@ def test_flush_writes_now_and_the_scheduled_call_finds_nothing():
         assert nft.calls == [[{"a": 1}]] and writer.stats.transactions == 1
 
     asyncio.run(main())
+
+
+def test_each_transaction_reports_its_duration():
+    async def main():
+        seconds = []
+        writer = SetWriter(RecordingNft, on_latency=seconds.append)
+        await writer.write([{"a": 1}])
+        assert len(seconds) == 1 and seconds[0] >= 0.0
+
+    asyncio.run(main())
