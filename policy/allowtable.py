@@ -223,7 +223,7 @@ class AllowTable:
         """The names `pod` resolved to `dst` through an allowed answer, with when each allowance ends
         (kept until the next expiry sweep, so a recently expired one is still known)."""
         out: dict[str, float] = {}
-        for qname in self._names_by_dst.get((pod, dst), ()):
+        for qname in _names(self._names_by_dst.get((pod, dst))):
             until = self.resolutions.get((pod, qname), {}).get(dst)
             if until is not None:
                 out[qname] = until
