@@ -121,7 +121,7 @@ def test_metrics_off_serves_nothing(agent_lab):
 
 def test_status_lists_what_the_kernel_allows_by_pod(agent_lab):
     env = agent_lab
-    env.start_agent()
+    env.start_agent("--refresh-slack", "0")  # exact timeouts: LEFT is the TTL minus the seconds gone
     env.dns("pod-a", "www.google.com")
     env.dns("pod-a", "www.google.com", "AAAA")
     table = env.cli("status")
