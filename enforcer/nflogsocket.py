@@ -6,7 +6,8 @@ import errno
 import itertools
 import socket
 
-from enforcer.nflogwire import NETLINK_NETFILTER, LoggedPacket, NetlinkError, bind_request, parse_datagram
+from enforcer.netlink import NETLINK_NETFILTER, NetlinkError
+from enforcer.nflogwire import LoggedPacket, bind_request, parse_datagram
 
 RECEIVE_BUFFER = 1 << 20  # bytes; at the default log rate the kernel never fills it between two reads
 ACK_TIMEOUT = 1.0

@@ -2,10 +2,8 @@
 
 No maintained Python library fits: pyroute2 (0.9) speaks nfnetlink for conntrack, ipset, nftables and
 NFQUEUE but not NFLOG; `nflog` (PyPI) was last released in 2016; `nflogr` is a C extension over
-libnetfilter_log. The protocol is small (linux/netfilter/nfnetlink_log.h), so it is parsed here:
-
-    nlmsghdr (16 bytes, host order) | nfgenmsg (family u8, version u8, res_id = group, big-endian u16)
-    | attributes (u16 length, u16 type, host order; 4-byte aligned; values big-endian)
+libnetfilter_log. The protocol is small (linux/netfilter/nfnetlink_log.h), so it is parsed here, on the
+framing in enforcer.netlink (the nfgenmsg res_id is the group).
 
 Of a logged packet only the prefix (NFULA_PREFIX) and the packet from its network header (NFULA_PAYLOAD)
 are read: the addresses, the protocol and the destination port are all the agent needs.
@@ -18,13 +16,22 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-NETLINK_NETFILTER = 12
+from enforcer.netlink import (
+    NFGENMSG,
+    NLM_F_ACK,
+    NLM_F_REQUEST,
+    NLMSG_ERROR,
+    NetlinkError,
+    attribute,
+    attributes,
+    error_of,
+    message,
+    messages,
+)
+
 NFNL_SUBSYS_ULOG = 4
 NFULNL_MSG_PACKET = 0
 NFULNL_MSG_CONFIG = 1
-NLMSG_ERROR = 2
-NLM_F_REQUEST = 0x1
-NLM_F_ACK = 0x4
 
 NFULA_CFG_CMD = 1
 NFULA_CFG_MODE = 2
@@ -35,11 +42,6 @@ NFULNL_COPY_PACKET = 2
 
 NFULA_PAYLOAD = 9
 NFULA_PREFIX = 10
-NLA_TYPE_MASK = 0x3FFF  # the top two bits are the nested and byte-order flags
-
-_NLMSGHDR = struct.Struct("=IHHII")
-_NFGENMSG = struct.Struct("!BBH")
-_NLA = struct.Struct("=HH")
 
 PROTOCOLS = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
 _PORTED = {6, 17, 132}  # protocols whose destination port is the second 16-bit field of the header
@@ -57,70 +59,37 @@ class LoggedPacket:
     port: int | None  # destination port, for TCP, UDP and SCTP
 
 
-@dataclass(frozen=True, slots=True)
-class NetlinkError:
-    """An NLMSG_ERROR: errno 0 is the kernel's acknowledgement of a request."""
-
-    errno: int
-    seq: int
-
-
-def _align(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def _attribute(kind: int, value: bytes) -> bytes:
-    raw = _NLA.pack(_NLA.size + len(value), kind) + value
-    return raw + b"\0" * (_align(len(raw)) - len(raw))
-
-
 def bind_request(group: int, seq: int, copy_range: int = 128) -> bytes:
     """NFULNL_MSG_CONFIG: bind this socket to `group`, copying the first `copy_range` bytes of each packet.
 
     The kernel lets one socket per network namespace bind a group: another socket's bind fails with
     EPERM (nfnetlink_log.c, nfulnl_recv_config), and the binding goes away when its socket closes.
     """
-    body = _NFGENMSG.pack(0, 0, group)
-    body += _attribute(NFULA_CFG_CMD, struct.pack("B", NFULNL_CFG_CMD_BIND))
-    body += _attribute(NFULA_CFG_MODE, struct.pack("!IBx", copy_range, NFULNL_COPY_PACKET))
+    body = NFGENMSG.pack(0, 0, group)
+    body += attribute(NFULA_CFG_CMD, struct.pack("B", NFULNL_CFG_CMD_BIND))
+    body += attribute(NFULA_CFG_MODE, struct.pack("!IBx", copy_range, NFULNL_COPY_PACKET))
     # Deliver each packet at once instead of batching for up to the default flush timeout (1 s).
-    body += _attribute(NFULA_CFG_QTHRESH, struct.pack("!I", 1))
-    body += _attribute(NFULA_CFG_TIMEOUT, struct.pack("!I", 1))
+    body += attribute(NFULA_CFG_QTHRESH, struct.pack("!I", 1))
+    body += attribute(NFULA_CFG_TIMEOUT, struct.pack("!I", 1))
     kind = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), kind, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
+    return message(kind, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 def parse_datagram(data: bytes) -> Iterator[LoggedPacket | NetlinkError]:
     """Every message in one netlink datagram; anything malformed or of another kind is skipped."""
-    offset = 0
-    while offset + _NLMSGHDR.size <= len(data):
-        length, kind, _flags, seq, _pid = _NLMSGHDR.unpack_from(data, offset)
-        if length < _NLMSGHDR.size or offset + length > len(data):
-            return
-        body = data[offset + _NLMSGHDR.size : offset + length]
-        offset += _align(length)
-        if kind == NLMSG_ERROR and len(body) >= 4:
-            yield NetlinkError(-struct.unpack_from("=i", body)[0], seq)
+    for kind, seq, body in messages(data):
+        if kind == NLMSG_ERROR:
+            error = error_of(body, seq)
+            if error is not None:
+                yield error
         elif kind == (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET:
             packet = _packet(body)
             if packet is not None:
                 yield packet
 
 
-def _attributes(body: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    offset = _NFGENMSG.size
-    while offset + _NLA.size <= len(body):
-        length, kind = _NLA.unpack_from(body, offset)
-        if length < _NLA.size or offset + length > len(body):
-            break
-        out[kind & NLA_TYPE_MASK] = body[offset + _NLA.size : offset + length]
-        offset += _align(length)
-    return out
-
-
 def _packet(body: bytes) -> LoggedPacket | None:
-    attrs = _attributes(body)
+    attrs = attributes(body)
     payload = attrs.get(NFULA_PAYLOAD)
     if not payload:
         return None

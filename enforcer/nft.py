@@ -12,6 +12,7 @@ from typing import Any
 
 import nftables
 
+from enforcer.nftcounter import read_counter
 from enforcer.ruleset import FAMILY, Command
 
 
@@ -72,9 +73,12 @@ class Nft:
         return {item["chain"]["name"] for item in out if "chain" in item and item["chain"]["table"] == table}
 
     def counter(self, table: str, name: str) -> int:
-        """Packets a named counter has counted (`list counter` reads no set, so it stays cheap)."""
-        out = self.run([{"list": {"counter": {"family": FAMILY, "table": table, "name": name}}}])
-        return next(int(item["counter"]["packets"]) for item in out if "counter" in item)
+        """Packets a named counter has counted, asked of the kernel directly (enforcer.nftcounter):
+        libnftables 1.0.6 would fetch every set element first (0.6-0.9 s at 50,000)."""
+        try:
+            return read_counter(table, name).packets
+        except OSError as error:
+            raise NftError(f"counter {FAMILY} {table} {name}: {error}") from error
 
     def table_exists(self, table: str) -> bool:
         try:

@@ -1,0 +1,70 @@
+"""The netlink framing nfnetlink messages share (NFLOG in nflogwire, nf_tables objects in nftcounter).
+
+nlmsghdr (16 bytes, host order) | nfgenmsg (family u8, version u8, res_id big-endian u16)
+| attributes (u16 length, u16 type, host order; 4-byte aligned; values big-endian)
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+NETLINK_NETFILTER = 12
+NLMSG_ERROR = 2
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLA_TYPE_MASK = 0x3FFF  # the top two bits are the nested and byte-order flags
+
+NLMSGHDR = struct.Struct("=IHHII")
+NFGENMSG = struct.Struct("!BBH")
+NLA = struct.Struct("=HH")
+
+
+@dataclass(frozen=True, slots=True)
+class NetlinkError:
+    """An NLMSG_ERROR: errno 0 is the kernel's acknowledgement of a request."""
+
+    errno: int
+    seq: int
+
+
+def align(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def attribute(kind: int, value: bytes) -> bytes:
+    raw = NLA.pack(NLA.size + len(value), kind) + value
+    return raw + b"\0" * (align(len(raw)) - len(raw))
+
+
+def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+
+
+def attributes(body: bytes, offset: int = NFGENMSG.size) -> dict[int, bytes]:
+    """An attribute list (after the nfgenmsg header by default); a malformed tail is ignored."""
+    out: dict[int, bytes] = {}
+    while offset + NLA.size <= len(body):
+        length, kind = NLA.unpack_from(body, offset)
+        if length < NLA.size or offset + length > len(body):
+            break
+        out[kind & NLA_TYPE_MASK] = body[offset + NLA.size : offset + length]
+        offset += align(length)
+    return out
+
+
+def messages(data: bytes) -> list[tuple[int, int, bytes]]:
+    """(type, seq, body) of every whole message in one datagram."""
+    out = []
+    offset = 0
+    while offset + NLMSGHDR.size <= len(data):
+        length, kind, _flags, seq, _pid = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size or offset + length > len(data):
+            break
+        out.append((kind, seq, data[offset + NLMSGHDR.size : offset + length]))
+        offset += align(length)
+    return out
+
+
+def error_of(body: bytes, seq: int) -> NetlinkError | None:
+    return NetlinkError(-struct.unpack_from("=i", body)[0], seq) if len(body) >= 4 else None
