@@ -72,9 +72,17 @@ class Nft:
         return {item["chain"]["name"] for item in out if "chain" in item and item["chain"]["table"] == table}
 
     def counter(self, table: str, name: str) -> int:
-        """Packets a named counter has counted (`list counter` reads no set, so it stays cheap)."""
-        out = self.run([{"list": {"counter": {"family": FAMILY, "table": table, "name": name}}}])
-        return next(int(item["counter"]["packets"]) for item in out if "counter" in item)
+        """Packets a named counter has counted; NftError if the table or the counter is missing.
+
+        Read by listing its table: `list counter` makes libnftables 1.0.6 fetch every set element of
+        every table first (1.4 s with 100,000 elements, measured in a namespace); `list table` fetches
+        only that table's, which is cheap for a small table (the guard's: 0.5 ms) and no dearer otherwise.
+        """
+        out = self.run([{"list": {"table": {"family": FAMILY, "name": table}}}])
+        for item in out:
+            if "counter" in item and item["counter"]["name"] == name:
+                return int(item["counter"].get("packets", 0))
+        raise NftError(f"no counter {name!r} in table {FAMILY} {table}")
 
     def table_exists(self, table: str) -> bool:
         try:
