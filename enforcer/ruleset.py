@@ -33,7 +33,11 @@ from policy.networkpolicy import IpBlockElement
 
 DEFAULT_TABLE = "fqdn_policy"
 FAMILY = "inet"
-FORWARD_PRIORITY = 0  # filter; the guard table (enforcer.guard) hooks in just after it
+# filter + 5: after the iptables-nft, Calico and kube-proxy filter chains at 0 (a chain registered later at
+# an equal priority runs first, so at 0 ours would run before them and they would see the guard's mark
+# bit); before firewalld's at filter + 10. The guard table (enforcer.guard) hooks in just after it.
+# The kernel cannot change a base chain's priority in place: changing this needs a teardown.
+FORWARD_PRIORITY = 5
 
 Command = dict[str, Any]
 
