@@ -9,7 +9,8 @@ paths (compression pointers, CNAME chains, truncation) that random mutation of a
 reaches. It runs in a child process (libFuzzer exits the process when done); the child reports its
 resident memory every 50,000 inputs. The seeded mutator is the same target with `random.Random(seed)`.
 
-Writes bench/results/fuzz-<UTC stamp>.json and prints a summary; exit 1 on a finding.
+Writes bench/results/fuzz-<UTC stamp>.json and prints a summary; exit 1 on a finding or when RSS grew
+more than 10 % from the end of the first tenth of the run to its end.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 RESULTS = Path(__file__).resolve().parent / "results"
 PROGRESS_EVERY = 50_000
 MARK = "FUZZ-PROGRESS "
+MAX_RSS_GROWTH_PERCENT = 10.0  # from the end of the first tenth of the run to the end
 
 
 def rss_kb() -> int:
@@ -168,13 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     result = run_atheris(args.runs, stamp) if engine == "atheris" else run_mutation(args.runs, args.seed)
     result |= memory_verdict(result["rss_samples"])
+    growth = result["rss_growth_percent"]
+    result["passed"] = not result["findings"] and (growth is None or growth <= MAX_RSS_GROWTH_PERCENT)
     result |= {"date_utc": stamp, "command": " ".join(["python -m bench.fuzz", *sys.argv[1:]])}
     out = RESULTS / f"fuzz-{stamp}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     summary = {k: v for k, v in result.items() if k != "rss_samples"}
     print(json.dumps(summary, indent=2))
     print(f"results in {out}")
-    return 1 if result["findings"] else 0
+    return 0 if result["passed"] else 1
 
 
 if __name__ == "__main__":
