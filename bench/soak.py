@@ -10,7 +10,9 @@ saturated rate here and now (the machine is shared; a constant would be wrong), 
 `--fraction` of it for `--seconds`, while the agent's RSS is sampled every `--sample` seconds.
 
 Pass: after `--warmup` seconds, RSS stays within 10% (max over min of the samples), dnsperf lost no
-query and every answer is NOERROR, and the agent logged no SERVFAIL or enforcer error. Writes
+query and every answer is NOERROR, and the agent logged no SERVFAIL or enforcer error. Also recorded:
+UDP receive-buffer drops per namespace (node: the agent's sockets; inet: the upstream; the pod: dnsperf)
+and the load average, which say where lost queries died. Writes
 bench/results/soak-<UTC stamp>.json and prints it.
 """
 
@@ -84,6 +86,17 @@ class RssSampler(threading.Thread):
             self.samples.append((round(time.monotonic() - self.started_at, 1), rss))
 
 
+def udp_drops(lab: Lab) -> dict[str, int]:
+    """Datagrams each namespace's kernel dropped for a full receive buffer (/proc/net/snmp Udp
+    RcvbufErrors): where lost queries died when the process behind the socket was starved of CPU."""
+    out = {}
+    for ns in ("node", "inet", POD.name):
+        lines = [line.split() for line in lab.run(ns, ["cat", "/proc/net/snmp"]).stdout.splitlines()]
+        udp = [fields for fields in lines if fields[0] == "Udp:"]
+        out[ns] = int(dict(zip(udp[0][1:], udp[1][1:], strict=True))["RcvbufErrors"])
+    return out
+
+
 def verdict(
     samples: list[tuple[float, int]], warmup: float, perf: dict[str, Any], events: dict[str, int]
 ) -> dict[str, Any]:
@@ -139,6 +152,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"[soak] saturated at {sat.qps:.0f} qps; soaking at {rate} qps for {args.seconds:g} s",
                 file=sys.stderr,
             )
+            drops_before = udp_drops(lab)
             sampler = RssSampler(agent.pid, args.sample)
             sampler.start()
             soak = dnsperf.run(
@@ -148,6 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             sampler.stop_event.set()
             sampler.join(timeout=5)
             result["soak"] = soak.summary()
+            after = udp_drops(lab)
+            result["udp_rcvbuf_drops"] = {ns: after[ns] - drops_before[ns] for ns in after}
             result["rss_samples"] = sampler.samples
             result["agent_exit_code"] = services.stop(agent, grace=10)
             result["upstream_alive"] = upstream.poll() is None
