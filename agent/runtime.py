@@ -252,7 +252,11 @@ class Agent:
 
     @property
     def guard_table(self) -> str | None:
-        return guard.guard_table(self.config.table) if self.config.guard_mark else None
+        """None without a mark, and in audit mode: audit promises to break no traffic, and with nothing
+        enforced there is nothing to keep closed (a guard would turn a deleted table into an outage)."""
+        if not self.config.guard_mark or self.config.mode is ruleset.Mode.AUDIT:
+            return None
+        return guard.guard_table(self.config.table)
 
     def _enforcing_tables(self) -> list[str]:
         """Tables holding a copy of the enforced and exempt sets: the main one and the guard."""
@@ -265,7 +269,7 @@ class Agent:
         repair after someone deleted the table or a set.
         """
         table = self.config.table
-        mark = self.config.guard_mark
+        mark = self.config.guard_mark if self.guard_table else 0
         enforced = sorted(index.enforced_ips(4) | index.enforced_ips(6))
         rejected = sorted(self._reject_ips(index, 4) | self._reject_ips(index, 6))
         commands = ruleset.base_ruleset(table, self.config.denial, mark)

@@ -163,3 +163,14 @@ def test_teardown_removes_both_tables(allowed_env):
     assert "deleted table inet fqdn_policy\n" in out and "deleted table inet fqdn_policy_guard" in out
     assert "fqdn_policy" not in env.nft("list", "tables")
     assert env.tcp("pod-a", CLOUDFLARE, 443) == "connected"  # lifting enforcement lifts all of it
+
+
+def test_audit_mode_has_no_guard(allowed_env):
+    """Audit mode breaks no traffic, so a deleted table must not either: no guard, no mark."""
+    env = allowed_env
+    env.start_agent()
+    assert "fqdn_policy_guard" in env.nft("list", "tables")
+    assert env.stop_agent() == 0
+    env.start_agent("--mode", "audit")
+    assert "fqdn_policy_guard" not in env.nft("list", "tables")  # the one left by the enforcing run is gone
+    assert "mark" not in env.nft("list", "chain", "inet", "fqdn_policy", "forward")
