@@ -16,9 +16,11 @@ from agent.explaincmd import run_explain
 from agent.runtime import DEFAULT_METRICS, Agent, AgentConfig, StartupError
 from agent.statuscmd import run_status
 from dnsproxy.ratelimit import DEFAULT_RATE
+from dnsproxy.server import TcpLimits
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, UpstreamAddress
 from enforcer import ruleset
 from enforcer.dnsredirect import DEFAULT_DNS_TABLE
+from enforcer.guard import DEFAULT_GUARD_MARK, guard_table, validate_mark
 from enforcer.nft import Nft, NftError
 from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
@@ -100,6 +102,13 @@ def port_number(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)") from None
     return number
+
+
+def guard_mark(text: str) -> int:
+    try:
+        return validate_mark(int(text, 0))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -267,6 +276,26 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IP:PORT|off",
         help="where to serve /metrics, /healthz, /readyz, /state and /explain over HTTP (docs/operations.md)",
     )
+    run.add_argument(
+        "--guard-mark",
+        type=guard_mark,
+        default=DEFAULT_GUARD_MARK,
+        help="packet-mark bit the main table sets and the guard table checks, so enforced pods stay "
+        "closed if the main table is deleted; must be a bit no other component sets "
+        "(docs/failure-modes.md); 0 = no guard table",
+    )
+    run.add_argument(
+        "--tcp-idle-timeout",
+        type=float,
+        default=TcpLimits().idle_timeout,
+        help="seconds a DNS-over-TCP client has to send each whole query before it is disconnected",
+    )
+    run.add_argument(
+        "--tcp-max-connections",
+        type=int,
+        default=TcpLimits().max_connections,
+        help="open DNS-over-TCP connections per listen address; beyond it new ones are closed at once",
+    )
 
     check = sub.add_parser("check", help="validate a policy file (exit 0 valid, 1 invalid)")
     check.add_argument("file", type=Path)
@@ -338,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return _check(args.file)
     if args.command == "teardown":
-        return _teardown([args.table, args.dns_table])
+        return _teardown([args.table, guard_table(args.table), args.dns_table])
     if args.command == "crd":
         return _crd(args.output, args.fields)
     if args.command == "dns-guard":
@@ -377,12 +406,12 @@ def _crd(output: Path | None, fields: bool) -> int:
 def _teardown(tables: list[str]) -> int:
     try:
         nft = Nft()
-        for table in tables:
-            if nft.table_exists(table):
-                nft.run(ruleset.delete_table(table))
-                print(f"deleted table {ruleset.FAMILY} {table}")
-            else:
-                print(f"no table {ruleset.FAMILY} {table}")
+        # One transaction: the guard table left alone for a moment would close every enforced pod.
+        present = [t for t in tables if nft.table_exists(t)]
+        nft.run([c for t in present for c in ruleset.delete_table(t)])
+        for name in tables:
+            verb = "deleted table" if name in present else "no table"
+            print(f"{verb} {ruleset.FAMILY} {name}")
     except NftError as error:
         print(f"teardown failed: {error}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -437,6 +466,8 @@ def _run(args: argparse.Namespace) -> int:
         nflog_group=args.nflog_group,
         drop_log_rate=args.drop_log_rate,
         metrics=args.metrics,
+        guard_mark=args.guard_mark,
+        tcp_limits=TcpLimits(idle_timeout=args.tcp_idle_timeout, max_connections=args.tcp_max_connections),
     )
     try:
         asyncio.run(Agent(config, source).run_forever())

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import resource
 import signal
 import subprocess
 import time
@@ -29,12 +30,12 @@ from agent.logs import get
 from agent.opsapi import routes
 from agent.redirect import DnsRedirector, plan
 from dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
-from dnsproxy.server import DnsServer, Resolver
+from dnsproxy.server import DnsServer, Resolver, TcpLimits
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, Forwarder, UpstreamAddress
-from enforcer import ruleset
+from enforcer import guard, ruleset
 from enforcer.dnsredirect import DEFAULT_DNS_TABLE
 from enforcer.inventory import allow_elements
-from enforcer.nft import Nft
+from enforcer.nft import Nft, NftError
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
@@ -50,6 +51,7 @@ LOG_FLUSH_SECONDS = 0.5
 GC_THRESHOLD = 20_000
 MIN_APPLY_INTERVAL = 0.1
 DEFAULT_METRICS = ("127.0.0.1", 9153)
+FILE_MARGIN = 256  # descriptors besides TCP clients: listeners, upstream sockets, netlink, logs
 
 
 @dataclass(slots=True)
@@ -84,6 +86,9 @@ class AgentConfig:
     @property
     def denial(self) -> ruleset.Denial:
         return ruleset.Denial(self.mode, self.nflog_group, self.drop_log_rate)
+
+    guard_mark: int = guard.DEFAULT_GUARD_MARK  # 0: no guard table (see enforcer/guard.py)
+    tcp_limits: TcpLimits = field(default_factory=TcpLimits)
 
 
 class StartupError(RuntimeError):
@@ -127,6 +132,7 @@ class Agent:
         # in audit mode, the connections enforcement would have denied.
         self.drops_by_pod: dict[str, int] = {}
         self.drops: DropReporter | None = None
+        self._guard_drops = 0  # the guard's drop counter when last read; growth means main is damaged
 
     @property
     def index(self) -> PolicyIndex:
@@ -184,8 +190,9 @@ class Agent:
             else None
         )
         resolver = self.resolver = Resolver(self.forwarder, self.gate, limiter)
+        self._raise_open_file_limit()
         for host, port in self.config.listen:
-            server = DnsServer(resolver, host, port)
+            server = DnsServer(resolver, host, port, self.config.tcp_limits)
             await server.start()
             self.servers.append(server)
         try:
@@ -232,29 +239,64 @@ class Agent:
             return False
         return self.config.reject or any(p.rejects for p in client.rules.policies)
 
+    def _raise_open_file_limit(self) -> None:
+        """Every TCP client holds a descriptor: with a soft limit of 1,024 (a common default) the
+        process would run out before its connection cap. Raised up to the hard limit, never lowered."""
+        needed = len(self.config.listen) * self.config.tcp_limits.max_connections + FILE_MARGIN
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            if target < needed:
+                self.log.warning("agent.file_limit_low", soft=target, needed=needed)
+
+    @property
+    def guard_table(self) -> str | None:
+        """None without a mark, and in audit mode: audit promises to break no traffic, and with nothing
+        enforced there is nothing to keep closed (a guard would turn a deleted table into an outage)."""
+        if not self.config.guard_mark or self.config.mode is ruleset.Mode.AUDIT:
+            return None
+        return guard.guard_table(self.config.table)
+
+    def _enforcing_tables(self) -> list[str]:
+        """Tables holding a copy of the enforced and exempt sets: the main one and the guard."""
+        return [self.config.table, *([self.guard_table] if self.guard_table else [])]
+
     def _install(self, nft: Nft, index: PolicyIndex, rewrite: bool = False) -> None:
-        """Create or adopt the table, all in one transaction, then take over the kernel's elements.
+        """Create or adopt both tables, all in one transaction, then take over the kernel's elements.
 
         With `rewrite`, every element the agent knows is written back in the same transaction: the
         repair after someone deleted the table or a set.
         """
         table = self.config.table
+        mark = self.config.guard_mark if self.guard_table else 0
         enforced = sorted(index.enforced_ips(4) | index.enforced_ips(6))
         rejected = sorted(self._reject_ips(index, 4) | self._reject_ips(index, 6))
-        commands = ruleset.base_ruleset(table, self.config.denial)
+        commands = ruleset.base_ruleset(table, self.config.denial, mark)
+        if self.guard_table:
+            commands += guard.guard_ruleset(self.guard_table, mark)
+        elif nft.table_exists(guard.guard_table(table)):
+            # Started without a guard after a run with one: its drops would now catch everything.
+            commands += ruleset.delete_table(guard.guard_table(table))
         commands += [
-            {"flush": {"set": {"family": ruleset.FAMILY, "table": table, "name": f"{kind}_v{v}"}}}
-            for kind in ("enforced", "reject")
+            {"flush": {"set": {"family": ruleset.FAMILY, "table": table, "name": f"reject_v{v}"}}}
             for v in (4, 6)
         ]
-        commands += ruleset.enforced_commands(table, enforced, [])
         commands += ruleset.reject_commands(table, rejected, [])
-        commands += ruleset.exempt_commands(table, self.config.exempt)
+        for name in self._enforcing_tables():
+            commands += [
+                {"flush": {"set": {"family": ruleset.FAMILY, "table": name, "name": f"enforced_v{v}"}}}
+                for v in (4, 6)
+            ]
+            commands += ruleset.enforced_commands(name, enforced, [])
+            commands += ruleset.exempt_commands(name, self.config.exempt)
         commands += ruleset.ipblock_commands(table, index.ipblock_elements())
         now = time.monotonic()
         if rewrite:
             commands += ruleset.element_commands(table, self.table.live_writes(now))
         nft.run(commands)
+        if self.guard_table:
+            self._guard_drops = self._guard_counter(nft)
         for listed in allow_elements(nft, table):
             client = index.client(listed.pod_ip)
             self.table.adopt(
@@ -271,7 +313,12 @@ class Agent:
                 new, old = index.enforced_ips(v), previous.enforced_ips(v)
                 add |= new - old
                 remove |= old - new
-            commands = ruleset.enforced_commands(self.config.table, sorted(add), sorted(remove)) + commands
+            changes = [
+                c
+                for name in self._enforcing_tables()
+                for c in ruleset.enforced_commands(name, sorted(add), sorted(remove))
+            ]
+            commands = changes + commands
             add_reject: set[str] = set()
             remove_reject: set[str] = set()
             for v in (4, 6):
@@ -350,19 +397,41 @@ class Agent:
         self.health.record_repair(True, time.monotonic())
         self.log.info("enforcer.repaired", elements_written=len(self.table))
 
-    def _chains_present(self, nft: Nft) -> bool:
-        return set(ruleset.CHAINS) <= nft.chains(self.config.table)
+    def _damage(self, nft: Nft) -> str | None:
+        """What is wrong with the tables, or None. Cheap enough to run every second at any table size."""
+        if not nft.chains(self.config.table) >= set(ruleset.CHAINS):
+            return "table or chain missing"
+        if self.guard_table is None:
+            return None
+        if not nft.chains(self.guard_table) >= guard.GUARD_CHAINS:
+            return "guard table or chain missing"
+        dropped = self._guard_counter(nft)
+        grew, self._guard_drops = dropped > self._guard_drops, dropped
+        if grew:
+            # The guard drops only packets the main table did not judge: a flushed chain or set.
+            return "guard dropped packets the main table did not judge"
+        return None
+
+    def _guard_counter(self, nft: Nft) -> int:
+        assert self.guard_table is not None
+        try:
+            return nft.counter(self.guard_table, guard.DROP_COUNTER)
+        except NftError:
+            return 0  # being rebuilt; the next check reads it
 
     async def _watchdog(self) -> None:
-        """Notices a deleted table or chain within a second, even when no lookup fails on it."""
+        """Notices a deleted or emptied table or chain within a second, even when no lookup fails on it."""
         while True:
             await asyncio.sleep(self.config.watchdog_interval)
-            present = await self.writer.call(self._chains_present)
+            try:
+                damage = await self.writer.call(self._damage)
+            except Exception as error:  # a failed check must not end the watchdog
+                damage = f"check failed: {error}"
             now = time.monotonic()
-            self.health.record_table_check(present, now)
+            self.health.record_table_check(damage is None, now)
             self.health.record_upstream(self.forwarder.stats.answered, self.forwarder.stats.timeouts, now)
-            if not present and (self._repairing is None or self._repairing.done()):
-                self._repairing = asyncio.ensure_future(self.repair("table or chain missing"))
+            if damage and (self._repairing is None or self._repairing.done()):
+                self._repairing = asyncio.ensure_future(self.repair(damage))
             try:
                 await self.redirector.keep()
             except Exception as error:  # retried on the next tick

@@ -18,6 +18,7 @@ from dnsproxy.ratelimit import ClientRateLimiter
 from dnsproxy.udpsocket import UdpEndpoint
 from dnsproxy.upstream import Forwarder
 from dnsproxy.wire import (
+    HEADER,
     RCODE_REFUSED,
     RCODE_SERVFAIL,
     Answer,
@@ -47,12 +48,23 @@ class ServerStats:
     servfail: int = 0
     refused: int = 0
     tcp_connections: int = 0
+    tcp_refused: int = 0  # connections closed at once: over the cap, or a length prefix no query has
+    tcp_idle_closed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class TcpLimits:
+    """What one TCP client can hold. A connection is closed when a whole framed query has not arrived
+    within `idle_timeout` of the previous answer (or the accept), so trickled bytes cannot keep it; a
+    length prefix outside [header, max_query] closes it at once, before anything is read or buffered
+    for it; beyond `max_connections` per listener a new connection is closed at once (the client falls
+    back to UDP or another server) rather than queued."""
+
     idle_timeout: float = 10.0
     max_connections: int = 1024
+    # A query is a header, one question (a name of at most 255 octets) and perhaps an OPT record with
+    # a cookie or padding (RFC 8467 pads to 128-octet blocks): far below this. Answers are not bound.
+    max_query: int = 4096
 
 
 class Resolver:
@@ -172,6 +184,7 @@ class DnsServer:
         task = asyncio.current_task()
         assert task is not None
         if len(self._connections) >= self.tcp_limits.max_connections:
+            self.resolver.stats.tcp_refused += 1
             writer.close()
             return
         self._connections.add(task)
@@ -179,18 +192,28 @@ class DnsServer:
         client_ip = writer.get_extra_info("peername")[0]
         try:
             while True:
-                header = await asyncio.wait_for(reader.readexactly(2), self.tcp_limits.idle_timeout)
-                length = int.from_bytes(header, "big")
-                data = await asyncio.wait_for(reader.readexactly(length), self.tcp_limits.idle_timeout)
+                data = await asyncio.wait_for(self._read_query(reader), self.tcp_limits.idle_timeout)
+                if data is None:
+                    self.resolver.stats.tcp_refused += 1
+                    break
                 reply = await self.resolver.handle_tcp_message(data, client_ip)
                 if reply is None:
                     break
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 await writer.drain()
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+        except TimeoutError:
+            self.resolver.stats.tcp_idle_closed += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self._connections.discard(task)
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+    async def _read_query(self, reader: asyncio.StreamReader) -> bytes | None:
+        """One length-prefixed query, or None when the prefix announces something no query is."""
+        length = int.from_bytes(await reader.readexactly(2), "big")
+        if not HEADER.size <= length <= self.tcp_limits.max_query:
+            return None
+        return await reader.readexactly(length)

@@ -73,8 +73,10 @@ class Nft:
         return {item["chain"]["name"] for item in out if "chain" in item and item["chain"]["table"] == table}
 
     def counter(self, table: str, name: str) -> int:
-        """Packets a named counter has counted, asked of the kernel directly (enforcer.nftcounter):
-        libnftables 1.0.6 would fetch every set element first (0.6-0.9 s at 50,000)."""
+        """Packets a named counter has counted; NftError if the table or the counter is missing.
+
+        Asked of the kernel directly (enforcer.nftcounter): libnftables 1.0.6 fetches every set element
+        of every table before `list counter` (0.6-1.4 s at 50,000-100,000 elements, measured)."""
         try:
             return read_counter(table, name).packets
         except OSError as error:

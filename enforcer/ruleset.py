@@ -33,6 +33,11 @@ from policy.networkpolicy import IpBlockElement
 
 DEFAULT_TABLE = "fqdn_policy"
 FAMILY = "inet"
+# filter + 5: after the iptables-nft, Calico and kube-proxy filter chains at 0 (a chain registered later at
+# an equal priority runs first, so at 0 ours would run before them and they would see the guard's mark
+# bit); before firewalld's at filter + 10. The guard table (enforcer.guard) hooks in just after it.
+# The kernel cannot change a base chain's priority in place: changing this needs a teardown.
+FORWARD_PRIORITY = 5
 
 Command = dict[str, Any]
 
@@ -111,9 +116,18 @@ def _rule(table: str, chain: str, expr: list[dict[str, Any]], comment: str | Non
     return {"add": {"rule": body}}
 
 
-def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial()) -> list[Command]:
+def set_mark_bit(mark: int) -> dict[str, Any]:
+    """`meta mark set meta mark | mark`."""
+    meta = {"meta": {"key": "mark"}}
+    return {"mangle": {"key": meta, "value": {"|": [meta, mark]}}}
+
+
+def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: int = 0) -> list[Command]:
     """Create or adopt the table: sets are kept with their elements, chains are rewritten atomically
-    (so a restart that switches between enforce and audit mode swaps the verdict in one transaction)."""
+    (so a restart that switches between enforce and audit mode swaps the verdict in one transaction).
+
+    With `mark`, each packet sent to an egress chain gets that bit, which tells the guard table
+    (enforcer.guard) that this table judged it."""
     cmds: list[Command] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
     for v in (4, 6):
         addr = _ADDR[v]
@@ -128,7 +142,7 @@ def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial()) -> list[
         cmds.append(_set(table, f"ipblock_v{v}_port", port_key, ["interval"]))
     cmds.append({"add": {"counter": {"family": FAMILY, "table": table, "name": UNLOGGED_COUNTER}}})
     chains: dict[str, dict[str, Any]] = {name: {} for name in CHAINS}
-    chains["forward"] = {"type": "filter", "hook": "forward", "prio": 0, "policy": "accept"}
+    chains["forward"] = {"type": "filter", "hook": "forward", "prio": FORWARD_PRIORITY, "policy": "accept"}
     for name, base in chains.items():
         cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": name, **base}}})
         cmds.append({"flush": {"chain": {"family": FAMILY, "table": table, "name": name}}})
@@ -146,7 +160,11 @@ def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial()) -> list[
             _rule(
                 table,
                 "forward",
-                [_match_set([saddr], f"enforced_v{v}"), {"jump": {"target": f"egress_v{v}"}}],
+                [
+                    _match_set([saddr], f"enforced_v{v}"),
+                    *([set_mark_bit(mark)] if mark else []),
+                    {"jump": {"target": f"egress_v{v}"}},
+                ],
             )
         )
         chain = f"egress_v{v}"
