@@ -125,7 +125,10 @@ def test_watch_expiry_relists(api, tmp_path):
         source = make_source(api, tmp_path)
         await source.first()
         try:
-            await eventually(lambda: len(api.watches(PODS)) == 1, 5, "the pods watch")
+            # Both watches must be open before the expiry, or one of them lists afresh instead of expiring.
+            await eventually(
+                lambda: len(api.watches(PODS)) == 1 and len(api.watches(POLICIES)) == 1, 5, "both watches"
+            )
             await in_thread(api.cluster.expire)
             await eventually(lambda: len(api.lists(PODS)) == 2, 5, "a relist of pods")
             await in_thread(api.cluster.put, PODS, pod("b", "10.244.1.11"))
