@@ -29,13 +29,12 @@ from agent.httpserve import HttpServer
 from agent.logs import get
 from agent.opsapi import routes
 from agent.redirect import DnsRedirector, plan
+from agent.tables import EnforcerTables
 from dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
 from dnsproxy.server import DnsServer, Resolver, TcpLimits
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, Forwarder, UpstreamAddress
 from enforcer import guard, ruleset
 from enforcer.dnsredirect import DEFAULT_DNS_TABLE
-from enforcer.inventory import allow_elements
-from enforcer.nft import Nft, NftError
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
@@ -107,6 +106,7 @@ class Agent:
         self.table = AllowTable(
             TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack), config.max_addresses_per_name
         )
+        self.tables = EnforcerTables(config, self.table)
         self.forwarder = Forwarder(
             config.upstreams,
             config.upstream_timeout,
@@ -132,7 +132,6 @@ class Agent:
         # in audit mode, the connections enforcement would have denied.
         self.drops_by_pod: dict[str, int] = {}
         self.drops: DropReporter | None = None
-        self._guard_drops = 0  # the guard's drop counter when last read; growth means main is damaged
 
     @property
     def index(self) -> PolicyIndex:
@@ -165,7 +164,7 @@ class Agent:
             names=self.names,
         )
         try:
-            await self.writer.call(lambda nft: self._install(nft, index))
+            await self.writer.call(lambda nft: self.tables.install(nft, index))
         except Exception as error:
             raise StartupError(f"cannot program nftables table {self.config.table!r}: {error}") from error
         await self._reconcile(index)
@@ -176,7 +175,7 @@ class Agent:
                 lambda: self.index,
                 self.table,
                 self.names,
-                self._rejects,
+                lambda ip: self.tables.rejects(self.index, ip),
                 self.drops_by_pod,
                 self.writer,
                 self.config.table,
@@ -229,16 +228,6 @@ class Agent:
             nflog_group=self.config.nflog_group,
         )
 
-    def _reject_ips(self, index: PolicyIndex, version: int) -> frozenset[str]:
-        return index.enforced_ips(version) if self.config.reject else index.reject_ips(version)
-
-    def _rejects(self, ip: str) -> bool:
-        """Whether the pod with this address gets a fast failure (for the drop line's `verdict`)."""
-        client = self.index.client(ip)
-        if client is None or client.rules is None:
-            return False
-        return self.config.reject or any(p.rejects for p in client.rules.policies)
-
     def _raise_open_file_limit(self) -> None:
         """Every TCP client holds a descriptor: with a soft limit of 1,024 (a common default) the
         process would run out before its connection cap. Raised up to the hard limit, never lowered."""
@@ -250,85 +239,11 @@ class Agent:
             if target < needed:
                 self.log.warning("agent.file_limit_low", soft=target, needed=needed)
 
-    @property
-    def guard_table(self) -> str | None:
-        """None without a mark, and in audit mode: audit promises to break no traffic, and with nothing
-        enforced there is nothing to keep closed (a guard would turn a deleted table into an outage)."""
-        if not self.config.guard_mark or self.config.mode is ruleset.Mode.AUDIT:
-            return None
-        return guard.guard_table(self.config.table)
-
-    def _enforcing_tables(self) -> list[str]:
-        """Tables holding a copy of the enforced and exempt sets: the main one and the guard."""
-        return [self.config.table, *([self.guard_table] if self.guard_table else [])]
-
-    def _install(self, nft: Nft, index: PolicyIndex, rewrite: bool = False) -> None:
-        """Create or adopt both tables, all in one transaction, then take over the kernel's elements.
-
-        With `rewrite`, every element the agent knows is written back in the same transaction: the
-        repair after someone deleted the table or a set.
-        """
-        table = self.config.table
-        mark = self.config.guard_mark if self.guard_table else 0
-        enforced = sorted(index.enforced_ips(4) | index.enforced_ips(6))
-        rejected = sorted(self._reject_ips(index, 4) | self._reject_ips(index, 6))
-        commands = ruleset.base_ruleset(table, self.config.denial, mark)
-        if self.guard_table:
-            commands += guard.guard_ruleset(self.guard_table, mark)
-        elif nft.table_exists(guard.guard_table(table)):
-            # Started without a guard after a run with one: its drops would now catch everything.
-            commands += ruleset.delete_table(guard.guard_table(table))
-        commands += [
-            {"flush": {"set": {"family": ruleset.FAMILY, "table": table, "name": f"reject_v{v}"}}}
-            for v in (4, 6)
-        ]
-        commands += ruleset.reject_commands(table, rejected, [])
-        for name in self._enforcing_tables():
-            commands += [
-                {"flush": {"set": {"family": ruleset.FAMILY, "table": name, "name": f"enforced_v{v}"}}}
-                for v in (4, 6)
-            ]
-            commands += ruleset.enforced_commands(name, enforced, [])
-            commands += ruleset.exempt_commands(name, self.config.exempt)
-        commands += ruleset.ipblock_commands(table, index.ipblock_elements())
-        now = time.monotonic()
-        if rewrite:
-            commands += ruleset.element_commands(table, self.table.live_writes(now))
-        nft.run(commands)
-        if self.guard_table:
-            self._guard_drops = self._guard_counter(nft)
-        for listed in allow_elements(nft, table):
-            client = index.client(listed.pod_ip)
-            self.table.adopt(
-                listed.element, now + listed.expires, listed.name, client.pod.key if client else None
-            )
-
     async def _reconcile(self, index: PolicyIndex, previous: PolicyIndex | None = None) -> None:
         rec = self.table.reconcile(index, time.monotonic(), previous)
         commands = ruleset.element_commands(self.config.table, rec.writes, rec.deletes)
         if previous is not None:
-            add: set[str] = set()
-            remove: set[str] = set()
-            for v in (4, 6):
-                new, old = index.enforced_ips(v), previous.enforced_ips(v)
-                add |= new - old
-                remove |= old - new
-            changes = [
-                c
-                for name in self._enforcing_tables()
-                for c in ruleset.enforced_commands(name, sorted(add), sorted(remove))
-            ]
-            commands = changes + commands
-            add_reject: set[str] = set()
-            remove_reject: set[str] = set()
-            for v in (4, 6):
-                new, old = self._reject_ips(index, v), self._reject_ips(previous, v)
-                add_reject |= new - old
-                remove_reject |= old - new
-            commands += ruleset.reject_commands(self.config.table, sorted(add_reject), sorted(remove_reject))
-            ipblocks = index.ipblock_elements()
-            if ipblocks != previous.ipblock_elements():
-                commands += ruleset.ipblock_commands(self.config.table, ipblocks)
+            commands = self.tables.change_commands(index, previous, commands)
         await self.writer.write(commands)
         self.table.apply_reconciliation(rec)
         if rec.writes or rec.deletes:
@@ -389,7 +304,7 @@ class Agent:
         """Recreate the table and write back everything allowed (someone deleted or flushed it)."""
         self.log.error("enforcer.repairing", reason=reason, table=f"{ruleset.FAMILY} {self.config.table}")
         try:
-            await self.writer.call(lambda nft: self._install(nft, self.index, rewrite=True))
+            await self.writer.call(lambda nft: self.tables.install(nft, self.index, rewrite=True))
         except Exception as error:
             self.log.error("enforcer.repair_failed", error=str(error))
             self.health.record_repair(False, time.monotonic())
@@ -397,34 +312,12 @@ class Agent:
         self.health.record_repair(True, time.monotonic())
         self.log.info("enforcer.repaired", elements_written=len(self.table))
 
-    def _damage(self, nft: Nft) -> str | None:
-        """What is wrong with the tables, or None. Cheap enough to run every second at any table size."""
-        if not nft.chains(self.config.table) >= set(ruleset.CHAINS):
-            return "table or chain missing"
-        if self.guard_table is None:
-            return None
-        if not nft.chains(self.guard_table) >= guard.GUARD_CHAINS:
-            return "guard table or chain missing"
-        dropped = self._guard_counter(nft)
-        grew, self._guard_drops = dropped > self._guard_drops, dropped
-        if grew:
-            # The guard drops only packets the main table did not judge: a flushed chain or set.
-            return "guard dropped packets the main table did not judge"
-        return None
-
-    def _guard_counter(self, nft: Nft) -> int:
-        assert self.guard_table is not None
-        try:
-            return nft.counter(self.guard_table, guard.DROP_COUNTER)
-        except NftError:
-            return 0  # being rebuilt; the next check reads it
-
     async def _watchdog(self) -> None:
         """Notices a deleted or emptied table or chain within a second, even when no lookup fails on it."""
         while True:
             await asyncio.sleep(self.config.watchdog_interval)
             try:
-                damage = await self.writer.call(self._damage)
+                damage = await self.writer.call(self.tables.damage)
             except Exception as error:  # a failed check must not end the watchdog
                 damage = f"check failed: {error}"
             now = time.monotonic()
