@@ -73,6 +73,10 @@ def render(doc: dict[str, Any]) -> str:
     if doc["pod_ips"]:
         selected = f", selected by {', '.join(doc['policies'])}" if doc["policies"] else ""
         lines.append(f"  pod: {doc['pod']} ({', '.join(doc['pod_ips'])}){selected}")
+    if doc.get("on_deny") == "reject":
+        lines.append("  denied with a fast failure (TCP reset / ICMP prohibited): the connect fails at once")
+    elif doc.get("on_deny") == "drop":
+        lines.append("  denied by a silent drop: the connect times out")
     if doc.get("ip_blocks"):
         lines.append(f"  NetworkPolicy ipBlocks also allow, by address: {', '.join(doc['ip_blocks'])}")
     if doc["verdict"] == Verdict.PORT_NOT_ALLOWED:

@@ -76,7 +76,8 @@ def explain_query(agent: Agent, query: Mapping[str, str]) -> Response:
                 raise ValueError
         except ValueError:
             return json_response(400, {"error": f"port {query['port']!r} is not 1-65535"})
-    return json_response(200, explain(agent.gate.index, pod, host, protocol, port).to_json())
+    verdict = explain(agent.gate.index, pod, host, protocol, port, agent.config.reject)
+    return json_response(200, verdict.to_json())
 
 
 def routes(agent: Agent) -> dict[str, Handler]:

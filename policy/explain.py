@@ -48,6 +48,9 @@ class Explanation:
     # What NetworkPolicy ipBlocks allow this pod by address, whatever the name: if the name's
     # addresses fall in one, the connection passes even when no FQDN rule matches.
     ip_blocks: tuple[str, ...] = ()
+    # How a denied connection fails: "drop" (it times out) or "reject" (refused at once: the agent's
+    # --reject, or a selecting policy's fqdn.policy.dev/on-deny annotation); None when not denied.
+    on_deny: str | None = None
 
     @property
     def allowed(self) -> bool:
@@ -69,6 +72,7 @@ class Explanation:
             "allowed_by": [str(r) for r in self.allowed_by],
             "reason": self.reason,
             "ip_blocks": list(self.ip_blocks),
+            "on_deny": self.on_deny,
         }
 
 
@@ -104,12 +108,20 @@ def ip_blocks(index: PolicyIndex, pod_ips: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def explain(
-    index: PolicyIndex, pod_key: str, host: str, protocol: str | None = None, port: int | None = None
+    index: PolicyIndex,
+    pod_key: str,
+    host: str,
+    protocol: str | None = None,
+    port: int | None = None,
+    reject_all: bool = False,
 ) -> Explanation:
-    """`protocol` is tcp, udp or sctp (a port without a protocol means tcp); None with no port."""
+    """`protocol` is tcp, udp or sctp (a port without a protocol means tcp); None with no port.
+    `reject_all`: the agent runs with --reject (unknown offline: then only annotations count)."""
     if port is not None and protocol is None:
         protocol = "tcp"
     protocol = protocol.lower() if protocol else None
+
+    rejects = False  # how a denial fails, once the selecting policies are known
 
     def result(
         verdict: Verdict,
@@ -121,8 +133,22 @@ def explain(
         allowed_by: tuple[RuleRef, ...] = (),
     ) -> Explanation:
         blocks = ip_blocks(index, ips) if policies else ()
+        on_deny = None
+        if policies and verdict not in (Verdict.ALLOWED, Verdict.NOT_ENFORCED):
+            on_deny = "reject" if rejects else "drop"
         return Explanation(
-            verdict, pod_key, name, protocol, port, ips, policies, matches, allowed_by, reason, blocks
+            verdict,
+            pod_key,
+            name,
+            protocol,
+            port,
+            ips,
+            policies,
+            matches,
+            allowed_by,
+            reason,
+            blocks,
+            on_deny,
         )
 
     client = index.pod(pod_key)
@@ -137,6 +163,7 @@ def explain(
             ips=ips,
         )
     policies = tuple(p.key for p in client.rules.policies)
+    rejects = reject_all or any(p.rejects for p in client.rules.policies)
     try:
         name = validate_name(host)
     except InvalidName as error:

@@ -186,10 +186,18 @@ def test_explain_through_the_agent(agent_lab):
     assert "rule default/allow-out-fqdnnp#egress[0] (www.google.com) opens tcp/443" in port.stdout
     name = ask("--host", "www.cloudflare.com")
     assert name.returncode == 4 and name.stdout.startswith("name-not-allowed:")
+    assert "denied by a silent drop: the connect times out" in name.stdout
     other = env.cli("explain", "--pod", "default/other", "--host", "www.cloudflare.com")
     assert other.returncode == 0 and other.stdout.startswith("not-enforced:")
     ghost = env.cli("explain", "--pod", "default/ghost", "--host", "www.google.com")
     assert ghost.returncode == 5 and ghost.stdout.startswith("unknown-pod:")
+
+
+def test_explain_through_an_agent_that_rejects(agent_lab):
+    env = agent_lab
+    env.start_agent("--reject")
+    name = env.cli("explain", "--pod", POD, "--host", "www.cloudflare.com", "-o", "json")
+    assert name.returncode == 4 and json.loads(name.stdout)["on_deny"] == "reject"
 
 
 def test_explain_from_a_file_and_without_an_agent(agent_lab):

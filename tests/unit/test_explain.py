@@ -165,3 +165,18 @@ spec:
     assert result.ip_blocks == ("192.0.2.0/24", "203.0.113.0/24 tcp/5432")
     assert result.to_json()["ip_blocks"] == ["192.0.2.0/24", "203.0.113.0/24 tcp/5432"]
     assert explain(index, "default/free", "db.example.com").ip_blocks == ()  # not enforced: none written
+
+
+def test_how_a_denial_fails_drop_by_default_reject_by_annotation_or_flag(index):
+    assert explain(index, WEB, "www.cloudflare.com").on_deny == "drop"
+    assert explain(index, WEB, "www.cloudflare.com", reject_all=True).on_deny == "reject"
+    assert explain(index, WEB, "www.google.com", "tcp", 443, reject_all=True).on_deny is None  # allowed
+    assert explain(index, "default/free", "www.cloudflare.com", reject_all=True).on_deny is None
+    annotated = POLICY.replace(
+        "metadata: {name: extra, namespace: default}",
+        "metadata: {name: extra, namespace: default, annotations: {fqdn.policy.dev/on-deny: reject}}",
+    )
+    rejecting = PolicyIndex(load_text(annotated))
+    denied = explain(rejecting, WEB, "www.google.com", "udp", 53)
+    assert denied.verdict is Verdict.PORT_NOT_ALLOWED
+    assert denied.on_deny == "reject" and denied.to_json()["on_deny"] == "reject"
