@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import ipaddress
 import sys
 from pathlib import Path
 
-from agent import logs
+from agent import eventloop, logs
 from agent.agentclient import DEFAULT_URL
 from agent.decisionlog import DEFAULT_WINDOW, LogMode
 from agent.dnsguard import DnsGuard
+from agent.eventloop import EventLoop
 from agent.explaincmd import run_explain
 from agent.runtime import DEFAULT_METRICS, Agent, AgentConfig, StartupError
 from agent.statuscmd import run_status
@@ -291,6 +291,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds a DNS-over-TCP client has to send each whole query before it is disconnected",
     )
     run.add_argument(
+        "--event-loop",
+        choices=[k.value for k in EventLoop],
+        default=EventLoop.UVLOOP.value,
+        help="the asyncio event loop: uvloop (faster per answer) or the standard one",
+    )
+    run.add_argument(
         "--tcp-max-connections",
         type=int,
         default=TcpLimits().max_connections,
@@ -470,7 +476,7 @@ def _run(args: argparse.Namespace) -> int:
         tcp_limits=TcpLimits(idle_timeout=args.tcp_idle_timeout, max_connections=args.tcp_max_connections),
     )
     try:
-        asyncio.run(Agent(config, source).run_forever())
+        eventloop.run(Agent(config, source).run_forever(), EventLoop(args.event_loop))
     except StartupError as error:
         logs.get("fqdn_policy.agent").error("agent.start_failed", error=str(error))
         print(f"fqdn-policy: {error}", file=sys.stderr)

@@ -72,13 +72,18 @@ def start_dnsmasq_nftset(lab: Lab, work: Path, domains: Sequence[str]) -> subpro
     return lab.popen("node", argv, stdout=log, stderr=subprocess.STDOUT)
 
 
-def start_agent(lab: Lab, work: Path, policy: Path, min_ttl: int) -> tuple[subprocess.Popen[Any], Path]:
-    """The agent with its default logging (JSON lines on stdout), redirected to a file."""
-    log_path = work / "agent.log"
+def start_agent(
+    lab: Lab, work: Path, policy: Path, min_ttl: int, extra: Sequence[str] = (), label: str = "agent"
+) -> tuple[subprocess.Popen[Any], Path]:
+    """The agent with its default logging (JSON lines on stdout), redirected to a file; `extra` are
+    further `run` arguments (bench.ab compares variants)."""
+    log_path = work / f"{label}.log"
     argv = [str(AGENT), "run", "--policy", str(policy), "--listen", f"{NODE_IP}:53"]
     argv += ["--upstream", f"{UPSTREAM_IP}:53", "--min-ttl", str(min_ttl)]
     argv += ["--client-rate", "0"]  # one pod is the whole load here; the per-client limit would cap it
-    proc = lab.popen("node", argv, stdout=log_path.open("w"), stderr=(work / "agent.stderr").open("w"))
+    argv += list(extra)
+    stderr = (work / f"{label}.stderr").open("w")
+    proc = lab.popen("node", argv, stdout=log_path.open("w"), stderr=stderr)
     return proc, log_path
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import struct
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,6 +110,7 @@ class Forwarder:
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._on_latency = on_latency
+        self._clock = time.monotonic  # what loop.time() returns, without finding the running loop
         # Called after each burst of upstream answers has been handed to the callbacks: whoever holds
         # those answers (the policy gate's writer) can finish them now instead of at the end of the loop
         # turn, after every other socket's burst (which at saturation is tens of milliseconds).
@@ -141,15 +142,16 @@ class Forwarder:
         self._send(_Pending(query, wire, callback, 0, self._preferred, 0, 0, 0.0))
 
     def _send(self, pending: _Pending) -> None:
-        loop = asyncio.get_running_loop()
         group = self._sockets[pending.upstream]
-        sock = group[random.randrange(len(group))]
+        # A draw of its own: deriving the socket from the ID's bits would tell a spoofer which IDs each
+        # source port can carry.
+        sock = group[self._ids.next() % len(group)]
         ident = self._ids.next()
         while ident in sock.pending:  # at most max_in_flight of 65536 are taken, so this ends quickly
             ident = self._ids.next()
         pending.ident = ident
         pending.socket_index = sock.index
-        pending.deadline = loop.time() + self.attempt_timeout
+        pending.deadline = self._clock() + self.attempt_timeout
         sock.pending[ident] = pending
         self._order.append(pending)
         self.stats.forwarded += 1
@@ -175,7 +177,7 @@ class Forwarder:
         self._preferred = pending.upstream
         if self._on_latency is not None:
             # the attempt's send time is its deadline less the attempt timeout: no extra field per query
-            self._on_latency(asyncio.get_running_loop().time() - pending.deadline + self.attempt_timeout)
+            self._on_latency(self._clock() - pending.deadline + self.attempt_timeout)
         pending.callback(with_id(data, pending.query.id), answer)
 
     def _after_answers(self) -> None:
@@ -191,7 +193,7 @@ class Forwarder:
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self) -> None:
-        now = asyncio.get_running_loop().time()
+        now = self._clock()
         order = self._order
         while order and order[0].deadline <= now:
             pending = order.popleft()

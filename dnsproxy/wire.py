@@ -56,7 +56,9 @@ class Query:
 
     @property
     def qname_text(self) -> str:
-        """The name for logs, whatever bytes it holds."""
+        """The name for logs as the client spelled it, whatever bytes it holds."""
+        if self.qname is not None and self.question.islower():
+            return self.qname  # hostname characters only, already lower case: the same text, no parse
         return _printable_name(self.question)
 
 

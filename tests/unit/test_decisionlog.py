@@ -69,3 +69,33 @@ def test_a_write_opens_the_window_so_covered_repeats_are_counted():
     assert len(lines(stream)) == 1
     log.flush_repeats(60.0)
     assert lines(stream)[-1]["event"] == "dns.repeated" and lines(stream)[-1]["count"] == 2
+
+
+def test_timestamps_match_the_other_log_lines_format():
+    from datetime import UTC, datetime
+
+    from agent.decisionlog import UtcTimestamps
+
+    stamps = UtcTimestamps()
+    # Within one second (the cached prefix), across a second, a minute, a day and a year boundary,
+    # and values that round up into the next second.
+    for t in (
+        1764147600.0, 1764147600.25, 1764147600.999999, 1764147601.0000004, 1764147659.9999996,
+        1767225599.9999999, 1767225600.5, 0.0, 1e9 + 0.123456,
+    ):  # fmt: skip
+        expected = datetime.fromtimestamp(t, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        assert stamps.format(t) == expected, t
+
+
+def test_lines_are_one_json_object_each_with_non_ascii_kept_valid():
+    stream = io.StringIO()
+    log = DecisionLog(stream, LogMode.ALL)
+    log.write({"client": "10.244.1.10", "qname": "caf\\xc3\\xa9.example", "rules": ["a#egress[0] (x)"]})
+    log.write({"client": "10.244.1.10", "qname": "b.example", "allowed": [{"address": "::1", "ttl": 5}]})
+    parsed = lines(stream)
+    assert [p["qname"] for p in parsed] == ["caf\\xc3\\xa9.example", "b.example"]
+    assert parsed[1]["allowed"] == [{"address": "::1", "ttl": 5}]
+    assert all(
+        p["event"] == "dns.decision" and p["level"] == "info" and p["ts"].endswith("Z") for p in parsed
+    )
+    assert stream.getvalue().count("\n") == 2

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from dnsproxy.wire import (
     RCODE_SERVFAIL,
     WireError,
+    _printable_name,
     error_response,
     formerr_for,
     parse_answer,
@@ -167,3 +168,18 @@ def test_mutated_answers_never_crash(position, junk):
     wire[position : position + len(junk)] = junk
     with contextlib.suppress(WireError):
         parse_answer(bytes(wire), parse_query(q.pack()).question)
+
+
+@given(st.lists(st.binary(min_size=1, max_size=12), min_size=0, max_size=5))
+def test_qname_text_shortcut_agrees_with_the_full_rendering(labels):
+    """The lower-case hostname shortcut gives exactly what rendering the labels gives."""
+    name = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    data = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
+    parsed = parse_query(data)
+    assert parsed.qname_text == _printable_name(parsed.question)
+
+
+def test_qname_text_keeps_the_clients_spelling():
+    assert parse_query(query("www.example.com").pack()).qname_text == "www.example.com"
+    assert parse_query(query("Www.example.com").pack()).qname_text == "Www.example.com"
+    assert parse_query(query("a\\.b.example.com").pack()).qname_text == "a\\.b.example.com"

@@ -1,0 +1,161 @@
+"""Compare agent variants (different `run` flags) in one lab, interleaved, against the bare upstream.
+
+    sudo .venv/bin/python -m bench.ab --variant asyncio="--event-loop asyncio" \\
+        --variant uvloop="--event-loop uvloop" [--rounds 3] [--seconds 8]
+
+The machine is noisy, so each round measures the upstream first and then every variant in turn (a fresh
+agent each time, same workload as bench.run), and the report gives each variant's saturated QPS as a
+ratio to the upstream of its own round, plus latency added over the upstream at a fixed rate. The
+median over rounds is the number to quote. A quicker tool than bench.run for deciding between two
+designs; bench.run remains the benchmark of record (dnsmasq, memory, reloads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import dnsperf, services, workload
+from tests.lab.addressing import PodSpec
+from tests.lab.netlab import Lab
+
+POD = "pod-a"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--variant",
+        action="append",
+        required=True,
+        metavar='NAME="ARGS"',
+        help="a label and the extra `fqdn-policy run` arguments (repeatable)",
+    )
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=8.0, help="length of each saturation run")
+    p.add_argument("--latency-seconds", type=float, default=5.0)
+    p.add_argument("--rate", type=int, default=2000)
+    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--outstanding", type=int, default=100)
+    p.add_argument("--min-ttl", type=int, default=600)
+    p.add_argument("--out", type=Path, default=None, help="raw results JSON (default: a file in /tmp)")
+    args = p.parse_args(argv)
+    args.variants = {}
+    for item in args.variant:
+        name, sep, rest = item.partition("=")
+        if not sep or not name:
+            p.error(f"--variant {item!r}: expected NAME=ARGS")
+        args.variants[name] = shlex.split(rest)
+    return args
+
+
+def one_run(lab: Lab, server: str, queries: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Warm-up, a fixed-rate run (latency), a saturation run (QPS)."""
+    dnsperf.run(lab, POD, server, queries, seconds=2, clients=args.clients, max_qps=1000)
+    fixed = dnsperf.run(
+        lab, POD, server, queries, seconds=args.latency_seconds, clients=args.clients,
+        max_qps=args.rate, verbose=True,
+    )  # fmt: skip
+    sat = dnsperf.run(
+        lab, POD, server, queries, seconds=args.seconds, clients=args.clients, outstanding=args.outstanding
+    )
+    lat = fixed.summary()
+    return {
+        "qps": sat.qps,
+        "lost": sat.lost,
+        "p50_ms": lat.get("p50_ms"),
+        "p99_ms": lat.get("p99_ms"),
+        "fixed_lost": fixed.lost,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="fqdn-ab-"))
+    work.chmod(0o755)  # dnsmasq drops to nobody and still reads its hosts file
+    manifest = workload.generate(work, workload.WorkloadSpec(target_elements=0))
+    files = {k: work / v for k, v in manifest.files.items()}
+    allowed = sorted(files["allowed"].read_text().split())
+    queries = str(files["queries"])
+    rounds: list[dict[str, Any]] = []
+    try:
+        with Lab(pods=[PodSpec(POD, manifest.pod_ipv4, manifest.pod_ipv6)]) as lab:
+            upstream = services.start_upstream(lab, work, files["hosts"], 300)
+            services.wait_answering(lab, POD, services.UPSTREAM_IP, allowed[0], "AAAA")
+            for r in range(args.rounds):
+                result: dict[str, Any] = {"upstream": one_run(lab, services.UPSTREAM_IP, queries, args)}
+                log(f"round {r + 1}: upstream {result['upstream']['qps']:,.0f} qps")
+                for name, extra in args.variants.items():
+                    proc, log_path = services.start_agent(
+                        lab, work, files["policy"], args.min_ttl, extra, label=f"agent-{name}"
+                    )
+                    try:
+                        services.LogFollower(log_path).wait_for(["agent.ready"], timeout=120)
+                        services.wait_answering(lab, POD, services.NODE_IP, allowed[0], "AAAA")
+                        result[name] = one_run(lab, services.NODE_IP, queries, args)
+                    finally:
+                        services.stop(proc, grace=10)
+                        # A stopped agent leaves its tables (restarts are hitless): they would drop the
+                        # next round's direct queries to the upstream.
+                        lab.run("node", [str(services.AGENT), "teardown"], timeout=30)
+                    log(f"round {r + 1}: {name} {result[name]['qps']:,.0f} qps")
+                rounds.append(result)
+            upstream_alive = upstream.poll() is None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"variants": {k: shlex.join(v) for k, v in args.variants.items()}, "rounds": rounds,
+            "upstream_alive_at_end": upstream_alive}  # fmt: skip
+
+
+def summary(results: dict[str, Any]) -> str:
+    rounds = results["rounds"]
+    lines = [
+        "| variant | args | QPS (median) | QPS / upstream (median, per round) "
+        "| added p50 / p99 at fixed rate, ms |",
+        "|---|---|---:|---|---|",
+    ]
+    for name, argv in results["variants"].items():
+        ratios = [r[name]["qps"] / r["upstream"]["qps"] for r in rounds if r["upstream"]["qps"]]
+        added50 = _added(rounds, name, "p50_ms")
+        added99 = _added(rounds, name, "p99_ms")
+        qps = statistics.median(r[name]["qps"] for r in rounds)
+        lines.append(
+            f"| {name} | `{argv}` | {qps:,.0f} | {statistics.median(ratios):.3f} "
+            f"({', '.join(f'{x:.3f}' for x in ratios)}) | "
+            f"{_median(added50)} / {_median(added99)} |"
+        )
+    return "\n".join(lines)
+
+
+def _added(rounds: list[dict[str, Any]], name: str, key: str) -> list[float]:
+    """Latency added over the round's upstream (rounds where dnsperf reported none are skipped)."""
+    return [r[name][key] - r["upstream"][key] for r in rounds if r[name][key] and r["upstream"][key]]
+
+
+def _median(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f}" if values else "-"
+
+
+def log(message: str) -> None:
+    print(f"[ab {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = run(args)
+    out = args.out or Path(tempfile.gettempdir()) / f"fqdn-ab-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    log(f"results in {out}")
+    print(summary(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
