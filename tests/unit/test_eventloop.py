@@ -1,0 +1,28 @@
+"""--event-loop: the agent runs on the loop it was asked for."""
+
+import asyncio
+
+import uvloop
+
+from agent.eventloop import EventLoop, run
+
+
+async def _loop_type() -> type:
+    return type(asyncio.get_running_loop())
+
+
+def test_uvloop_is_used_when_chosen():
+    assert issubclass(run(_loop_type(), EventLoop.UVLOOP), uvloop.Loop)
+
+
+def test_the_standard_loop_is_used_when_chosen():
+    loop_type = run(_loop_type(), EventLoop.ASYNCIO)
+    assert not issubclass(loop_type, uvloop.Loop)
+    assert issubclass(loop_type, asyncio.BaseEventLoop)
+
+
+def test_the_cli_defaults_to_uvloop():
+    from agent.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--policy", "p.yaml", "--upstream", "192.0.2.1:53"])
+    assert args.event_loop == "uvloop"
