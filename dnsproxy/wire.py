@@ -81,7 +81,7 @@ def parse_query(data: bytes) -> Query:
     if offset + 4 > len(data):
         raise WireError("question cut short")
     qtype = (data[offset] << 8) | data[offset + 1]
-    question = data[HEADER.size : offset + 4]
+    question = bytes(data[HEADER.size : offset + 4])  # a no-op for bytes; callers may pass a bytearray
     return Query(ident, flags, question, _policy_name(labels), qtype)
 
 
@@ -143,12 +143,15 @@ def parse_answer(data: bytes, question: bytes) -> Answer:
     truncated = bool(flags & FLAG_TC)
     if rcode != 0 or ancount == 0:
         return Answer(rcode, truncated, ())
-    return Answer(rcode, truncated, tuple(_chain_addresses(data, end_q, ancount, truncated)))
+    # The question was parsed uncompressed, so its name's key (see _read_name) is its wire form lowered.
+    qname_key = question[:-4].lower()
+    return Answer(rcode, truncated, tuple(_chain_addresses(data, end_q, ancount, truncated, qname_key)))
 
 
-def _chain_addresses(data: bytes, offset: int, ancount: int, truncated: bool) -> list[tuple[int, str, int]]:
-    names: dict[int, bytes] = {}
-    qname_key = _read_name(data, HEADER.size, names)[0]
+def _chain_addresses(
+    data: bytes, offset: int, ancount: int, truncated: bool, qname_key: bytes
+) -> list[tuple[int, str, int]]:
+    names: dict[int, bytes] = {HEADER.size: qname_key}
     cnames: dict[bytes, bytes] = {}
     found: list[tuple[bytes, int, str, int]] = []
     end = len(data)
