@@ -39,7 +39,7 @@ _POINTER_TO_QUESTION = b"\xc0\x0c"  # a compression pointer to offset 12, where 
 
 # Labels a policy name can contain; anything else (a dot, a space, a NUL inside a label) makes the name
 # unmatchable, so no odd encoding can pose as an allowed name.
-_HOSTNAME_LABEL = re.compile(rb"[A-Za-z0-9_-]+")
+_HOSTNAME = re.compile(rb"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 
 
 class WireError(ValueError):
@@ -108,10 +108,12 @@ def _question_labels(data: bytes, offset: int) -> tuple[list[bytes], int]:
 def _policy_name(labels: list[bytes]) -> str | None:
     if not labels:
         return None
-    for label in labels:
-        if not _HOSTNAME_LABEL.fullmatch(label):
-            return None
-    return b".".join(labels).decode("ascii").lower()
+    joined = b".".join(labels)
+    # One regex over the dotted name instead of one per label; a dot inside a label would pass it, so
+    # the dot count must be exactly the joins'.
+    if not _HOSTNAME.fullmatch(joined) or joined.count(b".") != len(labels) - 1:
+        return None
+    return joined.decode("ascii").lower()
 
 
 def _printable_name(question: bytes) -> str:

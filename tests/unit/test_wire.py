@@ -183,3 +183,19 @@ def test_qname_text_keeps_the_clients_spelling():
     assert parse_query(query("www.example.com").pack()).qname_text == "www.example.com"
     assert parse_query(query("Www.example.com").pack()).qname_text == "Www.example.com"
     assert parse_query(query("a\\.b.example.com").pack()).qname_text == "a\\.b.example.com"
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [[b"a.b", b"example"], [b"a b", b"example"], [b"a\x00b", b"com"], [b"caf\xc3\xa9", b"example"], [b"."]],
+)
+def test_a_name_with_bytes_no_policy_name_has_is_unmatchable(labels):
+    name = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    data = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
+    assert parse_query(data).qname is None
+
+
+def test_hostname_characters_make_a_policy_name():
+    name = b"\x05Ab_-9\x07example\x00"
+    data = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 0) + name + b"\x00\x01\x00\x01"
+    assert parse_query(data).qname == "ab_-9.example"
