@@ -3,8 +3,9 @@
 asyncio's datagram transports read one datagram per readiness event and wrap each in two layers of
 callbacks. Reading until the socket is empty (bounded per event, so one busy socket cannot starve the
 others) costs less per packet and hands the SetWriter a whole burst of answers to write in one
-transaction. `after_burst` marks the end of a burst: the forwarder uses it to have the writes its
-answers asked for done now, rather than after every other socket's burst in the same loop turn.
+transaction. `after_burst` marks the end of a burst, and every AFTER_EVERY datagrams within one: the
+forwarder uses it to have the writes its answers asked for done now, rather than after the rest of the
+burst or every other socket's burst in the same loop turn.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 from collections.abc import Callable
 
 BURST = 64
+AFTER_EVERY = 8  # datagrams between two `after_burst` calls inside one burst
 RECEIVE_SIZE = 65535
 
 Receive = Callable[[bytes, tuple[str, int]], None]
@@ -62,7 +64,8 @@ class UdpEndpoint:
     def _drain(self) -> None:
         recvfrom = self.sock.recvfrom
         receive = self._receive
-        received = 0
+        after = self._after_burst
+        pending = 0  # datagrams handed on since `after_burst` last ran
         for _ in range(BURST):
             try:
                 data, addr = recvfrom(RECEIVE_SIZE)
@@ -70,10 +73,15 @@ class UdpEndpoint:
                 break
             except OSError:
                 continue  # ICMP errors surface here on connected sockets; the sweep handles silence
-            received += 1
             receive(data, addr)
-        if received and self._after_burst is not None:
-            self._after_burst()
+            pending += 1
+            if pending == AFTER_EVERY and after is not None:
+                # Within a long burst too: the first answers' writes go out without waiting for the
+                # burst's last datagram, which bounds how long an answer is held at saturation.
+                after()
+                pending = 0
+        if pending and after is not None:
+            after()
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
