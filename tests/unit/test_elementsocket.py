@@ -204,3 +204,22 @@ def test_one_bad_request_in_a_burst_fails_only_itself_and_order_holds_with_libnf
     assert "delete 1 element(s) from set inet fqdn_policy allow_v4" in outcomes["bad"]
     assert transactions == 3  # elements, libnftables, elements
     assert elements == [["10.244.1.10", "198.51.100.20", None, None]]  # x added, then deleted in order
+
+
+def test_a_failed_socket_is_replaced_on_the_next_write():
+    out = in_namespace(
+        """
+        sock.write([ElementChange("fqdn_policy", (w("10.244.1.10", "198.51.100.10"),))])
+        sock._sock.close()  # the descriptor fails under the writer
+        try:
+            sock.write([ElementChange("fqdn_policy", (w("10.244.1.10", "198.51.100.20"),))])
+            failed = None
+        except OSError as error:
+            failed = [type(error).__name__, error.errno]
+        sock.write([ElementChange("fqdn_policy", (w("10.244.1.10", "198.51.100.30"),))])
+        print(json.dumps([failed, [e[0][1] for e in listed()]]))
+        """
+    )
+    failed, destinations = out
+    assert failed == ["OSError", 9]  # EBADF, not a refusal: the socket is dropped
+    assert destinations == ["198.51.100.10", "198.51.100.30"]
