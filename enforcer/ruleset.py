@@ -256,7 +256,9 @@ def element_set_name(element: Element) -> str:
 def element_commands(
     table: str, writes: Iterable[ElementWrite], deletes: Iterable[Element] = ()
 ) -> list[Command]:
-    """Deletes first, then writes, grouped one command per set.
+    """Deletes first, then writes, grouped one command per set: for the transactions that change
+    elements together with other things (a policy change, a reinstall). An answer's own writes go over
+    netlink instead (enforcer.elementwire writes the same attributes).
 
     Re-adding an element that exists refreshes it only when the request carries an expiration
     (Linux 6.10+ element updates; with a timeout alone and the same value the kernel keeps the old
