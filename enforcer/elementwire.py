@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from socket import AF_INET, AF_INET6, AF_UNSPEC, inet_pton
+from typing import NamedTuple
 
 from enforcer.netlink import (
     NFGENMSG,
@@ -93,8 +94,7 @@ _TYPES = {ADD: NFT_MSG_NEWSETELEM, DELETE: NFT_MSG_DELSETELEM}
 _FLAGS = {ADD: NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, DELETE: NLM_F_REQUEST | NLM_F_ACK}
 
 
-@dataclass(frozen=True, slots=True)
-class ElementChange:
+class ElementChange(NamedTuple):
     """One request's element changes in one table: deletes go before writes (as element_commands)."""
 
     table: str
@@ -102,8 +102,7 @@ class ElementChange:
     deletes: tuple[Element, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Target:
+class Target(NamedTuple):
     """What one element message of a batch does, for the error that names it."""
 
     verb: str
@@ -112,8 +111,7 @@ class Target:
     elements: int
 
 
-@dataclass(frozen=True, slots=True)
-class ElementBatch:
+class ElementBatch(NamedTuple):
     data: bytes
     begin_seq: int  # an error under this sequence number is the batch's (say, its commit failed)
     targets: dict[int, Target]  # sequence number of each element message -> what it does
