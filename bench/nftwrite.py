@@ -6,7 +6,8 @@
 Runs itself again under `unshare -n`: the table lives in a network namespace of its own, which the
 kernel removes when the process ends, however it ends. Each call writes new `pod . destination . tcp .
 443` elements with a comment, as an answer's write does; a call of each size is timed over a round of
-calls and the median round is reported (µs per call), with the ratio libnftables / netlink.
+calls, the rounds alternating between the two, and the median round is reported (µs per call), with
+the ratio libnftables / netlink and, for the netlink write, how much of it is Python encoding the batch.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from enforcer.elementsocket import ElementSocket
-from enforcer.elementwire import ElementChange
+from enforcer.elementwire import ElementChange, encode_batch
 from enforcer.nft import Nft
 from enforcer.ruleset import base_ruleset, element_commands
 from policy.allowtable import ElementWrite
@@ -56,17 +57,11 @@ def _fill(sock: ElementSocket, count: int) -> None:
         sock.write([ElementChange(TABLE, tuple(writes[start : start + FILL_CHUNK]))])
 
 
-def _median_per_call(
-    write: Callable[[list[ElementWrite]], None], source: Iterator[ElementWrite], size: int, rounds: int
-) -> float:
-    per_round = []
-    for _ in range(rounds):
-        batches = [[next(source) for _ in range(size)] for _ in range(CALLS[size])]
-        started = time.perf_counter()
-        for batch in batches:
-            write(batch)
-        per_round.append((time.perf_counter() - started) / len(batches))
-    return statistics.median(per_round) * 1e6
+def _per_call(write: Callable[[list[ElementWrite]], object], batches: list[list[ElementWrite]]) -> float:
+    started = time.perf_counter()
+    for batch in batches:
+        write(batch)
+    return (time.perf_counter() - started) / len(batches)
 
 
 def measure(rounds: int, fill: int) -> list[dict[str, object]]:
@@ -74,31 +69,30 @@ def measure(rounds: int, fill: int) -> list[dict[str, object]]:
     nft.run(base_ruleset(TABLE))
     sock = ElementSocket()
     source = _fresh_writes()
-
-    def via_libnftables(batch: list[ElementWrite]) -> None:
-        nft.run(element_commands(TABLE, batch))
-
-    def via_netlink(batch: list[ElementWrite]) -> None:
-        sock.write([ElementChange(TABLE, tuple(batch))])
-
+    ways: dict[str, Callable[[list[ElementWrite]], object]] = {
+        "libnftables_us": lambda batch: nft.run(element_commands(TABLE, batch)),
+        "netlink_us": lambda batch: sock.write([ElementChange(TABLE, tuple(batch))]),
+        # the Python share of the netlink write: the same batches encoded, not sent
+        "of_which_encoding_us": lambda batch: encode_batch([ElementChange(TABLE, tuple(batch))], 1),
+    }
     rows: list[dict[str, object]] = []
     for phase, target in (("empty sets", 0), (f"~{fill:,} elements", fill)):
         if target:
             _fill(sock, target)
         present = len(nft.list_set(TABLE, "allow_v4_port"))
         for size in SIZES:
-            libnftables = _median_per_call(via_libnftables, source, size, rounds)
-            netlink = _median_per_call(via_netlink, source, size, rounds)
-            rows.append(
-                {
-                    "phase": phase,
-                    "elements_before": present,
-                    "elements_per_call": size,
-                    "libnftables_us": round(libnftables, 1),
-                    "netlink_us": round(netlink, 1),
-                    "ratio": round(libnftables / netlink, 1),
-                }
+            # Rounds alternate between the ways, so a busy moment of the machine hits each alike.
+            samples: dict[str, list[float]] = {way: [] for way in ways}
+            for _ in range(rounds):
+                for way, write in ways.items():
+                    batches = [[next(source) for _ in range(size)] for _ in range(CALLS[size])]
+                    samples[way].append(_per_call(write, batches))
+            row: dict[str, object] = {"phase": phase, "elements_before": present, "elements_per_call": size}
+            row.update({way: round(statistics.median(s) * 1e6, 1) for way, s in samples.items()})
+            row["ratio"] = round(
+                statistics.median(samples["libnftables_us"]) / statistics.median(samples["netlink_us"]), 1
             )
+            rows.append(row)
     return rows
 
 
@@ -115,15 +109,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         inner = [sys.executable, "-m", "bench.nftwrite", "--in-namespace", *(argv or sys.argv[1:])]
         return subprocess.run(["unshare", "-n", *inner], check=False).returncode
+    print(f"load average at the start: {os.getloadavg()[0]:.2f} (1 min)")
     rows = measure(args.rounds, args.fill)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
-    print(f"{'sets':<20} {'elements/call':>13} {'libnftables µs':>15} {'netlink µs':>11} {'ratio':>6}")
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (1 min)")
+    print(
+        f"{'sets':<18} {'elements/call':>13} {'libnftables µs':>15} {'netlink µs':>11}"
+        f" {'(encoding µs)':>14} {'ratio':>6}"
+    )
     for row in rows:
         print(
-            f"{row['phase']:<20} {row['elements_per_call']:>13} {row['libnftables_us']:>15} "
-            f"{row['netlink_us']:>11} {row['ratio']:>5}x"
+            f"{row['phase']:<18} {row['elements_per_call']:>13} {row['libnftables_us']:>15} "
+            f"{row['netlink_us']:>11} {row['of_which_encoding_us']:>14} {row['ratio']:>5}x"
         )
     return 0
 

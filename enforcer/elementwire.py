@@ -24,6 +24,7 @@ names a set created in the same batch, never the case here).
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from collections.abc import Iterable
@@ -119,23 +120,22 @@ class ElementBatch(NamedTuple):
 
 
 class ElementRefused(OSError):
-    """The kernel refused an element message (errno set), or the whole batch."""
+    """The kernel refused an element message, or the whole batch (target None): nothing was applied."""
 
-    def __init__(self, errno: int, target: Target | None) -> None:
+    def __init__(self, code: int, target: Target | None) -> None:
         self.target = target
-        super().__init__(errno, describe(errno, target))
+        super().__init__(code, describe(code, target))
 
 
-def describe(errno: int, target: Target | None) -> str:
-    reason = os.strerror(errno) if errno else "no answer"
+def describe(code: int, target: Target | None) -> str:
     if target is None:
-        return f"nf_tables refused the element batch: {reason}"
+        return f"nf_tables refused the element batch: {os.strerror(code)}"
     what = f"{target.verb} {target.elements} element(s) {'to' if target.verb == ADD else 'from'} set"
     hint = ""
-    if errno == 2:  # ENOENT
+    if code == errno.ENOENT:
         missing = "the table or the set" if target.verb == ADD else "the table, the set or an element"
         hint = f" ({missing} does not exist)"
-    return f"{what} inet {target.table} {target.set}: {reason}{hint}"
+    return f"{what} inet {target.table} {target.set}: {os.strerror(code)}{hint}"
 
 
 def element_key(element: Element) -> bytes:
@@ -274,7 +274,7 @@ class Acknowledgements:
 
     @property
     def complete(self) -> bool:
-        """Every message answered, or the batch failed as a whole (nothing more will come for it)."""
+        """Every message answered, or the batch failed as a whole (whatever follows for it is moot)."""
         return not self.waiting or self.failed_whole
 
     def feed(self, data: bytes) -> None:
