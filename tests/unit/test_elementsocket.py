@@ -223,3 +223,19 @@ def test_a_failed_socket_is_replaced_on_the_next_write():
     failed, destinations = out
     assert failed == ["OSError", 9]  # EBADF, not a refusal: the socket is dropped
     assert destinations == ["198.51.100.10", "198.51.100.30"]
+
+
+def test_one_element_written_twice_in_a_burst_ends_as_through_libnftables():
+    out = in_namespace(
+        """
+        nft.run(base_ruleset("via_libnftables"))
+        first = w("10.244.1.10", "198.51.100.10", timeout=60, name="a.example")
+        later = w("10.244.1.10", "198.51.100.10", timeout=900, name="b.example")
+        sock.write([ElementChange("fqdn_policy", (first,)), ElementChange("fqdn_policy", (later,))])
+        nft.run(element_commands("via_libnftables", [first]) + element_commands("via_libnftables", [later]))
+        print(json.dumps([listed(), listed("via_libnftables")]))
+        """
+    )
+    ((netlink,), (libnftables,)) = out
+    assert (netlink[0], netlink[1], netlink[3]) == (libnftables[0], libnftables[1], libnftables[3])
+    assert netlink[1] == 900
