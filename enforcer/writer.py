@@ -121,15 +121,15 @@ class SetWriter:
         if not self._queue:
             return
         batch, self._queue = self._queue, []
-        outcomes: list[Exception | None] = []
-        for run in _runs(batch):
-            outcomes += self._apply(run)
         self.stats.requests += len(batch)
         self.stats.last_batch = len(batch)
-        for request, outcome in zip(batch, outcomes, strict=True):
-            if outcome is not None:
-                self.stats.failures += 1
-            request.done(outcome)
+        for run in _runs(batch):
+            # Each run's requests are told as soon as it is written: answers held for an element batch
+            # are not held for a libnftables call queued after them.
+            for request, outcome in zip(run, self._apply(run), strict=True):
+                if outcome is not None:
+                    self.stats.failures += 1
+                request.done(outcome)
 
     def _apply(self, run: list[_Request]) -> list[Exception | None]:
         """One transaction for a run of requests of one kind; if it fails, each request is retried on

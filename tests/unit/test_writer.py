@@ -98,3 +98,17 @@ def test_a_refused_element_batch_is_retried_request_by_request():
         assert writer.stats.failures == 1
 
     asyncio.run(main())
+
+
+def test_an_element_run_is_acknowledged_before_the_commands_queued_after_it_run():
+    async def main():
+        log = []
+        nft = RecordingNft()
+        nft.run = lambda commands: log.append("nft") or []
+        writer = SetWriter(lambda: nft, elements_factory=lambda: RecordingElements(log))
+        writer.submit_elements("t", ["a"], [], lambda error: log.append(("done a", error)))
+        writer.submit([{"c": 1}], lambda error: log.append(("done c", error)))
+        await asyncio.sleep(0)
+        assert log == [("elements", [("a",)]), ("done a", None), "nft", ("done c", None)]
+
+    asyncio.run(main())
