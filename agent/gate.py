@@ -16,7 +16,6 @@ from agent.histogram import Histogram
 from agent.logs import QTYPE_NAMES, get, qtype_name, rcode_name
 from dnsproxy.server import Release
 from dnsproxy.wire import Answer, Query
-from enforcer.ruleset import element_commands
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
@@ -117,7 +116,7 @@ class PolicyGate:
                     self.on_write_failure(error)
 
         self.stats.held += 1
-        self.writer.submit(element_commands(self.nft_table, plan.writes, plan.deletes), done)
+        self.writer.submit_elements(self.nft_table, plan.writes, plan.deletes, done)
 
     def hold_summary(self) -> dict[str, Any]:
         return histogram_summary(self.hold_time)

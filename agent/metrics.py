@@ -129,10 +129,13 @@ class AgentCollector(Collector):
     def _kernel(self, agent: Agent) -> Iterator[Metric]:
         yield histogram_family(
             f"{PREFIX}_nft_write_latency_seconds",
-            "Duration of each libnftables transaction (a group commit of many answers' writes)",
+            "Duration of each nftables transaction (a group commit of many answers' writes)",
             agent.nft_latency,
         )
-        transactions = CounterMetricFamily(f"{PREFIX}_nft_transactions", "libnftables transactions run")
+        transactions = CounterMetricFamily(
+            f"{PREFIX}_nft_transactions",
+            "nftables transactions run (netlink element batches and libnftables calls)",
+        )
         transactions.add_metric([], agent.writer.stats.transactions)
         yield transactions
         written = CounterMetricFamily(

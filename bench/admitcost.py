@@ -34,7 +34,10 @@ from policy.ruleindex import PolicyIndex
 from policy.ttl import TTLPolicy
 
 class AckWriter:
-    def submit(self, commands, done):
+    def submit(self, commands, done):  # the gate of a tree from before the netlink element writes
+        done(None)
+
+    def submit_elements(self, table, writes, deletes, done):
         done(None)
 
 n = int(sys.argv[2])

@@ -5,7 +5,8 @@
 Builds the benchmark's workload in memory (bench.workload: 1,000 policies x 20 names, 100 pods), a
 query and an upstream answer per name (AAAA, distinct address, TTL 300), then times, per query:
 parsing the query, parsing the answer, and the gate deciding and releasing an answer already covered
-(the steady state: nothing to write), and, for comparison, building the write commands for a new one.
+(the steady state: nothing to write), and encoding a new one's write: the netlink batch the agent
+sends, and the libnftables JSON it replaced.
 Not a substitute for bench.run (no syscalls, no contention); a tool to compare code changes quickly.
 """
 
@@ -27,6 +28,7 @@ from agent.decisionlog import DecisionLog
 from agent.gate import PolicyGate
 from bench import workload
 from dnsproxy.wire import parse_answer, parse_query
+from enforcer.elementwire import ElementChange, encode_batch
 from enforcer.ruleset import element_commands
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
@@ -47,10 +49,12 @@ class _ImmediateWriter:
     """Acknowledges every write at once: the gate's own cost without a kernel."""
 
     def __init__(self) -> None:
-        self.commands = 0
+        self.requests = 0
 
-    def submit(self, commands: list[Any], done: Callable[[Exception | None], None]) -> None:
-        self.commands += len(commands)
+    def submit_elements(
+        self, table: str, writes: Any, deletes: Any, done: Callable[[Exception | None], None]
+    ) -> None:
+        self.requests += 1
         done(None)
 
 
@@ -129,12 +133,18 @@ def main(argv: list[str] | None = None) -> int:
     pairs = zip(queries, answers, strict=True)
     writes = [w for q, a in pairs if a.addresses for w in _plan(table, index, q, a)]
     _per_call(
-        "element_commands + json.dumps, one element each",
+        "encode_batch (the netlink write), one element each",
+        lambda: [encode_batch([ElementChange("t", (w,))], 1) for w in writes],
+        len(writes),
+        repeat=3,
+    )
+    _per_call(
+        "element_commands + json.dumps (libnftables' input), one element each",
         lambda: [json.dumps({"nftables": element_commands("t", [w])}) for w in writes],
         len(writes),
         repeat=3,
     )
-    print(f"released {len(released):,}, commands {writer.commands:,}, elements {len(table):,}")
+    print(f"released {len(released):,}, write requests {writer.requests:,}, elements {len(table):,}")
     whole = _whole_path(index, client, wires)
     _per_call("whole path without syscalls, covered answer", whole, n, repeat=3)
     if args.profile:

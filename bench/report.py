@@ -198,7 +198,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"p99 ≤ 0.2 ms: **{v['hold_p99_ms']}**",
         ),
         (
-            f"of which libnftables call p50 / p99, ms (at {rate:,} qps)",
+            f"of which the nftables write p50 / p99, ms (at {rate:,} qps)",
             "n/a",
             "n/a",
             f"{_f(_hold(px, 'fixed_rate', 'p50_ms', 'nft_call_time'))} / "

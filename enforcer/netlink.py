@@ -1,4 +1,5 @@
-"""The netlink framing nfnetlink messages share (NFLOG in nflogwire, nf_tables objects in nftcounter).
+"""The netlink framing nfnetlink messages share (NFLOG in nflogwire, nf_tables objects in nftcounter and
+set elements in elementwire).
 
 nlmsghdr (16 bytes, host order) | nfgenmsg (family u8, version u8, res_id big-endian u16)
 | attributes (u16 length, u16 type, host order; 4-byte aligned; values big-endian)
@@ -13,7 +14,13 @@ NETLINK_NETFILTER = 12
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
+NLM_F_CREATE = 0x400
+NLA_F_NESTED = 0x8000
 NLA_TYPE_MASK = 0x3FFF  # the top two bits are the nested and byte-order flags
+NETLINK_CAP_ACK = 10  # socket option: an error's acknowledgement leaves out the refused message's body
+
+NFNL_SUBSYS_NFTABLES = 10
+NFPROTO_INET = 1
 
 NLMSGHDR = struct.Struct("=IHHII")
 NFGENMSG = struct.Struct("!BBH")
@@ -35,6 +42,11 @@ def align(n: int) -> int:
 def attribute(kind: int, value: bytes) -> bytes:
     raw = NLA.pack(NLA.size + len(value), kind) + value
     return raw + b"\0" * (align(len(raw)) - len(raw))
+
+
+def nested(kind: int, value: bytes) -> bytes:
+    """An attribute holding attributes (libmnl sets NLA_F_NESTED on every nest; so does this)."""
+    return attribute(kind | NLA_F_NESTED, value)
 
 
 def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:

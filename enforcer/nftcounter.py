@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from enforcer.netlink import (
     NETLINK_NETFILTER,
     NFGENMSG,
+    NFNL_SUBSYS_NFTABLES,
+    NFPROTO_INET,
     NLM_F_REQUEST,
     NLMSG_ERROR,
     attribute,
@@ -23,7 +25,6 @@ from enforcer.netlink import (
     messages,
 )
 
-NFNL_SUBSYS_NFTABLES = 10
 NFT_MSG_NEWOBJ = 18
 NFT_MSG_GETOBJ = 19
 NFTA_OBJ_TABLE = 1
@@ -33,7 +34,6 @@ NFTA_OBJ_DATA = 4
 NFT_OBJECT_COUNTER = 1
 NFTA_COUNTER_BYTES = 1
 NFTA_COUNTER_PACKETS = 2
-NFPROTO_INET = 1
 TIMEOUT = 1.0
 
 

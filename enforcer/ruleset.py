@@ -41,6 +41,10 @@ FORWARD_PRIORITY = 5
 
 Command = dict[str, Any]
 
+# An element's comment is the query name, cut to what libnftnl accepts (NFTNL_UDATA_COMMENT_MAXLEN,
+# 128 bytes with the terminating NUL).
+COMMENT_LENGTH = 127
+
 _ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
 _IP = {4: "ip", 6: "ip6"}
 _ICMP = {4: "icmp", 6: "icmpv6"}
@@ -244,14 +248,17 @@ def _element_value(element: Element) -> dict[str, Any]:
     return {"concat": [src, dst, proto, port]}
 
 
-def _element_set(element: Element) -> str:
+def element_set_name(element: Element) -> str:
+    """The allow set an element belongs in: by the destination's IP version and the grant's shape."""
     return set_name(6 if ":" in element[1] else 4, element[2], element[3])
 
 
 def element_commands(
     table: str, writes: Iterable[ElementWrite], deletes: Iterable[Element] = ()
 ) -> list[Command]:
-    """Deletes first, then writes, grouped one command per set.
+    """Deletes first, then writes, grouped one command per set: for the transactions that change
+    elements together with other things (a policy change, a reinstall). An answer's own writes go over
+    netlink instead (enforcer.elementwire writes the same attributes).
 
     Re-adding an element that exists refreshes it only when the request carries an expiration
     (Linux 6.10+ element updates; with a timeout alone and the same value the kernel keeps the old
@@ -261,7 +268,7 @@ def element_commands(
     cmds: list[Command] = []
     by_set: dict[str, list[dict[str, Any]]] = {}
     for element in deletes:
-        by_set.setdefault(_element_set(element), []).append(_element_value(element))
+        by_set.setdefault(element_set_name(element), []).append(_element_value(element))
     for name, elems in by_set.items():
         cmds.append({"delete": {"element": {"family": FAMILY, "table": table, "name": name, "elem": elems}}})
     by_set = {}
@@ -271,10 +278,10 @@ def element_commands(
                 "val": _element_value(write.element),
                 "timeout": write.timeout,
                 "expires": write.timeout,
-                "comment": write.name[:127],
+                "comment": write.name[:COMMENT_LENGTH],
             }
         }
-        by_set.setdefault(_element_set(write.element), []).append(elem)
+        by_set.setdefault(element_set_name(write.element), []).append(elem)
     for name, elems in by_set.items():
         cmds.append({"add": {"element": {"family": FAMILY, "table": table, "name": name, "elem": elems}}})
     return cmds

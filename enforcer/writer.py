@@ -1,10 +1,13 @@
 """SetWriter: every kernel write goes through here, in order, as few transactions as possible.
 
 Group commit per burst: requests made while the loop handles a burst of answers queue up, and one
-libnftables call after the burst (or at the end of the loop turn) writes them all (its fixed cost,
-~0.2 ms, is far above its per-element cost). The call runs on the loop thread: a writer thread
-measured worse, because the thread must win the GIL back from a busy loop (up to the 5 ms switch
-interval) after every call.
+transaction after the burst (or at the end of the loop turn) writes them all. The answers' allow-set
+elements go as one nf_tables netlink batch (enforcer.elementsocket, ~20-40 µs); everything else
+(tables, chains, rules, policy changes, barriers and `call`) through libnftables (~0.2 ms a call
+whatever its size, because it rebuilds its cache each time). Both run on the loop thread, in the order
+the requests came: a run of consecutive element requests is one batch, a run of commands one
+libnftables call. (A writer thread measured worse: the thread must win the GIL back from a busy loop,
+up to the 5 ms switch interval, after every call.)
 
 If a combined transaction fails, each request is retried on its own, so one bad request (say, a delete
 of an element the kernel already expired) fails only itself.
@@ -14,21 +17,34 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
+from enforcer.elementsocket import ElementSocket
+from enforcer.elementwire import ElementChange
 from enforcer.nft import Nft, NftError
 from enforcer.ruleset import Command
+from policy.allowtable import Element, ElementWrite
 
 T = TypeVar("T")
 Done = Callable[[Exception | None], None]
 
 
+class ElementWriter(Protocol):
+    def write(self, changes: list[ElementChange]) -> None: ...
+
+
 @dataclass(slots=True)
 class _Request:
-    commands: list[Command]
+    commands: list[Command] | None  # for libnftables; None for an element change
+    change: ElementChange | None
     done: Done
+
+    @property
+    def has_work(self) -> bool:
+        """False for a barrier (`write([])`): it only waits for the requests before it."""
+        return self.change is not None or bool(self.commands)
 
 
 @dataclass(slots=True)
@@ -42,19 +58,33 @@ class WriterStats:
 
 class SetWriter:
     def __init__(
-        self, nft_factory: Callable[[], Nft] = Nft, on_latency: Callable[[float], None] | None = None
+        self,
+        nft_factory: Callable[[], Nft] = Nft,
+        on_latency: Callable[[float], None] | None = None,
+        elements_factory: Callable[[], ElementWriter] = ElementSocket,
     ) -> None:
-        """`on_latency(seconds)` is told how long each libnftables transaction took (for metrics)."""
+        """`on_latency(seconds)` is told how long each transaction took (for metrics)."""
         self._nft: Nft | None = None
+        self._elements: ElementWriter | None = None
         self._on_latency = on_latency
         self._factory = nft_factory
+        self._elements_factory = elements_factory
         self._queue: list[_Request] = []
         self._scheduled = False
         self.stats = WriterStats()
 
     def submit(self, commands: list[Command], done: Done) -> None:
-        """Queue commands; `done(None)` runs once they are in the kernel, else `done(error)`."""
-        self._queue.append(_Request(commands, done))
+        """Queue libnftables commands; `done(None)` runs once they are in the kernel, else `done(error)`."""
+        self._enqueue(_Request(commands, None, done))
+
+    def submit_elements(
+        self, table: str, writes: Iterable[ElementWrite], deletes: Iterable[Element], done: Done
+    ) -> None:
+        """Queue allow-set element changes (deletes, then writes); `done` as for submit."""
+        self._enqueue(_Request(None, ElementChange(table, tuple(writes), tuple(deletes)), done))
+
+    def _enqueue(self, request: _Request) -> None:
+        self._queue.append(request)
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -91,36 +121,76 @@ class SetWriter:
         if not self._queue:
             return
         batch, self._queue = self._queue, []
-        outcomes = self._apply(batch)
-        self.stats.transactions += 1
         self.stats.requests += len(batch)
         self.stats.last_batch = len(batch)
-        for request, outcome in zip(batch, outcomes, strict=True):
-            if outcome is not None:
-                self.stats.failures += 1
-            request.done(outcome)
+        for run in _runs(batch):
+            # Each run's requests are told as soon as it is written: answers held for an element batch
+            # are not held for a libnftables call queued after them.
+            for request, outcome in zip(run, self._apply(run), strict=True):
+                if outcome is not None:
+                    self.stats.failures += 1
+                request.done(outcome)
 
-    def _apply(self, batch: list[_Request]) -> list[Exception | None]:
+    def _apply(self, run: list[_Request]) -> list[Exception | None]:
+        """One transaction for a run of requests of one kind; if it fails, each request is retried on
+        its own. Barriers in the run (no commands) succeed with it."""
+        work = [r for r in run if r.has_work]
+        if not work:
+            return [None] * len(run)
         started = time.perf_counter()
-        nft = self._context()
-        commands = [c for request in batch for c in request.commands]
-        try:
-            nft.run(commands)
-            outcomes: list[Exception | None] = [None] * len(batch)
-        except NftError as error:
-            if len(batch) == 1:
-                outcomes = [error]
-            else:
-                outcomes = []
-                for request in batch:
-                    try:
-                        nft.run(request.commands)
-                        outcomes.append(None)
-                    except NftError as single:
-                        outcomes.append(single)
-        except Exception as error:  # a broken binding must fail requests, not kill the agent
-            outcomes = [error] * len(batch)
+        if work[0].change is not None:
+            writer = self._element_writer()
+            changes = [r.change for r in work if r.change is not None]
+            outcomes = _each_alone(changes, writer.write, Exception)
+        else:
+            nft = self._context()
+            parts = [r.commands for r in work if r.commands]
+            try:
+                outcomes = _each_alone(parts, lambda ps: nft.run([c for p in ps for c in p]), NftError)
+            except Exception as error:  # a broken binding must fail requests, not kill the agent
+                outcomes = [error] * len(work)
+        self.stats.transactions += 1
         self.stats.last_seconds = time.perf_counter() - started
-        if self._on_latency is not None and commands:  # barriers (no commands) cost nothing to time
+        if self._on_latency is not None:
             self._on_latency(self.stats.last_seconds)
-        return outcomes
+        of_work = iter(outcomes)
+        return [next(of_work) if r.has_work else None for r in run]
+
+    def _element_writer(self) -> ElementWriter:
+        if self._elements is None:
+            self._elements = self._elements_factory()
+        return self._elements
+
+
+def _runs(batch: list[_Request]) -> list[list[_Request]]:
+    """Consecutive requests of one kind; a barrier (no commands) joins whatever run it falls in."""
+    runs: list[list[_Request]] = []
+    for request in batch:
+        if runs and (not request.has_work or (runs[-1][0].change is None) == (request.change is None)):
+            runs[-1].append(request)
+        else:
+            runs.append([request])
+    return runs
+
+
+U = TypeVar("U")
+
+
+def _each_alone(
+    parts: list[U], apply: Callable[[list[U]], object], retried: type[Exception]
+) -> list[Exception | None]:
+    """Apply all parts as one transaction; if that fails with `retried`, each part on its own."""
+    try:
+        apply(parts)
+        return [None] * len(parts)
+    except retried as error:
+        if len(parts) == 1:
+            return [error]
+    outcomes: list[Exception | None] = []
+    for part in parts:
+        try:
+            apply([part])
+            outcomes.append(None)
+        except retried as single:
+            outcomes.append(single)
+    return outcomes

@@ -5,7 +5,7 @@ An input is a (query, answer) pair of byte strings. The query goes through the r
 (parse, rate limit, forward); a fake upstream answers it in-process with the answer bytes under the query's
 ID (so the answer is read as if it came from the right socket); the real parse_answer judges it, and the
 real PolicyGate decides, plans kernel writes and logs, with a writer that acknowledges at once after
-checking every command serialises and names addresses the answer carried.
+checking every element change encodes as a netlink batch and names addresses the answer carried.
 
 What counts as a finding: any exception escaping, more than one reply to a query, a reply with another
 ID, or a kernel write naming an address that was not in the answer.
@@ -14,13 +14,11 @@ ID, or a kernel write naming an address that was not in the answer.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import socket
 import struct
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from dnslib import AAAA, CNAME, QTYPE, RR, A, DNSRecord
 
@@ -29,8 +27,9 @@ from agent.gate import PolicyGate
 from dnsproxy.ratelimit import ClientRateLimiter
 from dnsproxy.server import Resolver
 from dnsproxy.wire import Answer, Query, WireError, parse_answer, parse_query, with_id
+from enforcer.elementwire import ElementChange, encode_batch
 from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
+from policy.allowtable import AllowTable, Element, ElementWrite
 from policy.fileloader import load_text
 from policy.ruleindex import PolicyIndex
 from policy.ttl import TTLPolicy
@@ -75,24 +74,25 @@ class _FakeForwarder:
 
 
 class _CheckingWriter:
-    """Acknowledges every write at once; checks the commands before."""
+    """Acknowledges every write at once; checks the element changes before (they must encode)."""
 
     def __init__(self) -> None:
         self.answer = b""
         self.writes = 0
 
-    def submit(self, commands: list[dict[str, Any]], done: Callable[[Exception | None], None]) -> None:
-        json.dumps(commands)
-        for command in commands:
-            for verb in ("add", "delete"):
-                element = command.get(verb, {}).get("element")
-                if element is None or not element["name"].startswith("allow_"):
-                    continue
-                for item in element["elem"]:
-                    value = item["elem"]["val"] if "elem" in item else item
-                    dst = value["concat"][1]
-                    if verb == "add" and not _in_answer(dst, self.answer):
-                        raise FuzzFinding(f"write of {dst}, not in the answer {self.answer!r}")
+    def submit_elements(
+        self,
+        table: str,
+        writes: Iterable[ElementWrite],
+        deletes: Iterable[Element],
+        done: Callable[[Exception | None], None],
+    ) -> None:
+        change = ElementChange(table, tuple(writes), tuple(deletes))
+        encode_batch([change], 1)
+        for write in change.writes:
+            dst = write.element[1]
+            if not _in_answer(dst, self.answer):
+                raise FuzzFinding(f"write of {dst}, not in the answer {self.answer!r}")
         self.writes += 1
         done(None)
 

@@ -3,6 +3,7 @@
 
 import tracemalloc
 
+from policy.allowtable import ElementWrite
 from tests.fuzz.harness import FuzzFinding, FuzzTarget, mutation_run
 
 
@@ -26,17 +27,10 @@ def test_a_write_of_an_address_not_in_the_answer_is_a_finding():
     target = FuzzTarget()
     target.writer.answer = b"\xc0\x00\x02\x02"  # 192.0.2.2, not .1
     try:
-        target.writer.submit(
-            [
-                {
-                    "add": {
-                        "element": {
-                            "name": "allow_v4",
-                            "elem": [{"elem": {"val": {"concat": ["10.244.1.10", "192.0.2.1"]}}}],
-                        }
-                    }
-                }
-            ],
+        target.writer.submit_elements(
+            "fuzz",
+            [ElementWrite(("10.244.1.10", "192.0.2.1", None, None), 60, 1060.0, "www.example.com")],
+            [],
             lambda error: None,
         )
     except FuzzFinding:

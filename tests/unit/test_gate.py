@@ -33,8 +33,9 @@ class HeldWriter:
     def __init__(self):
         self.pending = []
 
-    def submit(self, commands, done):
-        self.pending.append((commands, done))
+    def submit_elements(self, table, writes, deletes, done):
+        assert table == "t"
+        self.pending.append((list(writes), done))
 
 
 @pytest.fixture
@@ -58,10 +59,10 @@ def test_answer_waits_for_its_write(gate):
     released = []
     gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.10"), released.append)
     assert released == []
-    ((commands, done),) = gate.writer.pending
-    elems = commands[0]["add"]["element"]["elem"]
-    assert elems[0]["elem"]["val"] == {"concat": ["10.244.1.10", "198.51.100.10", "tcp", 443]}
-    assert elems[0]["elem"]["timeout"] == 300
+    ((writes, done),) = gate.writer.pending
+    assert [(w.element, w.timeout, w.name) for w in writes] == [
+        (("10.244.1.10", "198.51.100.10", "tcp", 443), 300, "www.google.com")
+    ]
     done(None)
     assert released == [True]
     assert len(gate.table) == 1
@@ -106,9 +107,8 @@ def test_nothing_to_write_is_released_at_once(gate, client, name, addresses, out
 def test_rebinding_guard_allows_only_public_addresses(gate):
     released = []
     gate.admit("10.244.1.10", "udp", query(), answer("127.0.0.1", "198.51.100.10"), released.append)
-    ((commands, _done),) = gate.writer.pending
-    vals = [e["elem"]["val"]["concat"][1] for c in commands for e in c["add"]["element"]["elem"]]
-    assert vals == ["198.51.100.10"]
+    ((writes, _done),) = gate.writer.pending
+    assert [w.element[1] for w in writes] == ["198.51.100.10"]
 
 
 def test_answers_to_names_not_allowed_are_remembered_for_drop_attribution(gate):

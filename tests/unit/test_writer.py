@@ -50,3 +50,65 @@ def test_each_transaction_reports_its_duration():
         assert len(seconds) == 1 and seconds[0] >= 0.0
 
     asyncio.run(main())
+
+
+class RecordingElements:
+    """Stands in for the netlink element socket; refuses any change that deletes `bad`."""
+
+    def __init__(self, log, bad=None):
+        self.log = log
+        self.bad = bad
+
+    def write(self, changes):
+        self.log.append(("elements", [c.writes + c.deletes for c in changes]))
+        if any(self.bad in c.deletes for c in changes):
+            raise OSError(2, "no such element")
+
+
+def test_element_and_command_requests_keep_their_order_in_runs():
+    async def main():
+        log = []
+        nft = RecordingNft()
+        nft.run = lambda commands: log.append(("nft", list(commands))) or []
+        writer = SetWriter(lambda: nft, elements_factory=lambda: RecordingElements(log))
+        done = []
+        writer.submit_elements("t", ["a"], [], done.append)
+        writer.submit_elements("t", ["b"], [], done.append)
+        writer.submit([], done.append)  # a barrier joins the run it falls in
+        writer.submit([{"c": 1}], done.append)
+        writer.submit_elements("t", ["d"], [], done.append)
+        await asyncio.sleep(0)
+        assert log == [("elements", [("a",), ("b",)]), ("nft", [{"c": 1}]), ("elements", [("d",)])]
+        assert done == [None] * 5 and writer.stats.transactions == 3
+
+    asyncio.run(main())
+
+
+def test_a_refused_element_batch_is_retried_request_by_request():
+    async def main():
+        log = []
+        writer = SetWriter(RecordingNft, elements_factory=lambda: RecordingElements(log, bad="x"))
+        done = []
+        writer.submit_elements("t", ["a"], [], done.append)
+        writer.submit_elements("t", [], ["x"], done.append)
+        writer.submit_elements("t", ["b"], [], done.append)
+        await asyncio.sleep(0)
+        assert [entry[1] for entry in log] == [[("a",), ("x",), ("b",)], [("a",)], [("x",)], [("b",)]]
+        assert done[0] is None and done[2] is None and isinstance(done[1], OSError)
+        assert writer.stats.failures == 1
+
+    asyncio.run(main())
+
+
+def test_an_element_run_is_acknowledged_before_the_commands_queued_after_it_run():
+    async def main():
+        log = []
+        nft = RecordingNft()
+        nft.run = lambda commands: log.append("nft") or []
+        writer = SetWriter(lambda: nft, elements_factory=lambda: RecordingElements(log))
+        writer.submit_elements("t", ["a"], [], lambda error: log.append(("done a", error)))
+        writer.submit([{"c": 1}], lambda error: log.append(("done c", error)))
+        await asyncio.sleep(0)
+        assert log == [("elements", [("a",)]), ("done a", None), "nft", ("done c", None)]
+
+    asyncio.run(main())
