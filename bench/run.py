@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import shutil
 import signal
 import subprocess
@@ -54,6 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/<stamp>.json)")
     p.add_argument(
         "--profile", action="store_true", help="sample the agent with py-spy during its saturation run"
+    )
+    p.add_argument(
+        "--agent-args",
+        type=shlex.split,
+        default=[],
+        help='further `fqdn-policy run` arguments, e.g. "--event-loop asyncio"',
     )
     p.add_argument("--keep-work", action="store_true", help="keep the work directory (logs, workload)")
     p.add_argument("--quick", action="store_true", help="smoke test: short runs, small workload")
@@ -214,7 +221,7 @@ def bench_agent(lab: Lab, work: Path, files: dict[str, Path], allowed: set[str],
     agent: dict[str, Any] = {}
     out: dict[str, Any] = {"agent": agent}
     started = time.time()
-    proc, log_path = services.start_agent(lab, work, files["policy"], args.min_ttl)
+    proc, log_path = services.start_agent(lab, work, files["policy"], args.min_ttl, args.agent_args)
     follower = services.LogFollower(log_path)
     try:
         ready = follower.wait_for(["agent.ready"], timeout=240)
