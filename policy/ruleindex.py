@@ -58,6 +58,10 @@ class RuleSet:
                     ref = RuleRef(policy.key, rule.index, matcher.text)
                     self._by_suffix[matcher.suffix].append((matcher, ref, grants))
         self._cache: dict[str, NameMatch] = {}
+        # One NameMatch per distinct set of matching rules, shared by every name they match: the
+        # names under one `*.` pattern all get the same answer, and a NameMatch with its tuple and
+        # frozenset is ~370 bytes, 24 MB for a full name cache of distinct names (docs/benchmarks.md).
+        self._matches: dict[tuple[RuleRef, ...], NameMatch] = {}
 
     def match(self, qname: str) -> NameMatch:
         """`qname` normalised (lower case, no trailing dot)."""
@@ -71,9 +75,15 @@ class RuleSet:
                 if matcher.matches(qname):
                     refs.append(ref)
                     grants |= rule_grants
-        result = NameMatch(tuple(refs), _minimal(frozenset(grants))) if refs else NO_MATCH
+        result = NO_MATCH
+        if refs:
+            key = tuple(refs)
+            result = self._matches.get(key) or self._matches.setdefault(
+                key, NameMatch(key, _minimal(frozenset(grants)))
+            )
         if len(self._cache) >= NAME_CACHE_LIMIT:
             self._cache.clear()  # bounded; a clear is cheaper than LRU bookkeeping on every hit
+            self._matches.clear()
         self._cache[qname] = result
         return result
 

@@ -136,3 +136,11 @@ spec: {podSelector: {}}
     index = PolicyIndex(ps)
     assert index.enforced_ips(4) == {"10.244.1.1"}
     assert index.client("10.244.1.1").rules.match("a.com").rules == ()
+
+
+def test_names_matched_by_the_same_rules_share_one_answer(index):
+    """Memory: the names under one pattern get one shared NameMatch, not one each."""
+    web = index.client("10.244.1.10").rules
+    first, second = web.match("img.cdn.example.com"), web.match("js.cdn.example.com")
+    assert first is second
+    assert web.match("api.example.com") is not first
