@@ -33,6 +33,7 @@ from bench.micro import _ImmediateWriter, _NullStream
 from dnsproxy.wire import parse_answer, parse_query
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
+from policy.documentcache import DocumentCache
 from policy.dropattribution import NameMemory
 from policy.fileloader import load_file
 from policy.ruleindex import PolicyIndex
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     lines = files["queries"].read_text().splitlines() + files["fill"].read_text().splitlines()
     print(f"rss before load: {rss_kb() / 1024:.1f} MB")
 
-    policy_set, load_s = timed(lambda: load_file(files["policy"]))
+    documents = DocumentCache()
+    policy_set, load_s = timed(lambda: load_file(files["policy"], documents))
     index = PolicyIndex(policy_set)
     table = AllowTable(TTLPolicy(600, 86400, DEFAULT_REFRESH_SLACK))
     names = NameMemory()
@@ -136,19 +138,24 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {stat.size_diff / 1024 / 1024:7.1f} MB {stat.size_diff / max(live, 1):7.0f} B  {where}")
         tracemalloc.stop()
 
-    reload_steps(files["policy"], gate, table, "unchanged file")
+    reload_steps(files["policy"], gate, table, DocumentCache(), "unchanged file, no caches")
+    reload_steps(files["policy"], gate, table, documents, "unchanged file")
     changed = files["policy"].read_text().replace("n0.p0001.bench.test", "n0-changed.p0001.bench.test", 1)
     files["policy"].write_text(changed)
-    reload_steps(files["policy"], gate, table, "one policy changed")
+    reload_steps(files["policy"], gate, table, documents, "one policy changed")
     print(f"rss after reloads: {rss_kb() / 1024:.1f} MB")
     return 0
 
 
-def reload_steps(path: Path, gate: PolicyGate, table: AllowTable, label: str) -> None:
-    """What Agent.apply does, minus the kernel: load, index, reconcile, apply."""
+def reload_steps(
+    path: Path, gate: PolicyGate, table: AllowTable, documents: DocumentCache, label: str
+) -> None:
+    """What FileSource and Agent.apply do, minus the kernel: load, index, reconcile, apply. An empty
+    DocumentCache parses the whole file; `no caches` also builds the index without the previous one."""
+    previous = gate.index if len(documents) else None
     started = time.perf_counter()
-    policy_set, load_s = timed(lambda: load_file(path))
-    index, index_s = timed(lambda: PolicyIndex(policy_set))
+    policy_set, load_s = timed(lambda: load_file(path, documents))
+    index, index_s = timed(lambda: PolicyIndex(policy_set, previous))
     previous, gate.index = gate.index, index
     rec, reconcile_s = timed(lambda: table.reconcile(index, time.monotonic(), previous))
     table.apply_reconciliation(rec)

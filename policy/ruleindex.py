@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from policy.model import Grant, Pod, Policy, PolicySet
+from policy.model import Grant, LabelSelector, Pod, Policy, PolicySet
 from policy.names import NameMatcher, suffixes
 from policy.networkpolicy import IpBlockElement, ipblock_elements
 
@@ -100,21 +100,46 @@ class Client:
         return cls(pod, rules, pod.key, {4: pod.ips_of_family(4), 6: pod.ips_of_family(6)})
 
 
+class _NamespacePolicies:
+    """One namespace's policies grouped by selector: a pod is matched against each distinct selector
+    once (1,000 policies often share a few selectors), and gets its policies in file order."""
+
+    def __init__(self) -> None:
+        self.policies: list[Policy] = []
+        self.by_selector: dict[LabelSelector, list[int]] = {}
+
+    def add(self, policy: Policy) -> None:
+        self.by_selector.setdefault(policy.selector, []).append(len(self.policies))
+        self.policies.append(policy)
+
+    def selecting(self, pod: Pod) -> tuple[Policy, ...]:
+        found = [i for selector, at in self.by_selector.items() if selector.matches(pod.labels) for i in at]
+        return tuple(self.policies[i] for i in sorted(found))
+
+
 class PolicyIndex:
-    def __init__(self, policy_set: PolicySet) -> None:
+    def __init__(self, policy_set: PolicySet, previous: PolicyIndex | None = None) -> None:
+        """With `previous`, a RuleSet whose policies are unchanged is taken over as it is, name cache
+        included (a reload's documents are mostly the same objects, so comparing them is cheap)."""
         self.policy_set = policy_set
         self._by_ip: dict[str, Client] = {}
         self._by_pod: dict[str, Client] = {}
-        shared: dict[tuple[str, ...], RuleSet] = {}
-        by_namespace: dict[str, list[Policy]] = defaultdict(list)
+        self._rule_sets: dict[tuple[str, ...], RuleSet] = {}
+        earlier = previous._rule_sets if previous is not None else {}
+        by_namespace: dict[str, _NamespacePolicies] = defaultdict(_NamespacePolicies)
         for policy in policy_set.policies:
-            by_namespace[policy.namespace].append(policy)
+            by_namespace[policy.namespace].add(policy)
         for pod in policy_set.pods:
-            selecting = tuple(p for p in by_namespace.get(pod.namespace, ()) if p.selects(pod))
+            selecting = by_namespace[pod.namespace].selecting(pod) if pod.namespace in by_namespace else ()
             rules = None
             if selecting:
                 key = tuple(p.key for p in selecting)
-                rules = shared.get(key) or shared.setdefault(key, RuleSet(selecting))
+                rules = self._rule_sets.get(key)
+                if rules is None:
+                    rules = earlier.get(key)
+                    if rules is None or rules.policies != selecting:
+                        rules = RuleSet(selecting)
+                    self._rule_sets[key] = rules
             client = Client.of(pod, rules)
             self._by_pod[pod.key] = client
             for ip in pod.ips:
