@@ -7,7 +7,8 @@ agent.runtime does (file load, PolicyIndex, AllowTable, PolicyGate, NameMemory, 
 after the start), then feeds the gate the benchmark's queries and the fill names, parsed from wire
 bytes as the DNS server would, until about `--elements` elements are live. It reports the process's
 RSS at each step and bytes per element, then times the reload steps: the file load, the PolicyIndex
-build and the AllowTable reconcile, for the unchanged file and for one with one policy changed.
+build and the AllowTable reconcile: the unchanged file without and with the caches, then after
+an edit of a policy that selects the querying pod (every element it holds is reconciled).
 
 A tool to compare code changes quickly, not the benchmark: bench.run measures the real agent
 (sockets, the kernel writes, libnftables) and is what docs/benchmarks.md quotes.
@@ -16,8 +17,10 @@ A tool to compare code changes quickly, not the benchmark: bench.run measures th
 from __future__ import annotations
 
 import argparse
+import cProfile
 import gc
 import ipaddress
+import pstats
 import struct
 import tempfile
 import time
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tracemalloc", action="store_true", help="trace allocations (slow): top sites at the end"
     )
     p.add_argument("--top", type=int, default=15)
+    p.add_argument("--profile", action="store_true", help="cProfile the reconcile after the edit")
     args = p.parse_args(argv)
     if args.tracemalloc:
         tracemalloc.start(1)
@@ -140,15 +144,22 @@ def main(argv: list[str] | None = None) -> int:
 
     reload_steps(files["policy"], gate, table, DocumentCache(), "unchanged file, no caches")
     reload_steps(files["policy"], gate, table, documents, "unchanged file")
-    changed = files["policy"].read_text().replace("n0.p0001.bench.test", "n0-changed.p0001.bench.test", 1)
-    files["policy"].write_text(changed)
-    reload_steps(files["policy"], gate, table, documents, "one policy changed")
+    workload.edit_policy(files["policy"], 0)
+    profile = cProfile.Profile() if args.profile else None
+    reload_steps(files["policy"], gate, table, documents, "a policy of the querying pod edited", profile)
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
     print(f"rss after reloads: {rss_kb() / 1024:.1f} MB")
     return 0
 
 
 def reload_steps(
-    path: Path, gate: PolicyGate, table: AllowTable, documents: DocumentCache, label: str
+    path: Path,
+    gate: PolicyGate,
+    table: AllowTable,
+    documents: DocumentCache,
+    label: str,
+    profile: cProfile.Profile | None = None,
 ) -> None:
     """What FileSource and Agent.apply do, minus the kernel: load, index, reconcile, apply. An empty
     DocumentCache parses the whole file; `no caches` also builds the index without the previous one."""
@@ -157,7 +168,11 @@ def reload_steps(
     policy_set, load_s = timed(lambda: load_file(path, documents))
     index, index_s = timed(lambda: PolicyIndex(policy_set, previous))
     previous, gate.index = gate.index, index
+    if profile is not None:
+        profile.enable()
     rec, reconcile_s = timed(lambda: table.reconcile(index, time.monotonic(), previous))
+    if profile is not None:
+        profile.disable()
     table.apply_reconciliation(rec)
     total = time.perf_counter() - started
     print(

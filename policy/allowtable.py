@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from policy.model import Grant
+from policy.policydiff import names_to_rematch, pods_gone, unchanged_pods
 from policy.resolutions import Resolutions
-from policy.ruleindex import PolicyIndex
+from policy.ruleindex import Client, PolicyIndex, RuleSet
 from policy.ttl import TTLPolicy
 
 # One set element: (pod address, destination address, protocol or None, port or None).
@@ -150,11 +151,12 @@ class AllowTable:
         whose addresses and selecting policies are the same in `previous` keep their elements and
         resolutions as they are, so re-reading an unchanged file costs O(pods), not O(elements).
         """
-        unchanged = _unchanged_pods(index, previous) if previous is not None else set()
-        if unchanged and len(unchanged) == len(index.policy_set.pods) and not _pods_gone(index, previous):
+        unchanged = unchanged_pods(index, previous) if previous is not None else set()
+        if unchanged and len(unchanged) == len(index.policy_set.pods) and not pods_gone(index, previous):
             return Reconciliation(writes=[], deletes=[])
         desired: dict[Element, tuple[float, str]] = {}
-        keep: set[str] = set()  # pod addresses whose elements stay as they are
+        deletes: list[Element] = []
+        keep: set[str] = set()  # pod addresses whose elements stay as they are, but for `deletes`
         for pod in index.policy_set.pods:
             if pod.key in unchanged:
                 keep.update(pod.ips)
@@ -165,16 +167,27 @@ class AllowTable:
             if client is None or client.rules is None:
                 self.resolutions.drop_pod(pod_key)
                 continue
+            old = previous.pod(pod_key) if previous is not None else None
+            if old is not None and old.rules is not None and old.pod.ips == client.pod.ips:
+                names = names_to_rematch(self.resolutions.names(pod_key), old.rules, client.rules)
+                if names is not None:
+                    keep.update(client.pod.ips)
+                    self._rematch(client, old.rules, names, now, desired, deletes)
+                    continue
             self.resolutions.retain(pod_key, lambda _name, _dst, until: until > now)
-            for qname, live in self.resolutions.of_pod(pod_key):
-                match = client.rules.match(qname)
-                for dst, until in live.items():
-                    for src in client.ips_by_version[6 if ":" in dst else 4]:
-                        for proto, port in match.grants:
-                            element = (src, dst, proto, port)
-                            if desired.get(element, (0.0, ""))[0] < until:
-                                desired[element] = (until, qname)
-        deletes = [
+            rules, ips = client.rules, client.ips_by_version
+            named, grants = "", frozenset[Grant]()
+            for qname, dst, until in self.resolutions.entries(pod_key):  # grouped by name
+                if qname != named:
+                    named, grants = qname, rules.match(qname).grants
+                for src in ips[6 if ":" in dst else 4]:
+                    for proto, port in grants:
+                        element = (src, dst, proto, port)
+                        held = desired.get(element)
+                        if held is None or held[0] < until:
+                            desired[element] = (until, qname)
+        deletes = list(dict.fromkeys(deletes))  # two names may lose the same element
+        deletes += [
             e for e, until in self.expiry.items() if e[0] not in keep and e not in desired and until > now
         ]
         writes = [
@@ -183,6 +196,47 @@ class AllowTable:
             if self.expiry.get(e, 0.0) < until
         ]
         return Reconciliation(writes=writes, deletes=deletes)
+
+    def _rematch(
+        self,
+        client: Client,
+        old: RuleSet,
+        names: list[str],
+        now: float,
+        desired: dict[Element, tuple[float, str]],
+        deletes: list[Element],
+    ) -> None:
+        """A pod whose policies changed, for the names whose match may differ (policy.policydiff):
+        elements the new grants imply go in `desired`, those only the old ones implied in `deletes`
+        unless another live name of the pod still grants them."""
+        pod, rules, ips = client.key, client.rules, client.ips_by_version
+        assert rules is not None
+        for qname in names:
+            grants, before = rules.match(qname).grants, old.match(qname).grants
+            if grants == before:
+                continue
+            for dst, until in self.resolutions.addresses(pod, qname).items():
+                if until <= now:
+                    continue
+                for src in ips[6 if ":" in dst else 4]:
+                    for proto, port in grants:
+                        element = (src, dst, proto, port)
+                        held = desired.get(element)
+                        if held is None or held[0] < until:
+                            desired[element] = (until, qname)
+                    for proto, port in before - grants:
+                        element = (src, dst, proto, port)
+                        if self.expiry.get(element, 0.0) > now and not self._granted(client, element, now):
+                            deletes.append(element)
+
+    def _granted(self, client: Client, element: Element, now: float) -> bool:
+        """Whether a live name of the pod that resolved to the element's destination grants it now."""
+        assert client.rules is not None
+        dst, grant = element[1], (element[2], element[3])
+        return any(
+            until > now and grant in client.rules.match(name).grants
+            for name, until in self.names_for(client.key, dst).items()
+        )
 
     def apply_reconciliation(self, rec: Reconciliation) -> None:
         for element in rec.deletes:
@@ -228,20 +282,3 @@ class AllowTable:
             self._store(element, expiry)
         if pod and name:
             self.resolutions.record(pod, name, {element[1]: expiry})
-
-
-def _unchanged_pods(index: PolicyIndex, previous: PolicyIndex) -> set[str]:
-    out = set()
-    for pod in index.policy_set.pods:
-        new, old = index.pod(pod.key), previous.pod(pod.key)
-        if new is None or old is None or new.pod.ips != old.pod.ips:
-            continue
-        new_policies = new.rules.policies if new.rules else ()
-        old_policies = old.rules.policies if old.rules else ()
-        if new_policies == old_policies:
-            out.add(pod.key)
-    return out
-
-
-def _pods_gone(index: PolicyIndex, previous: PolicyIndex) -> bool:
-    return any(index.pod(p.key) is None for p in previous.policy_set.pods)

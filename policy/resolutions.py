@@ -55,10 +55,17 @@ class Resolutions:
     def pods(self) -> list[str]:
         return list(self._by_name)
 
-    def of_pod(self, pod: str) -> Iterator[tuple[str, dict[str, float]]]:
-        """(name, address -> allowance end) of one pod."""
+    def names(self, pod: str) -> list[str]:
+        return list(self._by_name.get(pod, ()))
+
+    def entries(self, pod: str) -> Iterator[tuple[str, str, float]]:
+        """(name, address, allowance end) of one pod, grouped by name."""
         for qname, held in self._by_name.get(pod, {}).items():
-            yield qname, _as_dict(held)
+            if type(held) is tuple:
+                yield qname, held[0], held[1]
+            else:
+                for dst, until in held.items():
+                    yield qname, dst, until
 
     def items(self) -> Iterator[tuple[str, str, str, float]]:
         """(pod, name, address, allowance end) of every resolution."""

@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from policy.model import Grant, LabelSelector, Pod, Policy, PolicySet
-from policy.names import NameMatcher, suffixes
+from policy.names import NameMatcher
 from policy.networkpolicy import IpBlockElement, ipblock_elements
 
 NAME_CACHE_LIMIT = 65536  # names per RuleSet; a few MB at most, and cleared whole when full
@@ -50,42 +50,53 @@ class RuleSet:
 
     def __init__(self, policies: tuple[Policy, ...]) -> None:
         self.policies = policies
-        self._by_suffix: dict[str, list[tuple[NameMatcher, RuleRef, frozenset[Grant]]]] = defaultdict(list)
+        # Every (name or pattern, rule) by number, and the numbers by the matcher's literal suffix.
+        self._rules: list[tuple[RuleRef, frozenset[Grant]]] = []
+        self._by_suffix: dict[str, list[tuple[NameMatcher, int]]] = defaultdict(list)
         for policy in policies:
             for rule in policy.egress:
                 grants = rule.grants()
                 for matcher in rule.matchers:
-                    ref = RuleRef(policy.key, rule.index, matcher.text)
-                    self._by_suffix[matcher.suffix].append((matcher, ref, grants))
+                    self._by_suffix[matcher.suffix].append((matcher, len(self._rules)))
+                    self._rules.append((RuleRef(policy.key, rule.index, matcher.text), grants))
         self._cache: dict[str, NameMatch] = {}
         # One NameMatch per distinct set of matching rules, shared by every name they match: the
         # names under one `*.` pattern all get the same answer, and a NameMatch with its tuple and
         # frozenset is ~370 bytes, 24 MB for a full name cache of distinct names (docs/benchmarks.md).
-        self._matches: dict[tuple[RuleRef, ...], NameMatch] = {}
+        self._matches: dict[tuple[int, ...], NameMatch] = {}
 
     def match(self, qname: str) -> NameMatch:
         """`qname` normalised (lower case, no trailing dot)."""
         cached = self._cache.get(qname)
         if cached is not None:
             return cached
-        refs: list[RuleRef] = []
-        grants: set[Grant] = set()
-        for suffix in suffixes(qname):
-            for matcher, ref, rule_grants in self._by_suffix.get(suffix, ()):
-                if matcher.matches(qname):
-                    refs.append(ref)
-                    grants |= rule_grants
+        found: list[int] = []
+        by_suffix = self._by_suffix
+        # The name's label-aligned suffixes, longest first, then the root "" (policy.names.suffixes,
+        # inlined: a reconcile after a policy edit matches every name a pod resolved, 100,000 here).
+        suffix, start = qname, 0
+        while True:
+            candidates = by_suffix.get(suffix)
+            if candidates is not None:
+                found += [number for matcher, number in candidates if matcher.matches(qname)]
+            if not suffix:
+                break
+            dot = qname.find(".", start)
+            start = dot + 1
+            suffix = qname[start:] if dot != -1 else ""
         result = NO_MATCH
-        if refs:
-            key = tuple(refs)
-            result = self._matches.get(key) or self._matches.setdefault(
-                key, NameMatch(key, _minimal(frozenset(grants)))
-            )
+        if found:
+            key = tuple(found)
+            result = self._matches.get(key) or self._matches.setdefault(key, self._name_match(key))
         if len(self._cache) >= NAME_CACHE_LIMIT:
             self._cache.clear()  # bounded; a clear is cheaper than LRU bookkeeping on every hit
             self._matches.clear()
         self._cache[qname] = result
         return result
+
+    def _name_match(self, numbers: tuple[int, ...]) -> NameMatch:
+        grants: frozenset[Grant] = frozenset().union(*(self._rules[n][1] for n in numbers))
+        return NameMatch(tuple(self._rules[n][0] for n in numbers), _minimal(grants))
 
 
 @dataclass(frozen=True, slots=True)
