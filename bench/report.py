@@ -303,7 +303,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "",
             _f(agent.get("reload_edited_s"), 2),
-            "one document parsed again; every element of the pod reconciled",
+            "one document parsed again; the names under its matchers matched again",
             f"< 1 s (slower reload): **{v['reload_s']}**",
         ),
         (
