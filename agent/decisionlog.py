@@ -43,7 +43,10 @@ class DecisionLog:
         self.mode = mode
         self.window = window
         self._clock = UtcTimestamps()
-        self._repeats: dict[tuple[Any, ...], int] = {}
+        # (client, type, outcome) -> name -> repeats in this window. Nested rather than keyed by the
+        # whole tuple: a window can see one key per name (100,000 in the benchmark's fill), and the
+        # retained 4-tuple was 72 bytes each (docs/benchmarks.md, "Memory and reload").
+        self._repeats: dict[tuple[Any, ...], dict[Any, int]] = {}
         self._window_started: float | None = None  # set by the first decision's clock
         self.lines = 0
         self.suppressed = 0
@@ -63,13 +66,17 @@ class DecisionLog:
             self._window_started = now
         elif now - self._window_started >= self.window:
             self.flush_repeats(now)
-        seen = self._repeats.get(key)
+        client, qname, qtype, outcome = key
+        group = self._repeats.get((client, qtype, outcome))
+        if group is None:
+            group = self._repeats[(client, qtype, outcome)] = {}
+        seen = group.get(qname)
         if seen is None or wrote:
             # A write opens the key's window too: the covered repeats after it are counted, not printed.
             if seen is None:
-                self._repeats[key] = 0
+                group[qname] = 0
             return True
-        self._repeats[key] = seen + 1
+        group[qname] = seen + 1
         self.suppressed += 1
         return False
 
@@ -82,8 +89,10 @@ class DecisionLog:
 
     def flush_repeats(self, now: float) -> None:
         """Report what the closing window counted but did not print, and start a new window."""
-        for (client, qname, qtype, outcome), count in self._repeats.items():
-            if count:
+        for (client, qtype, outcome), group in self._repeats.items():
+            for qname, count in group.items():
+                if not count:
+                    continue
                 self._write(
                     "dns.repeated",
                     "info",

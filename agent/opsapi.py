@@ -45,8 +45,7 @@ def state(agent: Agent, now: float) -> dict[str, Any]:
             )
     resolutions = [
         {"pod": pod, "name": name, "address": address, "remaining_s": round(until - now, 1)}
-        for (pod, name), resolved in list(agent.table.resolutions.items())
-        for address, until in resolved.items()
+        for pod, name, address, until in list(agent.table.resolutions.items())
         if until > now
     ]
     problems = agent.health.problems(now)

@@ -258,7 +258,7 @@ class Agent:
             assert self.gate is not None
             previous = self.gate.index
             # Indexing runs in a thread: a large policy set must not stall lookups meanwhile.
-            index = await asyncio.to_thread(PolicyIndex, policy_set)
+            index = await asyncio.to_thread(PolicyIndex, policy_set, previous)
             self.gate.index = index  # answers from now on are decided under the new rules
             await self.writer.write([])  # barrier: writes decided under the old rules are done
             try:

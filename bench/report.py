@@ -67,7 +67,9 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
             d[f"{who}_added_{p}"] = _sub(fixed[who].get(p), fixed["up"].get(p))
     rss = agent.get("rss_full_kb")
     elements = agent.get("elements_full_total")
-    reload_s = agent.get("reload_full_s")
+    # The slower of the two reloads at full sets: the same file re-read, and after an edit.
+    reloads = [agent.get(k) for k in ("reload_full_s", "reload_edited_s") if agent.get(k) is not None]
+    reload_s = max(reloads) if reloads else None
     target_elements = results["workload"]["spec"]["target_elements"]
     verdicts = {
         "qps_ratio": _verdict(d["proxy_over_dnsmasq_qps"], TARGETS["qps_ratio"][1], higher=True),
@@ -277,7 +279,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "",
             _f(agent.get("reload_empty_s"), 2),
-            "same file re-read",
+            "same file re-read (its documents are cached)",
             "",
         ),
         (
@@ -285,14 +287,30 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "",
             _f(agent.get("reload_full_s"), 2),
-            "same file re-read",
-            f"< 1 s: **{v['reload_s']}**",
+            "same file re-read (its documents are cached: nothing parsed again)",
+            "",
         ),
         (
             "agent RSS after that reload, MB",
             "",
             "",
             _f(_mb(agent.get("rss_after_reload_kb")), 1),
+            "",
+            "",
+        ),
+        (
+            "reload SIGHUP → policy.loaded, s (one policy of the querying pod edited)",
+            "",
+            "",
+            _f(agent.get("reload_edited_s"), 2),
+            "one document parsed again; the names under its matchers matched again",
+            f"< 1 s (slower reload): **{v['reload_s']}**",
+        ),
+        (
+            "agent RSS after the edit's reload, MB",
+            "",
+            "",
+            _f(_mb(agent.get("rss_after_edit_kb")), 1),
             "",
             "",
         ),

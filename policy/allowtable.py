@@ -12,14 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from policy.model import Grant
-from policy.ruleindex import PolicyIndex
+from policy.policydiff import names_to_rematch, pods_gone, unchanged_pods
+from policy.resolutions import Resolutions
+from policy.ruleindex import Client, PolicyIndex, RuleSet
 from policy.ttl import TTLPolicy
 
 # One set element: (pod address, destination address, protocol or None, port or None).
 Element = tuple[str, str, str | None, int | None]
-
-# (pod, destination) -> the name, or names, of that pod that resolved to it.
-NameIndex = dict[tuple[str, str], str | set[str]]
 
 DEFAULT_MAX_ADDRESSES_PER_NAME = 256
 
@@ -58,11 +57,9 @@ class AllowTable:
         # Elements in `expiry` by IP version of the destination, kept as they come and go so the
         # metrics gauge is O(1) (counting 100,000 keys at scrape time stalled the loop ~95 ms).
         self.counts: dict[int, int] = {4: 0, 6: 0}
-        self.resolutions: dict[tuple[str, str], dict[str, float]] = {}
-        # (pod, destination) -> the names of that pod that resolved to it: an evicted address stays
-        # allowed while another name still holds it. Nearly always one name, kept as the bare string
-        # (a set costs 216 bytes more, 20 MB at 100,000 elements); a set only when there are several.
-        self._names_by_dst: NameIndex = {}
+        # What each pod was answered with, both ways (an evicted address stays allowed while another
+        # name of the pod still holds it).
+        self.resolutions = Resolutions()
 
     def __len__(self) -> int:
         return len(self.expiry)
@@ -101,9 +98,9 @@ class AllowTable:
         return plan
 
     def _apply_cap(self, plan: Plan, pod_ips: dict[int, tuple[str, ...]], grants: tuple[Grant, ...]) -> None:
-        known = self.resolutions.get((plan.pod, plan.qname), {})
-        if len(known) + len(plan.resolved) <= self.max_addresses_per_name:
+        if self.resolutions.count(plan.pod, plan.qname) + len(plan.resolved) <= self.max_addresses_per_name:
             return  # cannot overflow; skips building the union on every answer
+        known = self.resolutions.addresses(plan.pod, plan.qname)
         overflow = len(known.keys() | plan.resolved.keys()) - self.max_addresses_per_name
         if overflow <= 0:
             return
@@ -116,7 +113,7 @@ class AllowTable:
         for dst in evicted:
             plan.resolved.pop(dst, None)
         for dst in plan.evicted:
-            if _names(self._names_by_dst.get((plan.pod, dst))) - {plan.qname}:
+            if self.resolutions.names_of(plan.pod, dst) - {plan.qname}:
                 continue  # another name of this pod still resolves to it
             version = 6 if ":" in dst else 4
             for src in pod_ips.get(version, ()):
@@ -142,14 +139,7 @@ class AllowTable:
         for element in plan.deletes:
             self._drop(element)
         if plan.resolved or plan.evicted:
-            known = self.resolutions.setdefault((plan.pod, plan.qname), {})
-            for dst in plan.evicted:
-                known.pop(dst, None)
-                _discard_name(self._names_by_dst, (plan.pod, dst), plan.qname)
-            for dst, until in plan.resolved.items():
-                if known.get(dst, 0.0) < until:
-                    known[dst] = until
-                _add_name(self._names_by_dst, (plan.pod, dst), plan.qname)
+            self.resolutions.record(plan.pod, plan.qname, plan.resolved, plan.evicted)
 
     def reconcile(
         self, index: PolicyIndex, now: float, previous: PolicyIndex | None = None
@@ -158,36 +148,46 @@ class AllowTable:
 
         Called after a policy change: still-allowed elements are untouched (no gap), newly implied
         ones (say a rule lost its port list) are written with the time their lookup has left. Pods
-        whose addresses and selecting policies are the same in `previous` keep their elements as they
-        are, so re-reading an unchanged file costs O(pods), not O(elements).
+        whose addresses and selecting policies are the same in `previous` keep their elements and
+        resolutions as they are, so re-reading an unchanged file costs O(pods), not O(elements).
         """
-        unchanged = _unchanged_pods(index, previous) if previous is not None else set()
-        if unchanged and len(unchanged) == len(index.policy_set.pods) and not _pods_gone(index, previous):
+        unchanged = unchanged_pods(index, previous) if previous is not None else set()
+        if unchanged and len(unchanged) == len(index.policy_set.pods) and not pods_gone(index, previous):
             return Reconciliation(writes=[], deletes=[])
         desired: dict[Element, tuple[float, str]] = {}
-        keep: set[str] = set()  # pod addresses whose elements stay as they are
+        deletes: list[Element] = []
+        keep: set[str] = set()  # pod addresses whose elements stay as they are, but for `deletes`
         for pod in index.policy_set.pods:
             if pod.key in unchanged:
                 keep.update(pod.ips)
-        for (pod_key, qname), resolved in list(self.resolutions.items()):
+        for pod_key in self.resolutions.pods():
             if pod_key in unchanged:
                 continue
             client = index.pod(pod_key)
-            live = {dst: until for dst, until in resolved.items() if until > now}
-            if client is None or client.rules is None or not live:
-                del self.resolutions[(pod_key, qname)]
+            if client is None or client.rules is None:
+                self.resolutions.drop_pod(pod_key)
                 continue
-            self.resolutions[(pod_key, qname)] = live
-            match = client.rules.match(qname)
-            for dst, until in live.items():
-                version = 6 if ":" in dst else 4
-                for src in client.pod.ips_of_family(version):
-                    for proto, port in match.grants:
+            old = previous.pod(pod_key) if previous is not None else None
+            if old is not None and old.rules is not None and old.pod.ips == client.pod.ips:
+                names = names_to_rematch(self.resolutions.names(pod_key), old.rules, client.rules)
+                if names is not None:
+                    keep.update(client.pod.ips)
+                    self._rematch(client, old.rules, names, now, desired, deletes)
+                    continue
+            self.resolutions.retain(pod_key, lambda _name, _dst, until: until > now)
+            rules, ips = client.rules, client.ips_by_version
+            named, grants = "", frozenset[Grant]()
+            for qname, dst, until in self.resolutions.entries(pod_key):  # grouped by name
+                if qname != named:
+                    named, grants = qname, rules.match(qname).grants
+                for src in ips[6 if ":" in dst else 4]:
+                    for proto, port in grants:
                         element = (src, dst, proto, port)
-                        if desired.get(element, (0.0, ""))[0] < until:
+                        held = desired.get(element)
+                        if held is None or held[0] < until:
                             desired[element] = (until, qname)
-        self._reindex()
-        deletes = [
+        deletes = list(dict.fromkeys(deletes))  # two names may lose the same element
+        deletes += [
             e for e, until in self.expiry.items() if e[0] not in keep and e not in desired and until > now
         ]
         writes = [
@@ -197,22 +197,56 @@ class AllowTable:
         ]
         return Reconciliation(writes=writes, deletes=deletes)
 
+    def _rematch(
+        self,
+        client: Client,
+        old: RuleSet,
+        names: list[str],
+        now: float,
+        desired: dict[Element, tuple[float, str]],
+        deletes: list[Element],
+    ) -> None:
+        """A pod whose policies changed, for the names whose match may differ (policy.policydiff):
+        elements the new grants imply go in `desired`, those only the old ones implied in `deletes`
+        unless another live name of the pod still grants them."""
+        pod, rules, ips = client.key, client.rules, client.ips_by_version
+        assert rules is not None
+        for qname in names:
+            grants, before = rules.match(qname).grants, old.match(qname).grants
+            if grants == before:
+                continue
+            for dst, until in self.resolutions.addresses(pod, qname).items():
+                if until <= now:
+                    continue
+                for src in ips[6 if ":" in dst else 4]:
+                    for proto, port in grants:
+                        element = (src, dst, proto, port)
+                        held = desired.get(element)
+                        if held is None or held[0] < until:
+                            desired[element] = (until, qname)
+                    for proto, port in before - grants:
+                        element = (src, dst, proto, port)
+                        if self.expiry.get(element, 0.0) > now and not self._granted(client, element, now):
+                            deletes.append(element)
+
+    def _granted(self, client: Client, element: Element, now: float) -> bool:
+        """Whether a live name of the pod that resolved to the element's destination grants it now."""
+        assert client.rules is not None
+        dst, grant = element[1], (element[2], element[3])
+        return any(
+            until > now and grant in client.rules.match(name).grants
+            for name, until in self.names_for(client.key, dst).items()
+        )
+
     def apply_reconciliation(self, rec: Reconciliation) -> None:
         for element in rec.deletes:
             self._drop(element)
         for write in rec.writes:
             self._store(write.element, write.expiry)
 
-    def _reindex(self) -> None:
-        index: NameIndex = {}
-        for (pod, qname), resolved in self.resolutions.items():
-            for dst in resolved:
-                _add_name(index, (pod, dst), qname)
-        self._names_by_dst = index
-
     def live_writes(self, now: float, margin: float = 1.0) -> list[ElementWrite]:
         """Every element still live, with the time it has left: to write them all back after a repair."""
-        names = {dst: name for (_, name), resolved in self.resolutions.items() for dst in resolved}
+        names = {dst: name for _, name, dst, _ in self.resolutions.items()}
         return [
             ElementWrite(e, math.ceil(until - now), until, names.get(e[1], ""))
             for e, until in self.expiry.items()
@@ -223,33 +257,23 @@ class AllowTable:
         """The names `pod` resolved to `dst` through an allowed answer, with when each allowance ends
         (kept until the next expiry sweep, so a recently expired one is still known)."""
         out: dict[str, float] = {}
-        for qname in _names(self._names_by_dst.get((pod, dst))):
-            until = self.resolutions.get((pod, qname), {}).get(dst)
+        for qname in self.resolutions.names_of(pod, dst):
+            until = self.resolutions.until(pod, qname, dst)
             if until is not None:
                 out[qname] = until
         return out
 
     def expired_resolutions(self, now: float) -> list[tuple[str, str, str, float]]:
         """(pod, name, destination, allowance end) of every resolution whose allowance has ended."""
-        return [
-            (pod, qname, dst, until)
-            for (pod, qname), resolved in self.resolutions.items()
-            for dst, until in resolved.items()
-            if until <= now
-        ]
+        return [r for r in self.resolutions.items() if r[3] <= now]
 
     def forget_expired(self, now: float) -> int:
         """Drop bookkeeping the kernel has already expired; returns how many elements went."""
         stale = [e for e, until in self.expiry.items() if until <= now]
         for element in stale:
             self._drop(element)
-        for key, resolved in list(self.resolutions.items()):
-            live = {d: u for d, u in resolved.items() if u > now}
-            if live:
-                self.resolutions[key] = live
-            else:
-                del self.resolutions[key]
-        self._reindex()
+        for pod in self.resolutions.pods():
+            self.resolutions.retain(pod, lambda _name, _dst, until: until > now)
         return len(stale)
 
     def adopt(self, element: Element, expiry: float, name: str, pod: str | None) -> None:
@@ -257,54 +281,4 @@ class AllowTable:
         if self.expiry.get(element, 0.0) < expiry:
             self._store(element, expiry)
         if pod and name:
-            known = self.resolutions.setdefault((pod, name), {})
-            if known.get(element[1], 0.0) < expiry:
-                known[element[1]] = expiry
-            _add_name(self._names_by_dst, (pod, element[1]), name)
-
-
-def _unchanged_pods(index: PolicyIndex, previous: PolicyIndex) -> set[str]:
-    out = set()
-    for pod in index.policy_set.pods:
-        new, old = index.pod(pod.key), previous.pod(pod.key)
-        if new is None or old is None or new.pod.ips != old.pod.ips:
-            continue
-        new_policies = new.rules.policies if new.rules else ()
-        old_policies = old.rules.policies if old.rules else ()
-        if new_policies == old_policies:
-            out.add(pod.key)
-    return out
-
-
-def _pods_gone(index: PolicyIndex, previous: PolicyIndex) -> bool:
-    return any(index.pod(p.key) is None for p in previous.policy_set.pods)
-
-
-def _names(held: str | set[str] | None) -> set[str]:
-    if held is None:
-        return set()
-    return {held} if isinstance(held, str) else held
-
-
-def _add_name(index: NameIndex, key: tuple[str, str], name: str) -> None:
-    held = index.get(key)
-    if held is None:
-        index[key] = name
-    elif isinstance(held, str):
-        if held != name:
-            index[key] = {held, name}
-    else:
-        held.add(name)
-
-
-def _discard_name(index: NameIndex, key: tuple[str, str], name: str) -> None:
-    held = index.get(key)
-    if held is None:
-        return
-    if isinstance(held, str):
-        if held == name:
-            del index[key]
-    else:
-        held.discard(name)
-        if len(held) == 1:
-            index[key] = next(iter(held))
+            self.resolutions.record(pod, name, {element[1]: expiry})

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from policy.documentcache import Digest, DocumentCache, Model, digest, split_documents
 from policy.documents import InvalidDocument, pod_from_document, policy_from_document
 from policy.model import Pod, Policy, PolicySet
 from policy.networkpolicy import NETWORK_POLICY_KIND, NetworkPolicy, network_policy_from_document
@@ -42,16 +43,28 @@ class PolicyFileError(Exception):
         self.problems = problems
 
 
-def load_file(path: str | FilePath) -> PolicySet:
+def load_file(path: str | FilePath, cache: DocumentCache | None = None) -> PolicySet:
     path = FilePath(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise PolicyFileError([FileProblem(str(path), None, "file", "(file)", str(error))]) from error
-    return load_text(text, str(path))
+    return load_text(text, str(path), cache)
 
 
-def load_text(text: str, filename: str = "<policy>") -> PolicySet:
+def load_text(text: str, filename: str = "<policy>", cache: DocumentCache | None = None) -> PolicySet:
+    """The file's PolicySet, or PolicyFileError naming every problem.
+
+    With a cache, documents whose text is unchanged since the last load are not parsed again
+    (policy.documentcache); a file with any problem is always parsed whole, for its errors."""
+    if cache is not None:
+        loaded = _load_cached(text, filename, cache)
+        if loaded is not None:
+            return loaded
+    return _load_whole(text, filename)
+
+
+def _load_whole(text: str, filename: str) -> PolicySet:
     """Parse with libyaml straight to Python objects; line numbers are worked out only for a file
     that has problems (building them for every node cost most of a 1,000-policy load)."""
     try:
@@ -63,34 +76,79 @@ def load_text(text: str, filename: str = "<policy>") -> PolicySet:
             [FileProblem(filename, line, "file", "(yaml)", _yaml_message(error))]
         ) from error
 
-    policies: list[Policy] = []
-    pods: list[Pod] = []
-    network_policies: list[NetworkPolicy] = []
+    models: list[Model] = []
     found: list[tuple[int, Path, str, str, str]] = []  # document, full path, label, field, message
     for index, doc in enumerate(docs, start=1):
         if doc is None:
             continue
         for item_path, item in _flatten_lists(doc):
             label = _document_label(index, item_path, item)
-            kind = item.get("kind") if isinstance(item, dict) else None
             try:
-                if kind == POLICY_KIND:
-                    policies.append(policy_from_document(item))
-                elif kind == "Pod":
-                    pods.append(pod_from_document(item))
-                elif kind == NETWORK_POLICY_KIND:
-                    network_policies.append(network_policy_from_document(item))
-                else:
-                    message = (
-                        f"{kind!r} is not a known kind; expected {POLICY_KIND}, Pod, "
-                        f"{NETWORK_POLICY_KIND} or a List"
-                    )
-                    found.append((index, (*item_path, "kind"), label, "kind", message))
+                models.append(_model(item))
+            except UnknownKind as error:
+                found.append((index, (*item_path, "kind"), label, "kind", str(error)))
             except InvalidDocument as error:
                 for p in error.problems:
                     found.append((index, (*item_path, *p.path), label, p.field, p.message))
     problems = _locate(text, filename, found) if found else []
-    problems += _duplicates(filename, policies, pods)
+    return _policy_set(filename, models, problems)
+
+
+def _load_cached(text: str, filename: str, cache: DocumentCache) -> PolicySet | None:
+    """None when the file cannot be cut into documents or a changed one has any problem."""
+    chunks = split_documents(text)
+    if chunks is None:
+        return None
+    kept: dict[Digest, tuple[Model, ...]] = {}
+    models: list[Model] = []
+    hits = misses = 0
+    for chunk in chunks:
+        key = digest(chunk)
+        found = kept.get(key) or cache.get(key)
+        if found is None:
+            found = _chunk_models(chunk)
+            if found is None:
+                return None
+            misses += 1
+        else:
+            hits += 1
+        kept[key] = found
+        models += found
+    loaded = _policy_set(filename, models, [])
+    cache.replace(kept, hits, misses)
+    return loaded
+
+
+def _chunk_models(chunk: str) -> tuple[Model, ...] | None:
+    try:
+        docs = list(yaml.load_all(chunk, Loader=_LOADER))
+        return tuple(_model(item) for doc in docs if doc is not None for _, item in _flatten_lists(doc))
+    except (yaml.YAMLError, UnknownKind, InvalidDocument):
+        return None
+
+
+class UnknownKind(ValueError):
+    pass
+
+
+def _model(item: Any) -> Model:
+    kind = item.get("kind") if isinstance(item, dict) else None
+    if kind == POLICY_KIND:
+        return policy_from_document(item)
+    if kind == "Pod":
+        return pod_from_document(item)
+    if kind == NETWORK_POLICY_KIND:
+        return network_policy_from_document(item)
+    raise UnknownKind(
+        f"{kind!r} is not a known kind; expected {POLICY_KIND}, Pod, {NETWORK_POLICY_KIND} or a List"
+    )
+
+
+def _policy_set(filename: str, models: list[Model], problems: list[FileProblem]) -> PolicySet:
+    policies = [m for m in models if isinstance(m, Policy)]
+    pods = [m for m in models if isinstance(m, Pod)]
+    network_policies = [m for m in models if isinstance(m, NetworkPolicy)]
+    problems = problems + _duplicates(filename, policies, pods)
     if problems:
         raise PolicyFileError(problems)
     return PolicySet(policies=tuple(policies), pods=tuple(pods), network_policies=tuple(network_policies))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from policy.model import Grant, Pod, Policy, PolicySet
-from policy.names import NameMatcher, suffixes
+from policy.model import Grant, LabelSelector, Pod, Policy, PolicySet
+from policy.names import NameMatcher
 from policy.networkpolicy import IpBlockElement, ipblock_elements
 
 NAME_CACHE_LIMIT = 65536  # names per RuleSet; a few MB at most, and cleared whole when full
@@ -50,32 +50,53 @@ class RuleSet:
 
     def __init__(self, policies: tuple[Policy, ...]) -> None:
         self.policies = policies
-        self._by_suffix: dict[str, list[tuple[NameMatcher, RuleRef, frozenset[Grant]]]] = defaultdict(list)
+        # Every (name or pattern, rule) by number, and the numbers by the matcher's literal suffix.
+        self._rules: list[tuple[RuleRef, frozenset[Grant]]] = []
+        self._by_suffix: dict[str, list[tuple[NameMatcher, int]]] = defaultdict(list)
         for policy in policies:
             for rule in policy.egress:
                 grants = rule.grants()
                 for matcher in rule.matchers:
-                    ref = RuleRef(policy.key, rule.index, matcher.text)
-                    self._by_suffix[matcher.suffix].append((matcher, ref, grants))
+                    self._by_suffix[matcher.suffix].append((matcher, len(self._rules)))
+                    self._rules.append((RuleRef(policy.key, rule.index, matcher.text), grants))
         self._cache: dict[str, NameMatch] = {}
+        # One NameMatch per distinct set of matching rules, shared by every name they match: the
+        # names under one `*.` pattern all get the same answer, and a NameMatch with its tuple and
+        # frozenset is ~370 bytes, 24 MB for a full name cache of distinct names (docs/benchmarks.md).
+        self._matches: dict[tuple[int, ...], NameMatch] = {}
 
     def match(self, qname: str) -> NameMatch:
         """`qname` normalised (lower case, no trailing dot)."""
         cached = self._cache.get(qname)
         if cached is not None:
             return cached
-        refs: list[RuleRef] = []
-        grants: set[Grant] = set()
-        for suffix in suffixes(qname):
-            for matcher, ref, rule_grants in self._by_suffix.get(suffix, ()):
-                if matcher.matches(qname):
-                    refs.append(ref)
-                    grants |= rule_grants
-        result = NameMatch(tuple(refs), _minimal(frozenset(grants))) if refs else NO_MATCH
+        found: list[int] = []
+        by_suffix = self._by_suffix
+        # The name's label-aligned suffixes, longest first, then the root "" (policy.names.suffixes,
+        # inlined: a reconcile after a policy edit matches every name a pod resolved, 100,000 here).
+        suffix, start = qname, 0
+        while True:
+            candidates = by_suffix.get(suffix)
+            if candidates is not None:
+                found += [number for matcher, number in candidates if matcher.matches(qname)]
+            if not suffix:
+                break
+            dot = qname.find(".", start)
+            start = dot + 1
+            suffix = qname[start:] if dot != -1 else ""
+        result = NO_MATCH
+        if found:
+            key = tuple(found)
+            result = self._matches.get(key) or self._matches.setdefault(key, self._name_match(key))
         if len(self._cache) >= NAME_CACHE_LIMIT:
             self._cache.clear()  # bounded; a clear is cheaper than LRU bookkeeping on every hit
+            self._matches.clear()
         self._cache[qname] = result
         return result
+
+    def _name_match(self, numbers: tuple[int, ...]) -> NameMatch:
+        grants: frozenset[Grant] = frozenset().union(*(self._rules[n][1] for n in numbers))
+        return NameMatch(tuple(self._rules[n][0] for n in numbers), _minimal(grants))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,21 +111,46 @@ class Client:
         return cls(pod, rules, pod.key, {4: pod.ips_of_family(4), 6: pod.ips_of_family(6)})
 
 
+class _NamespacePolicies:
+    """One namespace's policies grouped by selector: a pod is matched against each distinct selector
+    once (1,000 policies often share a few selectors), and gets its policies in file order."""
+
+    def __init__(self) -> None:
+        self.policies: list[Policy] = []
+        self.by_selector: dict[LabelSelector, list[int]] = {}
+
+    def add(self, policy: Policy) -> None:
+        self.by_selector.setdefault(policy.selector, []).append(len(self.policies))
+        self.policies.append(policy)
+
+    def selecting(self, pod: Pod) -> tuple[Policy, ...]:
+        found = [i for selector, at in self.by_selector.items() if selector.matches(pod.labels) for i in at]
+        return tuple(self.policies[i] for i in sorted(found))
+
+
 class PolicyIndex:
-    def __init__(self, policy_set: PolicySet) -> None:
+    def __init__(self, policy_set: PolicySet, previous: PolicyIndex | None = None) -> None:
+        """With `previous`, a RuleSet whose policies are unchanged is taken over as it is, name cache
+        included (a reload's documents are mostly the same objects, so comparing them is cheap)."""
         self.policy_set = policy_set
         self._by_ip: dict[str, Client] = {}
         self._by_pod: dict[str, Client] = {}
-        shared: dict[tuple[str, ...], RuleSet] = {}
-        by_namespace: dict[str, list[Policy]] = defaultdict(list)
+        self._rule_sets: dict[tuple[str, ...], RuleSet] = {}
+        earlier = previous._rule_sets if previous is not None else {}
+        by_namespace: dict[str, _NamespacePolicies] = defaultdict(_NamespacePolicies)
         for policy in policy_set.policies:
-            by_namespace[policy.namespace].append(policy)
+            by_namespace[policy.namespace].add(policy)
         for pod in policy_set.pods:
-            selecting = tuple(p for p in by_namespace.get(pod.namespace, ()) if p.selects(pod))
+            selecting = by_namespace[pod.namespace].selecting(pod) if pod.namespace in by_namespace else ()
             rules = None
             if selecting:
                 key = tuple(p.key for p in selecting)
-                rules = shared.get(key) or shared.setdefault(key, RuleSet(selecting))
+                rules = self._rule_sets.get(key)
+                if rules is None:
+                    rules = earlier.get(key)
+                    if rules is None or rules.policies != selecting:
+                        rules = RuleSet(selecting)
+                    self._rule_sets[key] = rules
             client = Client.of(pod, rules)
             self._by_pod[pod.key] = client
             for ip in pod.ips:

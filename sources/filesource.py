@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.logs import get
+from policy.documentcache import DocumentCache
 from policy.fileloader import PolicyFileError, load_file
 from policy.model import PolicySet
 from sources.base import PolicyUpdate, SourceRefused
@@ -27,6 +28,8 @@ class FileSource:
         self._reload_requests: list[str] = []
         self._wake = asyncio.Event()
         self.refused = 0
+        # The last good file's documents: a reload parses only the documents that changed.
+        self.documents = DocumentCache()
 
     async def first(self) -> PolicySet:
         try:
@@ -78,4 +81,4 @@ class FileSource:
     def _load(self) -> PolicySet:
         # Stamped before reading, refused or not: a bad file is reported once, not at every poll.
         self._stamp = self._file_stamp()
-        return load_file(self.path)
+        return load_file(self.path, self.documents)

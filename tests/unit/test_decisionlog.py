@@ -99,3 +99,17 @@ def test_lines_are_one_json_object_each_with_non_ascii_kept_valid():
         p["event"] == "dns.decision" and p["level"] == "info" and p["ts"].endswith("Z") for p in parsed
     )
     assert stream.getvalue().count("\n") == 2
+
+
+def test_repeats_are_counted_per_client_name_type_and_outcome():
+    stream = io.StringIO()
+    log = DecisionLog(stream, LogMode.CHANGES, window=60.0)
+    keys = [KEY, (KEY[0], "other.example.com", 1, KEY[3]), (KEY[0], KEY[1], 28, KEY[3])]
+    keys += [(KEY[0], KEY[1], 1, "allowed"), ("10.244.1.11", KEY[1], 1, KEY[3])]
+    for repeats, key in enumerate(keys, start=1):
+        for t in range(repeats + 1):
+            log_if_wanted(log, key, now=float(t))
+    assert len(lines(stream)) == len(keys)  # each key's first decision
+    log.flush_repeats(60.0)
+    counted = {(e["client"], e["qname"], e["qtype"], e["outcome"]): e["count"] for e in lines(stream)[5:]}
+    assert counted == {key: repeats for repeats, key in enumerate(keys, start=1)}

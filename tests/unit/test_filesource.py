@@ -55,3 +55,21 @@ def test_changes_reloads_and_refusals(tmp_path):
         asyncio.run(scenario())
     refused = [e for e in logs if e["event"] == "policy.refused"]
     assert len(refused) == 1 and "'Nonsense' is not a known kind" in refused[0]["problems"][0]
+
+
+def test_a_reload_reuses_the_unchanged_documents(tmp_path):
+    path = tmp_path / "policy.yaml"
+    write(path, POLICY, {**POLICY, "metadata": {"name": "q"}})
+
+    async def scenario():
+        source = FileSource(path, watch_interval=0.02)
+        first = await source.first()
+        source.reload("SIGHUP")
+        again = (await asyncio.wait_for(source.next(), 2)).policy_set
+        assert again.policies[0] is first.policies[0] and again.policies[1] is first.policies[1]
+        write(path, POLICY, {**POLICY, "metadata": {"name": "r"}})
+        changed = (await asyncio.wait_for(source.next(), 2)).policy_set
+        assert changed.policies[0] is first.policies[0] and changed.policies[1].name == "r"
+        assert (source.documents.hits, source.documents.misses) == (3, 3)
+
+    asyncio.run(scenario())

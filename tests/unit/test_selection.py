@@ -136,3 +136,27 @@ spec: {podSelector: {}}
     index = PolicyIndex(ps)
     assert index.enforced_ips(4) == {"10.244.1.1"}
     assert index.client("10.244.1.1").rules.match("a.com").rules == ()
+
+
+def test_names_matched_by_the_same_rules_share_one_answer(index):
+    """Memory: the names under one pattern get one shared NameMatch, not one each."""
+    web = index.client("10.244.1.10").rules
+    first, second = web.match("img.cdn.example.com"), web.match("js.cdn.example.com")
+    assert first is second
+    assert web.match("api.example.com") is not first
+
+
+def test_an_index_takes_over_unchanged_rule_sets_and_rebuilds_changed_ones(index):
+    changed = load_text(POLICIES.replace("*.cdn.example.com", "*.img.example.com"))
+    same = PolicyIndex(load_text(POLICIES), previous=index)
+    rebuilt = PolicyIndex(changed, previous=index)
+    for ip in ("10.244.1.10", "10.244.1.11"):
+        assert same.client(ip).rules is index.client(ip).rules
+    assert rebuilt.client("10.244.1.11").rules is index.client("10.244.1.11").rules  # web's edit: not db's
+    web = rebuilt.client("10.244.1.10").rules
+    assert web is not index.client("10.244.1.10").rules
+    assert web.match("a.img.example.com").rules and not web.match("a.cdn.example.com").rules
+    fresh = PolicyIndex(changed)
+    for ip in ("10.244.1.10", "10.244.1.11", "10.244.1.12"):
+        new, want = rebuilt.client(ip), fresh.client(ip)
+        assert (new.rules.policies if new.rules else None) == (want.rules.policies if want.rules else None)
