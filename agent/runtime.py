@@ -45,7 +45,7 @@ from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, 
 from sources.base import PolicySource, SourceRefused
 
 DRAIN_SECONDS = 3.0
-EXPIRY_SWEEP_SECONDS = 30.0
+EXPIRY_SWEEP_SECONDS = 5.0  # a sweep costs what expired (policy.expirywheel), so it can run often
 LOG_FLUSH_SECONDS = 0.5
 GC_THRESHOLD = 20_000
 MIN_APPLY_INTERVAL = 0.1
@@ -341,9 +341,9 @@ class Agent:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
             now = time.monotonic()
+            forgotten = self.table.forget_expired(now)
             if self.drops is not None:  # a later drop can still say which name expired
-                self.names.record_expired(self.table.expired_resolutions(now), now)
-            self.table.forget_expired(now)
+                self.names.record_expired(forgotten.resolutions, now)
 
     def log_stats(self) -> None:
         """One `agent.stats` line (on SIGUSR1, as dnsmasq does, and at stop): the gate's hold-time

@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+from policy.expirywheel import ExpiryWheel
 from policy.model import Grant
 from policy.policydiff import names_to_rematch, pods_gone, unchanged_pods
 from policy.resolutions import Resolutions
@@ -23,8 +25,7 @@ Element = tuple[str, str, str | None, int | None]
 DEFAULT_MAX_ADDRESSES_PER_NAME = 256
 
 
-@dataclass(frozen=True, slots=True)
-class ElementWrite:
+class ElementWrite(NamedTuple):  # one per written element: a tuple builds 3-4x faster than a frozen dataclass
     element: Element
     timeout: int  # seconds, what the kernel is told (the answer's timeout plus the refresh slack)
     expiry: float  # now + timeout, what we remember
@@ -43,6 +44,13 @@ class Plan:
     deletes: list[Element] = field(default_factory=list)
 
 
+class Forgotten(NamedTuple):
+    """What an expiry sweep dropped: how many elements, and the resolutions (pod, name, address, end)."""
+
+    elements: int
+    resolutions: list[tuple[str, str, str, float]]
+
+
 @dataclass(frozen=True, slots=True)
 class Reconciliation:
     writes: list[ElementWrite]
@@ -54,6 +62,7 @@ class AllowTable:
         self.ttl = ttl
         self.max_addresses_per_name = max_addresses_per_name
         self.expiry: dict[Element, float] = {}
+        self._wheel: ExpiryWheel[Element] = ExpiryWheel()  # elements by expiry, for forget_expired
         # Elements in `expiry` by IP version of the destination, kept as they come and go so the
         # metrics gauge is O(1) (counting 100,000 keys at scrape time stalled the loop ~95 ms).
         self.counts: dict[int, int] = {4: 0, 6: 0}
@@ -123,8 +132,11 @@ class AllowTable:
                         plan.deletes.append(element)
 
     def _store(self, element: Element, until: float) -> None:
-        if element not in self.expiry:
+        previous = self.expiry.get(element)
+        if previous is None:
             self.counts[6 if ":" in element[1] else 4] += 1
+        if previous is None or until < previous:
+            self._wheel.file(element, until)  # an extension is found when its old slot comes due
         self.expiry[element] = until
 
     def _drop(self, element: Element) -> None:
@@ -263,18 +275,21 @@ class AllowTable:
                 out[qname] = until
         return out
 
-    def expired_resolutions(self, now: float) -> list[tuple[str, str, str, float]]:
-        """(pod, name, destination, allowance end) of every resolution whose allowance has ended."""
-        return [r for r in self.resolutions.items() if r[3] <= now]
-
-    def forget_expired(self, now: float) -> int:
-        """Drop bookkeeping the kernel has already expired; returns how many elements went."""
-        stale = [e for e, until in self.expiry.items() if until <= now]
-        for element in stale:
-            self._drop(element)
-        for pod in self.resolutions.pods():
-            self.resolutions.retain(pod, lambda _name, _dst, until: until > now)
-        return len(stale)
+    def forget_expired(self, now: float) -> Forgotten:
+        """Drop bookkeeping the kernel has already expired: the elements, and the resolutions (returned,
+        so a later drop can still say which name expired). Looks only at what may have expired."""
+        dropped = 0
+        expiry = self.expiry
+        for element in self._wheel.due(now):
+            until = expiry.get(element)
+            if until is None:
+                continue
+            if until <= now:
+                self._drop(element)
+                dropped += 1
+            else:
+                self._wheel.file(element, until)
+        return Forgotten(dropped, self.resolutions.expire_due(now))
 
     def adopt(self, element: Element, expiry: float, name: str, pod: str | None) -> None:
         """Take over an element found in the kernel at start, so a restart forgets nothing."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from policy.expirywheel import ExpiryWheel
+
 # One name's addresses: a bare (address, until) when there is one, a dict when there are several.
 Held = tuple[str, float] | dict[str, float]
 # One address's names: a bare name when there is one, a set when there are several.
@@ -24,6 +26,8 @@ class Resolutions:
     def __init__(self) -> None:
         self._by_name: dict[str, dict[str, Held]] = {}
         self._by_dst: dict[str, dict[str, Names]] = {}
+        # (pod, name) by when its earliest allowance ends, filed when the name appears: `expire_due`.
+        self._wheel: ExpiryWheel[tuple[str, str]] = ExpiryWheel()
 
     def __len__(self) -> int:
         """(pod, name) pairs with at least one address."""
@@ -91,6 +95,7 @@ class Resolutions:
             if held is None:
                 by_name[qname] = (dst, until)
                 _add_name(by_dst, dst, qname)
+                self._wheel.file((pod, qname), until)
                 return
             if type(held) is tuple and held[0] == dst:
                 if held[1] < until:
@@ -105,6 +110,7 @@ class Resolutions:
             if previous is None:
                 known[dst] = until
                 _add_name(by_dst, dst, qname)
+                self._wheel.file((pod, qname), until)  # it may end before what the name was filed for
             elif previous < until:
                 known[dst] = until
         self._put(pod, qname, known)
@@ -131,6 +137,28 @@ class Resolutions:
             self._put(pod, qname, known)
         if not by_name:
             self.drop_pod(pod)
+
+    def expire_due(self, now: float) -> list[tuple[str, str, str, float]]:
+        """Forget every allowance that ended by `now`; returns them as (pod, name, address, end).
+
+        Only names whose earliest allowance may have ended are looked at (the wheel's slots that are
+        over), so the cost is what expired, not what lives."""
+        expired: list[tuple[str, str, str, float]] = []
+        for pod, qname in self._wheel.due(now):
+            held = self._by_name.get(pod, {}).get(qname)
+            if held is None:
+                continue  # gone already (a reconcile, an eviction, the pod left)
+            known = _as_dict(held)
+            gone = [(dst, until) for dst, until in known.items() if until <= now]
+            for dst, until in gone:
+                del known[dst]
+                _discard_name(self._by_dst[pod], dst, qname)
+                expired.append((pod, qname, dst, until))
+            if gone:
+                self._put(pod, qname, known)
+            if known:
+                self._wheel.file((pod, qname), min(known.values()))
+        return expired
 
     def drop_pod(self, pod: str) -> None:
         self._by_name.pop(pod, None)

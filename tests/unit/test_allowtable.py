@@ -3,6 +3,7 @@
 import pytest
 
 from policy.allowtable import AllowTable
+from policy.expirywheel import DEFAULT_SLOT_SECONDS
 from policy.fileloader import load_text
 from policy.ruleindex import PolicyIndex
 from policy.ttl import TTLPolicy
@@ -78,11 +79,51 @@ def test_cap_keeps_newest_and_reports_eviction():
 
 
 def test_forget_expired():
+    """Bookkeeping goes once its expiry slot is over (at most one slot late; a late entry changes no
+    decision, since every decision compares expiries with now)."""
     table = AllowTable(TTLPolicy(5, 3600))
     plan_commit(table, [(4, "198.51.100.1", 10)], now=0.0)
-    assert table.forget_expired(now=9.0) == 0
-    assert table.forget_expired(now=10.0) == 1
-    assert len(table.resolutions) == 0
+    assert table.forget_expired(now=9.0) == (0, [])
+    assert table.forget_expired(now=10.0 + DEFAULT_SLOT_SECONDS) == (
+        1,
+        [(POD, "a.example.com", "198.51.100.1", 10.0)],
+    )
+    assert len(table.resolutions) == 0 and len(table) == 0
+
+
+def test_an_extended_allowance_outlives_its_first_slot():
+    table = AllowTable(TTLPolicy(5, 3600))
+    plan_commit(table, [(4, "198.51.100.1", 10)], now=0.0)
+    plan_commit(table, [(4, "198.51.100.1", 100)], now=5.0)  # extended to 105
+    assert table.forget_expired(now=50.0) == (0, [])
+    assert len(table) == 1 and table.resolutions.until(POD, "a.example.com", "198.51.100.1") == 105.0
+    assert table.forget_expired(now=105.0 + DEFAULT_SLOT_SECONDS).elements == 1
+
+
+def test_sweeps_agree_with_a_full_scan_whatever_happens_between_them():
+    """Random answers, re-answers, evictions and sweeps: a sweep never takes anything live, and leaves
+    nothing that expired a slot ago, for elements and resolutions alike."""
+    import random
+
+    rng = random.Random(5)
+    table = AllowTable(TTLPolicy(1, 3600), max_addresses_per_name=3)
+    now = 0.0
+    for _ in range(600):
+        now += rng.uniform(0, 8)
+        if rng.random() < 0.2:
+            live_elements = {e: u for e, u in table.expiry.items() if u > now}
+            live_resolutions = {r for r in table.resolutions.items() if r[3] > now}
+            table.forget_expired(now)
+            assert {e: u for e, u in table.expiry.items() if e in live_elements} == live_elements
+            assert live_resolutions <= set(table.resolutions.items())
+            assert all(u > now - DEFAULT_SLOT_SECONDS for u in table.expiry.values())
+            assert all(r[3] > now - DEFAULT_SLOT_SECONDS for r in table.resolutions.items())
+            continue
+        name = f"n{rng.randrange(6)}.example.com"
+        addresses = [(4, f"198.51.100.{rng.randrange(1, 9)}", rng.choice([1, 5, 30, 90]))]
+        plan_commit(table, addresses, now=now, qname=name)
+    table.forget_expired(now + 4000)
+    assert len(table) == 0 and len(table.resolutions) == 0
 
 
 POLICY = """

@@ -111,8 +111,7 @@ def test_an_allowance_forgotten_at_the_sweep_is_still_reported_expired(world):
     """The classic case: an application reuses an address long after its TTL."""
     index, table, memory = world
     now = 1000.0
-    memory.record_expired(table.expired_resolutions(now), now)
-    table.forget_expired(now)
+    memory.record_expired(table.forget_expired(now).resolutions, now)
     assert table.names_for("default/c", GOOGLE) == {}
     found = attribute("10.244.1.10", GOOGLE, "tcp", 443, index, table, memory, now + 600)
     assert found.reason is Reason.EXPIRED

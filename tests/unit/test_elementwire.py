@@ -7,7 +7,6 @@ over netlink must write exactly what the libnftables path wrote.
 
 import errno
 import struct
-from dataclasses import replace
 
 import pytest
 
@@ -110,7 +109,7 @@ def test_a_delete_is_the_key_alone_without_create():
 
 def test_a_long_comment_is_cut_as_element_commands_cuts_it():
     name = "a" * 200
-    (_, add, _) = element_messages(encode_batch([ElementChange("t", (replace(V4_PORT, name=name),))], 0))
+    (_, add, _) = element_messages(encode_batch([ElementChange("t", (V4_PORT._replace(name=name),))], 0))
     userdata = add[5][3][-(2 + 128 + 2) : -2]  # the TLV, then the attribute's padding
     assert userdata == bytes((0, 128)) + b"a" * 127 + b"\0"
 
