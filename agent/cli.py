@@ -13,7 +13,7 @@ from agent.decisionlog import DEFAULT_WINDOW, LogMode
 from agent.dnsguard import DnsGuard
 from agent.eventloop import EventLoop
 from agent.explaincmd import run_explain
-from agent.runtime import DEFAULT_METRICS, Agent, AgentConfig, StartupError
+from agent.runtime import DEFAULT_METRICS, GC_THRESHOLD, Agent, AgentConfig, StartupError
 from agent.statuscmd import run_status
 from dnsproxy.ratelimit import DEFAULT_RATE
 from dnsproxy.server import TcpLimits
@@ -297,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the asyncio event loop: uvloop (faster per answer) or the standard one",
     )
     run.add_argument(
+        "--gc-young",
+        type=positive_int,
+        default=GC_THRESHOLD,
+        help="allocations between two young-generation collections: higher = fewer, longer pauses",
+    )
+    run.add_argument(
         "--tcp-max-connections",
         type=int,
         default=TcpLimits().max_connections,
@@ -474,6 +480,7 @@ def _run(args: argparse.Namespace) -> int:
         metrics=args.metrics,
         guard_mark=args.guard_mark,
         tcp_limits=TcpLimits(idle_timeout=args.tcp_idle_timeout, max_connections=args.tcp_max_connections),
+        gc_young=args.gc_young,
     )
     try:
         eventloop.run(Agent(config, source).run_forever(), EventLoop(args.event_loop))

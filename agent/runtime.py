@@ -88,6 +88,7 @@ class AgentConfig:
 
     guard_mark: int = guard.DEFAULT_GUARD_MARK  # 0: no guard table (see enforcer/guard.py)
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
+    gc_young: int = GC_THRESHOLD  # young-generation collection threshold (objects); see gc.set_threshold
 
 
 class StartupError(RuntimeError):
@@ -211,7 +212,7 @@ class Agent:
         # every answer behind it (the p99 at 2,000 qps; see docs/benchmarks.md).
         gc.collect()
         gc.freeze()
-        gc.set_threshold(GC_THRESHOLD, 20, 100)
+        gc.set_threshold(self.config.gc_young, 20, 100)
         self.health.record_start(time.monotonic())
         self.log.info(
             "agent.ready",

@@ -26,3 +26,16 @@ def test_the_cli_defaults_to_uvloop():
 
     args = build_parser().parse_args(["run", "--policy", "p.yaml", "--upstream", "192.0.2.1:53"])
     assert args.event_loop == "uvloop"
+
+
+def test_the_young_generation_threshold_is_a_positive_flag():
+    import pytest
+
+    from agent.cli import build_parser
+    from agent.runtime import GC_THRESHOLD
+
+    base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.1:53"]
+    assert build_parser().parse_args(base).gc_young == GC_THRESHOLD
+    assert build_parser().parse_args([*base, "--gc-young", "700"]).gc_young == 700
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*base, "--gc-young", "0"])
