@@ -45,6 +45,8 @@ from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, 
 from sources.base import PolicySource, SourceRefused
 
 DRAIN_SECONDS = 3.0
+# Keys of each kind per sweep slice: a 100,000-key mass expiry went in 31 ms slices at 5,000.
+EXPIRY_SWEEP_LIMIT = 2_000
 EXPIRY_SWEEP_SECONDS = 5.0  # a sweep costs what expired (policy.expirywheel), so it can run often
 LOG_FLUSH_SECONDS = 0.5
 GC_THRESHOLD = 20_000
@@ -342,9 +344,13 @@ class Agent:
         while True:
             await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
             now = time.monotonic()
-            forgotten = self.table.forget_expired(now)
-            if self.drops is not None:  # a later drop can still say which name expired
-                self.names.record_expired(forgotten.resolutions, now)
+            while True:
+                forgotten = self.table.forget_expired(now, EXPIRY_SWEEP_LIMIT)
+                if self.drops is not None:  # a later drop can still say which name expired
+                    self.names.record_expired(forgotten.resolutions, now)
+                if not forgotten.more:
+                    break
+                await asyncio.sleep(0)  # a mass expiry goes in slices, with answers in between
 
     def log_stats(self) -> None:
         """One `agent.stats` line (on SIGUSR1, as dnsmasq does, and at stop): the gate's hold-time

@@ -49,6 +49,7 @@ class Forgotten(NamedTuple):
 
     elements: int
     resolutions: list[tuple[str, str, str, float]]
+    more: bool = False  # a limited sweep left due keys for the next call
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,12 +276,13 @@ class AllowTable:
                 out[qname] = until
         return out
 
-    def forget_expired(self, now: float) -> Forgotten:
+    def forget_expired(self, now: float, limit: int | None = None) -> Forgotten:
         """Drop bookkeeping the kernel has already expired: the elements, and the resolutions (returned,
-        so a later drop can still say which name expired). Looks only at what may have expired."""
+        so a later drop can still say which name expired). Looks only at what may have expired, at
+        most `limit` keys of each kind per call; `Forgotten.more` says whether a call should follow."""
         dropped = 0
         expiry = self.expiry
-        for element in self._wheel.due(now):
+        for element in self._wheel.due(now, limit):
             until = expiry.get(element)
             if until is None:
                 continue
@@ -289,7 +291,9 @@ class AllowTable:
                 dropped += 1
             else:
                 self._wheel.file(element, until)
-        return Forgotten(dropped, self.resolutions.expire_due(now))
+        resolutions = self.resolutions.expire_due(now, limit)
+        more = self._wheel.has_due(now) or self.resolutions.has_due(now)
+        return Forgotten(dropped, resolutions, more)
 
     def adopt(self, element: Element, expiry: float, name: str, pod: str | None) -> None:
         """Take over an element found in the kernel at start, so a restart forgets nothing."""

@@ -46,11 +46,26 @@ class ExpiryWheel(Generic[K]):
         else:
             keys.append(key)
 
-    def due(self, now: float) -> list[K]:
-        """Keys filed under slots that have ended by `now`, each once; the caller checks each key's
-        current expiry (it may have moved) and files it again if it still lives."""
+    def due(self, now: float, limit: int | None = None) -> list[K]:
+        """Keys filed under slots that have ended by `now`, each once, at most `limit` of them (the
+        rest stay filed for the next call: a mass expiry is spread over several calls instead of
+        stalling one). The caller checks each key's current expiry (it may have moved) and files it
+        again if it still lives."""
         out: dict[K, None] = {}
         order = self._order
         while order and (order[0] + 1) * self.slot_seconds <= now:
-            out.update(dict.fromkeys(self._slots.pop(heapq.heappop(order))))
+            keys = self._slots[order[0]]
+            room = len(keys) if limit is None else limit - len(out)
+            if room <= 0:
+                break
+            if room < len(keys):
+                out.update(dict.fromkeys(keys[-room:]))
+                del keys[-room:]
+                break
+            del self._slots[heapq.heappop(order)]
+            out.update(dict.fromkeys(keys))
         return list(out)
+
+    def has_due(self, now: float) -> bool:
+        """Whether a slot that has ended by `now` still holds keys (a limited `due` left some)."""
+        return bool(self._order) and (self._order[0] + 1) * self.slot_seconds <= now

@@ -138,13 +138,13 @@ class Resolutions:
         if not by_name:
             self.drop_pod(pod)
 
-    def expire_due(self, now: float) -> list[tuple[str, str, str, float]]:
+    def expire_due(self, now: float, limit: int | None = None) -> list[tuple[str, str, str, float]]:
         """Forget every allowance that ended by `now`; returns them as (pod, name, address, end).
 
         Only names whose earliest allowance may have ended are looked at (the wheel's slots that are
         over), so the cost is what expired, not what lives."""
         expired: list[tuple[str, str, str, float]] = []
-        for pod, qname in self._wheel.due(now):
+        for pod, qname in self._wheel.due(now, limit):
             held = self._by_name.get(pod, {}).get(qname)
             if held is None:
                 continue  # gone already (a reconcile, an eviction, the pod left)
@@ -159,6 +159,9 @@ class Resolutions:
             if known:
                 self._wheel.file((pod, qname), min(known.values()))
         return expired
+
+    def has_due(self, now: float) -> bool:
+        return self._wheel.has_due(now)
 
     def drop_pod(self, pod: str) -> None:
         self._by_name.pop(pod, None)

@@ -83,10 +83,11 @@ def test_forget_expired():
     decision, since every decision compares expiries with now)."""
     table = AllowTable(TTLPolicy(5, 3600))
     plan_commit(table, [(4, "198.51.100.1", 10)], now=0.0)
-    assert table.forget_expired(now=9.0) == (0, [])
+    assert table.forget_expired(now=9.0) == (0, [], False)
     assert table.forget_expired(now=10.0 + DEFAULT_SLOT_SECONDS) == (
         1,
         [(POD, "a.example.com", "198.51.100.1", 10.0)],
+        False,
     )
     assert len(table.resolutions) == 0 and len(table) == 0
 
@@ -95,7 +96,7 @@ def test_an_extended_allowance_outlives_its_first_slot():
     table = AllowTable(TTLPolicy(5, 3600))
     plan_commit(table, [(4, "198.51.100.1", 10)], now=0.0)
     plan_commit(table, [(4, "198.51.100.1", 100)], now=5.0)  # extended to 105
-    assert table.forget_expired(now=50.0) == (0, [])
+    assert table.forget_expired(now=50.0) == (0, [], False)
     assert len(table) == 1 and table.resolutions.until(POD, "a.example.com", "198.51.100.1") == 105.0
     assert table.forget_expired(now=105.0 + DEFAULT_SLOT_SECONDS).elements == 1
 
@@ -113,7 +114,9 @@ def test_sweeps_agree_with_a_full_scan_whatever_happens_between_them():
         if rng.random() < 0.2:
             live_elements = {e: u for e, u in table.expiry.items() if u > now}
             live_resolutions = {r for r in table.resolutions.items() if r[3] > now}
-            table.forget_expired(now)
+            limit = rng.choice([None, 1, 3])  # limited sweeps are called again while there is more
+            while table.forget_expired(now, limit).more:
+                pass
             assert {e: u for e, u in table.expiry.items() if e in live_elements} == live_elements
             assert live_resolutions <= set(table.resolutions.items())
             assert all(u > now - DEFAULT_SLOT_SECONDS for u in table.expiry.values())
@@ -251,3 +254,18 @@ def test_evicted_address_goes_once_the_last_name_lets_go():
     assert plan.evicted == ["198.51.100.1"]
     assert plan.deletes == [("10.244.1.10", "198.51.100.1", "tcp", 443)]
     assert ("10.244.1.10", "198.51.100.1", "tcp", 443) not in table.expiry
+
+
+def test_a_mass_expiry_is_forgotten_in_slices():
+    table = AllowTable(TTLPolicy(5, 3600))
+    for i in range(10):
+        plan_commit(table, [(4, f"198.51.100.{i + 1}", 10)], now=0.0, qname=f"n{i}.example.com")
+    later = 10.0 + DEFAULT_SLOT_SECONDS
+    first = table.forget_expired(later, limit=4)
+    assert (first.elements, len(first.resolutions), first.more) == (4, 4, True)
+    slices = [first]
+    while slices[-1].more:
+        slices.append(table.forget_expired(later, limit=4))
+    assert [s.elements for s in slices] == [4, 4, 2]
+    assert sum(len(s.resolutions) for s in slices) == 10
+    assert len(table) == 0 and len(table.resolutions) == 0

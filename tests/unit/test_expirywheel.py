@@ -41,3 +41,16 @@ def test_a_key_filed_again_under_a_later_slot_comes_due_again():
 def test_the_slot_width_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         ExpiryWheel(slot_seconds=0)
+
+
+def test_a_limited_call_leaves_the_rest_due_for_the_next():
+    wheel = ExpiryWheel(slot_seconds=10)
+    for key in "abcde":
+        wheel.file(key, 1.0)
+    wheel.file("f", 12.0)
+    first = wheel.due(30.0, limit=2)
+    assert len(first) == 2 and wheel.has_due(30.0)
+    second = wheel.due(30.0, limit=3)
+    third = wheel.due(30.0, limit=3)
+    assert sorted(first + second + third) == list("abcdef")
+    assert not wheel.has_due(30.0) and wheel.due(30.0, limit=3) == []
