@@ -93,6 +93,14 @@ class UdpEndpoint:
     def send(self, data: bytes) -> None:
         try:
             self.sock.send(data)
+        except ConnectionRefusedError:
+            # A connected socket reports an earlier datagram's ICMP port-unreachable on the next call,
+            # and that call sends nothing: without a second try, the first query after an upstream
+            # outage would be lost and wait out its timeout. The report is consumed by the failed call.
+            try:
+                self.sock.send(data)
+            except OSError:
+                self.send_failures += 1
         except (BlockingIOError, InterruptedError, OSError):
             self.send_failures += 1
 

@@ -42,3 +42,32 @@ def test_more_than_a_burst_is_read_over_several_loop_turns_and_nothing_is_lost()
     events = _drained(BURST + 5)
     assert [e for e in events if e != "after"] == [str(i) for i in range(BURST + 5)]
     assert events[-1] == "after"
+
+
+def test_a_send_after_an_icmp_error_still_goes_out():
+    """A connected socket keeps the port-unreachable of an earlier datagram and fails the next call
+    with it; the upstream that has come back must still get the query."""
+
+    async def main() -> bytes:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()  # nothing listens there now: the first datagram draws an ICMP error
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.connect(("127.0.0.1", port))
+        endpoint = UdpEndpoint(sock, lambda data, _: None)
+        endpoint._loop.remove_reader(sock.fileno())  # keep the error pending, as a busy loop would
+        endpoint.sock.send(b"lost")
+        await asyncio.sleep(0.05)
+        upstream = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        upstream.bind(("127.0.0.1", port))  # the upstream is back
+        upstream.settimeout(2)
+        endpoint.send(b"query")
+        try:
+            return upstream.recv(100)
+        finally:
+            upstream.close()
+            endpoint.paused = True  # its reader is already gone
+            endpoint.close()
+
+    assert asyncio.run(main()) == b"query"
