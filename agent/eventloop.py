@@ -1,9 +1,10 @@
 """Which asyncio event loop the agent runs on.
 
-uvloop (libuv, in C) by default: every answer costs several loop callbacks (the socket readers, the
-write's completion, timers), and uvloop's are several times cheaper than the pure-Python loop's
-(docs/benchmarks.md). `--event-loop asyncio` keeps the standard loop, for debugging or a platform
-without uvloop wheels; the agent uses nothing only one of them has.
+The standard loop by default. uvloop (libuv, in C) is an opt-in: its callbacks are cheaper, but in the
+benchmark it was within the noise of the standard loop (+4 % QPS), and with it the first lookup after
+the upstream came back got SERVFAIL in about 1 of 10 runs of
+test_readyz_fails_while_the_upstream_is_dead_and_returns_when_it_answers (0 of 14 with the standard
+loop; cause not found; docs/benchmarks.md). The agent uses nothing only one of them has.
 """
 
 from __future__ import annotations

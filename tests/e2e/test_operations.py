@@ -77,7 +77,10 @@ def test_readyz_fails_while_the_upstream_is_dead_and_returns_when_it_answers(age
     assert env.metric("fqdn_policy_errors_total", kind="upstream_timeout") >= 1
     assert env.metric("fqdn_policy_dns_responses_total", rcode="SERVFAIL") >= 1
     env.internet.start()
-    assert env.dns("pod-a", "www.google.com")["rcode"] == "NOERROR"
+    answer = env.dns("pod-a", "www.google.com")
+    # This step failed intermittently in full-suite runs (root cause not found yet): say what the
+    # agent and the upstream did when it does.
+    assert answer["rcode"] == "NOERROR", (answer, env.logs()[-15:], env.internet.log()[-2000:])
     wait_for(lambda: env.http("/readyz")[0] == 200, 3, "readyz 200 once the upstream answers")
 
 

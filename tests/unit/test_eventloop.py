@@ -21,11 +21,11 @@ def test_the_standard_loop_is_used_when_chosen():
     assert issubclass(loop_type, asyncio.BaseEventLoop)
 
 
-def test_the_cli_defaults_to_uvloop():
+def test_the_cli_defaults_to_the_standard_loop():
     from agent.cli import build_parser
 
     args = build_parser().parse_args(["run", "--policy", "p.yaml", "--upstream", "192.0.2.1:53"])
-    assert args.event_loop == "uvloop"
+    assert args.event_loop == "asyncio"
 
 
 def test_the_young_generation_threshold_is_a_positive_flag():
