@@ -193,12 +193,7 @@ class AllowTable:
             for qname, dst, until in self.resolutions.entries(pod_key):  # grouped by name
                 if qname != named:
                     named, grants = qname, rules.match(qname).grants
-                for src in ips[6 if ":" in dst else 4]:
-                    for proto, port in grants:
-                        element = (src, dst, proto, port)
-                        held = desired.get(element)
-                        if held is None or held[0] < until:
-                            desired[element] = (until, qname)
+                _want(desired, ips[6 if ":" in dst else 4], dst, grants, until, qname)
         deletes = list(dict.fromkeys(deletes))  # two names may lose the same element
         deletes += [
             e for e, until in self.expiry.items() if e[0] not in keep and e not in desired and until > now
@@ -231,12 +226,8 @@ class AllowTable:
             for dst, until in self.resolutions.addresses(pod, qname).items():
                 if until <= now:
                     continue
+                _want(desired, ips[6 if ":" in dst else 4], dst, grants, until, qname)
                 for src in ips[6 if ":" in dst else 4]:
-                    for proto, port in grants:
-                        element = (src, dst, proto, port)
-                        held = desired.get(element)
-                        if held is None or held[0] < until:
-                            desired[element] = (until, qname)
                     for proto, port in before - grants:
                         element = (src, dst, proto, port)
                         if self.expiry.get(element, 0.0) > now and not self._granted(client, element, now):
@@ -301,3 +292,20 @@ class AllowTable:
             self._store(element, expiry)
         if pod and name:
             self.resolutions.record(pod, name, {element[1]: expiry})
+
+
+def _want(
+    desired: dict[Element, tuple[float, str]],
+    sources: Iterable[str],
+    dst: str,
+    grants: Iterable[Grant],
+    until: float,
+    qname: str,
+) -> None:
+    """Every element `grants` imply for `dst` from the pod's `sources`, held at least until `until`."""
+    for src in sources:
+        for proto, port in grants:
+            element = (src, dst, proto, port)
+            held = desired.get(element)
+            if held is None or held[0] < until:
+                desired[element] = (until, qname)
