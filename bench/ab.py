@@ -3,6 +3,10 @@
     sudo .venv/bin/python -m bench.ab --variant asyncio="--event-loop asyncio" \\
         --variant uvloop="--event-loop uvloop" [--rounds 3] [--seconds 8]
 
+To compare code versions, give a variant another checkout: `git worktree add /tmp/base main`, then
+`--variant base= --tree base=/tmp/base --variant new=` runs `base` from /tmp/base (this venv's
+interpreter and packages, that tree's code).
+
 The machine is noisy, so each round measures the upstream first and then every variant in turn (a fresh
 agent each time, same workload as bench.run), and the report gives each variant's saturated QPS as a
 ratio to the upstream of its own round, plus latency added over the upstream at a fixed rate. The
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import statistics
@@ -23,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.runtime import DEFAULT_METRICS
 from bench import dnsperf, services, workload
 from tests.lab.addressing import PodSpec
 from tests.lab.netlab import Lab
@@ -39,6 +45,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar='NAME="ARGS"',
         help="a label and the extra `fqdn-policy run` arguments (repeatable)",
     )
+    p.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="run variant NAME's agent from the checkout at PATH (repeatable)",
+    )
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seconds", type=float, default=8.0, help="length of each saturation run")
     p.add_argument("--latency-seconds", type=float, default=5.0)
@@ -54,27 +67,68 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         if not sep or not name:
             p.error(f"--variant {item!r}: expected NAME=ARGS")
         args.variants[name] = shlex.split(rest)
+    args.trees = {}
+    for item in args.tree:
+        name, sep, path = item.partition("=")
+        if not sep or name not in args.variants or not (Path(path) / "agent" / "cli.py").is_file():
+            p.error(f"--tree {item!r}: expected NAME=PATH, a --variant NAME and a checkout at PATH")
+        args.trees[name] = Path(path)
     return args
 
 
-def one_run(lab: Lab, server: str, queries: str, args: argparse.Namespace) -> dict[str, Any]:
-    """Warm-up, a fixed-rate run (latency), a saturation run (QPS)."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def one_run(
+    lab: Lab, server: str, queries: str, args: argparse.Namespace, pid: int | None = None
+) -> dict[str, Any]:
+    """Warm-up, a fixed-rate run (latency), a saturation run (QPS). With the serving process's `pid`,
+    also its CPU time per query at saturation: less noisy than QPS when it is the bottleneck, and the
+    number a code change moves."""
     dnsperf.run(lab, POD, server, queries, seconds=2, clients=args.clients, max_qps=1000)
     fixed = dnsperf.run(
         lab, POD, server, queries, seconds=args.latency_seconds, clients=args.clients,
         max_qps=args.rate, verbose=True,
     )  # fmt: skip
+    cpu_before = cpu_seconds(pid) if pid is not None else 0.0
     sat = dnsperf.run(
         lab, POD, server, queries, seconds=args.seconds, clients=args.clients, outstanding=args.outstanding
     )
+    cpu = cpu_seconds(pid) - cpu_before if pid is not None else None
+    per_query = round(cpu / sat.completed * 1e6, 2) if cpu is not None and sat.completed else None
     lat = fixed.summary()
     return {
         "qps": sat.qps,
+        "cpu_us_per_query": per_query,
         "lost": sat.lost,
         "p50_ms": lat.get("p50_ms"),
         "p99_ms": lat.get("p99_ms"),
         "fixed_lost": fixed.lost,
     }
+
+
+COUNTERS = (
+    "fqdn_policy_dns_queries_total",
+    "fqdn_policy_dns_covered_repeats_total",
+    "fqdn_policy_upstream_answers_reused_total",
+    "fqdn_policy_set_elements_written_total",
+)
+
+
+def agent_counters(lab: Lab) -> dict[str, float]:
+    """A few of the agent's counters after its runs (summed over labels): what the path did."""
+    host, port = DEFAULT_METRICS
+    code = f"import urllib.request; print(urllib.request.urlopen('http://{host}:{port}/metrics').read().decode())"
+    text = lab.run("node", [sys.executable, "-c", code], timeout=30).stdout
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in COUNTERS:
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,24 +147,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result: dict[str, Any] = {"upstream": one_run(lab, services.UPSTREAM_IP, queries, args)}
                 log(f"round {r + 1}: upstream {result['upstream']['qps']:,.0f} qps")
                 for name, extra in args.variants.items():
+                    tree = args.trees.get(name)
                     proc, log_path = services.start_agent(
-                        lab, work, files["policy"], args.min_ttl, extra, label=f"agent-{name}"
+                        lab, work, files["policy"], args.min_ttl, extra, label=f"agent-{name}", tree=tree
                     )
                     try:
                         services.LogFollower(log_path).wait_for(["agent.ready"], timeout=120)
                         services.wait_answering(lab, POD, services.NODE_IP, allowed[0], "AAAA")
-                        result[name] = one_run(lab, services.NODE_IP, queries, args)
+                        result[name] = one_run(lab, services.NODE_IP, queries, args, proc.pid)
+                        result[name]["counters"] = agent_counters(lab)
                     finally:
                         services.stop(proc, grace=10)
                         # A stopped agent leaves its tables (restarts are hitless): they would drop the
                         # next round's direct queries to the upstream.
-                        lab.run("node", [str(services.AGENT), "teardown"], timeout=30)
-                    log(f"round {r + 1}: {name} {result[name]['qps']:,.0f} qps")
+                        lab.run("node", [*services.agent_command(tree), "teardown"], timeout=30)
+                    done = result[name]
+                    log(
+                        f"round {r + 1}: {name} {done['qps']:,.0f} qps, "
+                        f"{done['cpu_us_per_query']} us CPU per query, counters {done.get('counters')}"
+                    )
                 rounds.append(result)
             upstream_alive = upstream.poll() is None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {"variants": {k: shlex.join(v) for k, v in args.variants.items()}, "rounds": rounds,
+            "trees": {k: str(v) for k, v in args.trees.items()},
             "upstream_alive_at_end": upstream_alive}  # fmt: skip
 
 
@@ -118,8 +179,8 @@ def summary(results: dict[str, Any]) -> str:
     rounds = results["rounds"]
     lines = [
         "| variant | args | QPS (median) | QPS / upstream (median, per round) "
-        "| added p50 / p99 at fixed rate, ms |",
-        "|---|---|---:|---|---|",
+        "| agent CPU per query, us (median) | added p50 / p99 at fixed rate, ms |",
+        "|---|---|---:|---|---:|---|",
     ]
     for name, argv in results["variants"].items():
         ratios = [r[name]["qps"] / r["upstream"]["qps"] for r in rounds if r["upstream"]["qps"]]
@@ -129,6 +190,7 @@ def summary(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | `{argv}` | {qps:,.0f} | {statistics.median(ratios):.3f} "
             f"({', '.join(f'{x:.3f}' for x in ratios)}) | "
+            f"{_median([r[name]['cpu_us_per_query'] for r in rounds if r[name].get('cpu_us_per_query')])} | "
             f"{_median(added50)} / {_median(added99)} |"
         )
     return "\n".join(lines)

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,13 +73,28 @@ def start_dnsmasq_nftset(lab: Lab, work: Path, domains: Sequence[str]) -> subpro
     return lab.popen("node", argv, stdout=log, stderr=subprocess.STDOUT)
 
 
+def agent_command(tree: Path | None = None) -> list[str]:
+    """The agent's command line: this checkout's, or the one in `tree` (another checkout or git
+    worktree, run with this venv's interpreter and packages; bench.ab compares code versions so)."""
+    if tree is None:
+        return [str(AGENT)]
+    # -P: not the working directory first on sys.path, which would put this checkout before `tree`
+    return ["env", f"PYTHONPATH={tree.resolve()}", sys.executable, "-P", "-m", "agent.cli"]
+
+
 def start_agent(
-    lab: Lab, work: Path, policy: Path, min_ttl: int, extra: Sequence[str] = (), label: str = "agent"
+    lab: Lab,
+    work: Path,
+    policy: Path,
+    min_ttl: int,
+    extra: Sequence[str] = (),
+    label: str = "agent",
+    tree: Path | None = None,
 ) -> tuple[subprocess.Popen[Any], Path]:
     """The agent with its default logging (JSON lines on stdout), redirected to a file; `extra` are
-    further `run` arguments (bench.ab compares variants)."""
+    further `run` arguments (bench.ab compares variants); `tree` runs another checkout's code."""
     log_path = work / f"{label}.log"
-    argv = [str(AGENT), "run", "--policy", str(policy), "--listen", f"{NODE_IP}:53"]
+    argv = [*agent_command(tree), "run", "--policy", str(policy), "--listen", f"{NODE_IP}:53"]
     argv += ["--upstream", f"{UPSTREAM_IP}:53", "--min-ttl", str(min_ttl)]
     argv += ["--client-rate", "0"]  # one pod is the whole load here; the per-client limit would cap it
     argv += list(extra)
