@@ -20,6 +20,7 @@ from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
 from policy.decision import AnsweredLookup, Decision, Outcome, decide
+from policy.decisioncache import Covered, DecisionCache
 from policy.dropattribution import NameMemory
 from policy.model import grant_text
 from policy.ruleindex import PolicyIndex
@@ -81,11 +82,27 @@ class PolicyGate:
         self.decision_log = decision_log if decision_log is not None else DecisionLog()
         # Answers to names no rule allows, so a later drop can say which name the pod had looked up.
         self.names = names if names is not None else NameMemory()
+        # Repeats of an answer already covered skip `decide` (see policy.decisioncache for when).
+        self.covered = DecisionCache()
 
     def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
-        lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
         decided = self.clock()
-        decision = decide(lookup, self.index, self.table, self.guard, decided)
+        covered_key = (client_ip, query.question)
+        table = self.table
+        hit = self.covered.get(covered_key, answer, self.index, self.guard, table.removals, decided)
+        if hit is not None:
+            self.stats.lookups[hit.counter] += 1
+            table.resolutions.record(hit.pod, hit.qname, {dst: decided + t for dst, t in hit.renew})
+            release(True)
+            log_key = (client_ip, hit.qname, query.qtype, Outcome.ALLOWED)
+            if self.decision_log.wants(log_key, False, False, decided):
+                # The first repeat of a new log window gets a line, which names the rules: decide again.
+                lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
+                decision = decide(lookup, self.index, table, self.guard, decided)
+                self._write_line(lookup, query, transport, decision)
+            return
+        lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
+        decision = decide(lookup, self.index, table, self.guard, decided)
         key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
         lookups = self.stats.lookups
         lookups[key] = lookups.get(key, 0) + 1
@@ -95,7 +112,14 @@ class PolicyGate:
         plan = decision.plan
         if plan is None or not decision.needs_write:
             if plan is not None:
-                self.table.commit(plan)
+                table.commit(plan)
+                if decision.outcome is Outcome.ALLOWED:
+                    renew = tuple((dst, round(until - decided)) for dst, until in plan.resolved.items())
+                    self.covered.put(
+                        covered_key,
+                        Covered(answer, plan.covered_until, self.index, self.guard, table.removals, key,
+                                plan.pod, plan.qname, renew),
+                    )  # fmt: skip
             release(True)  # the log line is built after the answer is on its way, not before
             self._log(lookup, query, transport, decision)
             return
@@ -144,8 +168,18 @@ class PolicyGate:
         plan = decision.plan
         wrote = plan is not None and bool(plan.writes or plan.deletes)
         key = (lookup.client_ip, lookup.qname, lookup.qtype, decision.outcome)
-        if not self.decision_log.wants(key, wrote, error is not None, self.clock()):
-            return
+        if self.decision_log.wants(key, wrote, error is not None, self.clock()):
+            self._write_line(lookup, query, transport, decision, error)
+
+    def _write_line(
+        self,
+        lookup: AnsweredLookup,
+        query: Query,
+        transport: str,
+        decision: Decision,
+        error: str | None = None,
+    ) -> None:
+        plan = decision.plan
         fields: dict[str, Any] = {
             "client": lookup.client_ip,
             "pod": decision.pod,

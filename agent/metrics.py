@@ -89,6 +89,12 @@ class AgentCollector(Collector):
         )
         limited.add_metric([], resolver.stats.refused if resolver is not None else 0)
         yield limited
+        repeats = CounterMetricFamily(
+            f"{PREFIX}_dns_covered_repeats",
+            "Answers released on a remembered covered decision, without matching again",
+        )
+        repeats.add_metric([], gate.covered.hits if gate is not None else 0)
+        yield repeats
         held = GaugeMetricFamily(f"{PREFIX}_answers_held", "Answers waiting for their kernel write now")
         held.add_metric([], gate.stats.held if gate is not None else 0)
         yield held
@@ -106,6 +112,12 @@ class AgentCollector(Collector):
             "Round trip of each answered upstream attempt",
             agent.upstream_latency,
         )
+        reused = CounterMetricFamily(
+            f"{PREFIX}_upstream_answers_reused",
+            "Upstream answers identical to the question's previous one, whose parse was reused",
+        )
+        reused.add_metric([], forwarder.answers.hits)
+        yield reused
         in_flight = GaugeMetricFamily(f"{PREFIX}_upstream_in_flight", "Upstream queries not yet answered")
         in_flight.add_metric([], forwarder.in_flight)
         yield in_flight

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from dnsproxy.parsememo import QueryMemo
 from dnsproxy.ratelimit import ClientRateLimiter
 from dnsproxy.udpsocket import UdpEndpoint
 from dnsproxy.upstream import Forwarder
@@ -78,13 +79,14 @@ class Resolver:
         self.limiter = limiter
         self._clock = asyncio.get_running_loop().time
         self.stats = ServerStats()
+        self.queries = QueryMemo()
 
     def handle_udp(
         self, data: bytes, addr: tuple[str, int], send: Callable[[bytes, tuple[str, int]], None]
     ) -> None:
         self.stats.queries_udp += 1
         try:
-            query = parse_query(data)
+            query = self.queries.parse(data)
         except WireError:
             self.stats.malformed += 1
             reply = formerr_for(data)

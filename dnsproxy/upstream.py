@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from dnsproxy.parsememo import AnswerMemo
 from dnsproxy.udpsocket import UdpEndpoint
 from dnsproxy.wire import Answer, Query, WireError, parse_answer, with_id
 
@@ -27,6 +28,7 @@ AnswerCallback = Callable[[bytes | None, Answer | None], None]
 SOCKETS_PER_UPSTREAM = 4
 SWEEP_INTERVAL = 0.05
 DEFAULT_MAX_IN_FLIGHT = 8192
+ANSWERED = -1  # a _Pending's ident once no socket holds it any more
 
 
 class _RandomIds:
@@ -107,6 +109,7 @@ class Forwarder:
         self._sweeper: asyncio.TimerHandle | None = None
         self._preferred = 0
         self._ids = _RandomIds()
+        self.answers = AnswerMemo()
         self.max_in_flight = max_in_flight
         self.in_flight = 0
         self._on_latency = on_latency
@@ -167,11 +170,12 @@ class Forwarder:
             self.stats.rejected += 1
             return
         try:
-            answer = parse_answer(data, pending.query.question)
+            answer = self.answers.parse(data, pending.query.question)
         except WireError:
             self.stats.rejected += 1  # keep waiting: the real answer may still come
             return
         del sock.pending[ident]
+        pending.ident = ANSWERED
         self.in_flight -= 1
         self.stats.answered += 1
         self._preferred = pending.upstream
@@ -184,9 +188,11 @@ class Forwarder:
         if self.after_answers is not None:
             self.after_answers()
 
-    def _waiting(self, pending: _Pending) -> bool:
-        """Whether `pending` is still unanswered (its socket still holds it under its ID)."""
-        return self._sockets[pending.upstream][pending.socket_index].pending.get(pending.ident) is pending
+    @staticmethod
+    def _waiting(pending: _Pending) -> bool:
+        """Whether `pending` is still unanswered: its socket still holds it under its ID. Kept as a
+        mark on the entry, not looked up, because the sweep asks it of every answered query."""
+        return pending.ident != ANSWERED
 
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -210,6 +216,7 @@ class Forwarder:
                     self._preferred = pending.upstream
                 self._send(pending)
             else:
+                pending.ident = ANSWERED  # by nobody: it leaves the sweep's order as an answered one does
                 self.in_flight -= 1
                 self.stats.failed += 1
                 pending.callback(None, None)

@@ -42,6 +42,10 @@ class Plan:
     resolved: dict[str, float] = field(default_factory=dict)  # destination -> expiry
     evicted: list[str] = field(default_factory=list)  # destinations dropped by the per-name cap
     deletes: list[Element] = field(default_factory=list)
+    # The last moment at which the same answer would again need no write: the earliest over the
+    # elements it implies of (what the kernel holds) - (the answer's timeout). Meaningful when `writes`
+    # and `deletes` are empty; policy.decisioncache relies on it.
+    covered_until: float = math.inf
 
 
 class Forgotten(NamedTuple):
@@ -70,6 +74,9 @@ class AllowTable:
         # What each pod was answered with, both ways (an evicted address stays allowed while another
         # name of the pod still holds it).
         self.resolutions = Resolutions()
+        # Counts the deletions that can take away an element before its expiry (the per-name cap, a
+        # reconcile): a remembered "this answer is covered" is void once it moves.
+        self.removals = 0
 
     def __len__(self) -> int:
         return len(self.expiry)
@@ -93,6 +100,7 @@ class AllowTable:
         expiry = self.expiry
         needs_write = self.ttl.needs_write
         resolved = plan.resolved
+        covered_until = math.inf
         for version, dst, ttl in addresses:
             timeout = self.ttl.timeout(ttl)
             until = now + timeout
@@ -101,9 +109,13 @@ class AllowTable:
             for src in pod_ips.get(version, ()):
                 for proto, port in grants:
                     element = (src, dst, proto, port)
-                    if needs_write(expiry.get(element), ttl, now):
+                    held = expiry.get(element)
+                    if held is None or needs_write(held, ttl, now):
                         written = self.ttl.written_timeout(timeout)
                         plan.writes.append(ElementWrite(element, written, now + written, qname))
+                    elif held - timeout < covered_until:
+                        covered_until = held - timeout
+        plan.covered_until = covered_until
         self._apply_cap(plan, pod_ips, grants)
         return plan
 
@@ -149,6 +161,8 @@ class AllowTable:
         for write in plan.writes:
             if self.expiry.get(write.element, 0.0) < write.expiry:
                 self._store(write.element, write.expiry)
+        if plan.deletes:
+            self.removals += 1
         for element in plan.deletes:
             self._drop(element)
         if plan.resolved or plan.evicted:
@@ -243,6 +257,8 @@ class AllowTable:
         )
 
     def apply_reconciliation(self, rec: Reconciliation) -> None:
+        if rec.deletes:
+            self.removals += 1
         for element in rec.deletes:
             self._drop(element)
         for write in rec.writes:

@@ -50,6 +50,28 @@ def test_covered_answer_writes_nothing():
     assert plan_commit(table, [(4, "198.51.100.10", 290)], now=110.0).writes == []
 
 
+def test_covered_until_is_the_last_moment_the_same_answer_needs_no_write():
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.1))
+    answer = [(4, "198.51.100.10", 300), (6, "2001:db8:100::10", 100)]
+    plan_commit(table, answer, now=100.0)  # written for 330 s and 110 s
+    covered = table.plan(POD, IPS, "a.example.com", TCP443, answer, 101.0)
+    assert covered.writes == []
+    assert covered.covered_until == 110.0  # the AAAA's element: 210 - its 100 s timeout
+    assert table.plan(POD, IPS, "a.example.com", TCP443, answer, 110.0).writes == []
+    late = table.plan(POD, IPS, "a.example.com", TCP443, answer, 110.001)
+    assert [w.element[1] for w in late.writes] == ["2001:db8:100::10"]
+
+
+def test_removals_count_what_can_take_an_element_before_its_expiry():
+    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=1)
+    plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0)
+    assert table.removals == 0
+    plan_commit(table, [(4, "198.51.100.2", 100)], now=1.0)  # the cap evicts .1
+    assert table.removals == 1
+    table.forget_expired(500.0)  # expiry is not a removal: nothing covered can have expired
+    assert len(table) == 0 and table.removals == 1
+
+
 def test_later_answer_refreshes_and_shorter_never_cuts():
     table = AllowTable(TTLPolicy(1, 3600))
     plan_commit(table, [(4, "198.51.100.10", 10)], now=0.0)

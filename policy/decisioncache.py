@@ -1,0 +1,86 @@
+"""Covered decisions remembered, so a repeated answer skips the matcher and the table.
+
+At saturation most answers are repeats: the same client asks the same question and the upstream
+answers with the same bytes, which the DNS layer hands on as the *same* parsed answer object
+(dnsproxy.parsememo). Deciding it again would give the same ALLOWED-and-nothing-to-write result as
+long as nothing the decision read has changed:
+
+- the policy index (rules, pods and their addresses) and the address guard are the same objects;
+- no element was taken out of the table before its expiry (`AllowTable.removals` is unchanged);
+- `now` is at most the plan's `covered_until`, so every element the answer implies still outlives
+  the answer's timeout.
+
+Expiry alone never voids an entry early: an element can expire only after `covered_until`. The
+answer's own bookkeeping (its resolutions' new end, the repeat count, the log) is still done on every
+hit; only the matching and the per-element lookups are skipped. A repeat that is the first of a new log
+window (agent.decisionlog) is decided again for its line.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+DEFAULT_CAPACITY = 65_536
+
+
+class Covered(NamedTuple):
+    """What a repeat needs: the checks above, and the answer's bookkeeping. Nothing else is kept, so
+    an entry costs about 250 bytes (a decision and its plan would be four times that)."""
+
+    answer: object  # the parsed answer it was decided for, compared by identity
+    covered_until: float
+    index: object
+    guard: object
+    removals: int
+    counter: Any  # the gate's lookup-counter key
+    pod: str
+    qname: str
+    renew: tuple[tuple[str, int], ...]  # (address, allowance in seconds): the resolutions to extend
+
+
+class DecisionCache:
+    """(client address, wire question) -> the covered decision of its last answer.
+
+    Bounded: at `capacity` keys it starts again empty (a repeat then takes the full path once),
+    rather than paying for recency on every hit.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+        self.capacity = capacity
+        self._entries: dict[tuple[str, bytes], Covered] = {}
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(
+        self,
+        key: tuple[str, bytes],
+        answer: object,
+        index: object,
+        guard: object,
+        removals: int,
+        now: float,
+    ) -> Covered | None:
+        entry = self._entries.get(key)
+        if (
+            entry is None
+            or entry.answer is not answer
+            or now > entry.covered_until
+            or entry.index is not index
+            or entry.guard is not guard
+            or entry.removals != removals
+        ):
+            return None
+        self.hits += 1
+        return entry
+
+    def put(self, key: tuple[str, bytes], entry: Covered) -> None:
+        if self.capacity <= 0:
+            return  # remembering nothing: every answer is decided in full
+        if len(self._entries) >= self.capacity and key not in self._entries:
+            self._entries.clear()
+        self._entries[key] = entry
+
+    def clear(self) -> None:
+        self._entries.clear()

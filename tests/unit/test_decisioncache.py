@@ -1,0 +1,210 @@
+"""Covered decisions remembered: a repeat skips `decide` only when `decide` would say the same, and the
+gate does everything else (counts, resolutions, log lines, writes) exactly as without the cache."""
+
+import io
+import random
+
+import orjson
+import pytest
+
+import agent.gate
+from agent.decisionlog import DecisionLog
+from agent.gate import PolicyGate
+from dnsproxy.wire import Answer
+from policy.addressguard import AddressGuard
+from policy.allowtable import AllowTable
+from policy.decisioncache import DecisionCache
+from policy.fileloader import load_text
+from policy.ruleindex import PolicyIndex
+from policy.ttl import TTLPolicy
+from tests.unit.test_gate import POLICY, query
+
+CLIENT = "10.244.1.10"
+ELEMENT = (CLIENT, "198.51.100.10", "tcp", 443)
+# A second policy text: the same pod also allows port 80 for www.google.com.
+POLICY_80 = POLICY.replace("ports: [{protocol: TCP, port: 443}]", "ports: [{protocol: TCP, port: 443}, {protocol: TCP, port: 80}]")  # fmt: skip
+
+
+class AckingWriter:
+    def __init__(self, fail=lambda writes: False):
+        self.writes = []
+        self.fail = fail
+
+    def submit_elements(self, table, writes, deletes, done):
+        self.writes.append(([(w.element, w.timeout) for w in writes], list(deletes)))
+        done(RuntimeError("netlink: no space") if self.fail(writes) else None)
+
+
+def make_gate(now, cache=None, table=None, writer=None, log=None):
+    gate = PolicyGate(
+        PolicyIndex(load_text(POLICY)),
+        table or AllowTable(TTLPolicy(5, 3600, refresh_slack=0.1)),
+        AddressGuard(),
+        writer or AckingWriter(),
+        "t",
+        clock=lambda: now[0],
+        decision_log=log or DecisionLog(io.StringIO()),
+    )
+    if cache is not None:
+        gate.covered = cache
+    return gate
+
+
+@pytest.fixture
+def decided(monkeypatch):
+    calls = []
+    real = agent.gate.decide
+
+    def counting(*args):
+        calls.append(args[0].qname)
+        return real(*args)
+
+    monkeypatch.setattr(agent.gate, "decide", counting)
+    return calls
+
+
+def answer(address="198.51.100.10", ttl=300):
+    return Answer(0, False, ((4, address, ttl),))
+
+
+def test_a_repeat_of_a_covered_answer_is_not_decided_again(decided):
+    now = [100.0]
+    gate = make_gate(now)
+    same, released = answer(), []
+    for _ in range(5):
+        gate.admit(CLIENT, "udp", query(), same, released.append)
+        now[0] += 1.0
+    assert released == [True] * 5
+    assert decided == ["www.google.com"] * 2  # the write, then the first covered answer
+    assert gate.covered.hits == 3
+    assert gate.stats.by_outcome()["allowed"] == 5
+    # every answer still extends what the pod resolved: the last one, at 104 s, until 404 s
+    assert gate.table.resolutions.until("default/c", "www.google.com", "198.51.100.10") == 404.0
+
+
+def test_an_equal_answer_that_is_not_the_same_parse_is_decided(decided):
+    now = [100.0]
+    gate = make_gate(now)
+    for _ in range(3):
+        gate.admit(CLIENT, "udp", query(), answer(), lambda ok: None)
+    assert len(decided) == 3 and gate.covered.hits == 0
+
+
+@pytest.mark.parametrize("change", ["index", "guard", "removal", "time", "client"])
+def test_whatever_the_decision_read_voids_it(decided, change):
+    now = [100.0]
+    gate = make_gate(now)
+    same = answer()
+    gate.admit(CLIENT, "udp", query(), same, lambda ok: None)
+    gate.admit(CLIENT, "udp", query(), same, lambda ok: None)
+    assert len(decided) == 2
+    client = CLIENT
+    if change == "index":
+        gate.index = PolicyIndex(load_text(POLICY_80))
+    elif change == "guard":
+        gate.guard = AddressGuard(["198.51.100.0/24"])  # now a protected range: nothing is written
+    elif change == "removal":
+        gate.table.removals += 1
+    elif change == "time":
+        now[0] = 100.0 + 30.0 + 0.001  # written for 330 s: covered until 400 - 300 = 130 s
+    else:
+        client = "10.244.1.11"
+    gate.admit(client, "udp", query(), same, lambda ok: None)
+    assert len(decided) == 3 and gate.covered.hits == 0
+    if change == "index":  # the new rules' port 80 is written at once
+        assert gate.writer.writes[-1][0] == [((CLIENT, "198.51.100.10", "tcp", 80), 330)]
+    if change == "time":  # past the slack, the repeat refreshes its element
+        assert gate.writer.writes[-1][0] == [(ELEMENT, 330)]
+
+
+def test_a_repeat_opening_a_new_log_window_gets_its_line():
+    now = [100.0]
+    stream = io.StringIO()
+    gate = make_gate(now, log=DecisionLog(stream, window=10.0))
+    same = answer()
+    for _ in range(3):
+        gate.admit(CLIENT, "udp", query(), same, lambda ok: None)  # a line, then two counted repeats
+    now[0] += 11.0
+    gate.admit(CLIENT, "udp", query(), same, lambda ok: None)  # covered, and the window closed
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(x["event"], x.get("count")) for x in lines] == [
+        ("dns.decision", None),
+        ("dns.repeated", 2),
+        ("dns.decision", None),
+    ]
+    assert lines[-1]["rules"] == ["default/p#egress[0] (www.google.com)"]
+    assert lines[-1]["elements_written"] == 0
+
+
+def test_the_cache_is_bounded_and_zero_remembers_nothing():
+    cache = DecisionCache(capacity=2)
+    now = [100.0]
+    gate = make_gate(now, cache=cache)
+    for i in range(5):
+        same = answer(f"198.51.100.{i}")
+        gate.admit(CLIENT, "udp", query(f"n{i}.example.com"), same, lambda ok: None)
+        assert len(cache) <= 2
+    off = make_gate(now, cache=DecisionCache(capacity=0))
+    same = answer()
+    for _ in range(3):
+        off.admit(CLIENT, "udp", query(), same, lambda ok: None)
+    assert len(off.covered) == 0 and off.covered.hits == 0
+
+
+def _observable(gate, stream, released):
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    for line in lines:
+        line.pop("ts")
+    return {
+        "released": released,
+        "writes": gate.writer.writes,
+        "expiry": dict(gate.table.expiry),
+        "resolutions": sorted(gate.table.resolutions.items()),
+        "lookups": dict(gate.stats.lookups),
+        "lines": lines,
+    }
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
+    """Random answers (a few shared parses, equal copies, TTLs counting down, moved addresses), time
+    passing past slack and expiry, policy swaps, failed writes, expiry sweeps and the per-name cap."""
+    rng = random.Random(seed)
+    names = ["www.google.com", "n1.example.com"]
+    parses = {
+        (name, addr, ttl): answer(addr, ttl)
+        for name in names
+        for addr in ("198.51.100.10", "198.51.100.11", "198.51.100.12")
+        for ttl in (0, 30, 300)
+    }
+    texts = [POLICY, POLICY_80, POLICY.replace("name: www.google.com", "pattern: '*.example.com'")]
+    now = [1000.0]
+    runs = []
+    for cache in (DecisionCache(), DecisionCache(capacity=0)):
+        rng.seed(seed)
+        now[0] = 1000.0
+        stream, released = io.StringIO(), []
+        writer = AckingWriter(fail=lambda writes: rng.random() < 0.05)
+        table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.1), max_addresses_per_name=2)
+        gate = make_gate(now, cache=cache, table=table, writer=writer, log=DecisionLog(stream, window=20.0))
+        indexes = [PolicyIndex(load_text(t)) for t in texts]
+        current = {name: (name, "198.51.100.10", 300) for name in names}
+        for _ in range(600):
+            step = rng.random()
+            if step < 0.03:
+                gate.index = rng.choice(indexes)
+            elif step < 0.06:
+                table.forget_expired(now[0])
+            now[0] += rng.choice((0.0, 0.0, 0.5, 0.5, 3.0, 40.0))
+            name = rng.choice(names)
+            if rng.random() < 0.2:  # the upstream's answer for this name changes
+                current[name] = (name, rng.choice(("198.51.100.10", "198.51.100.11", "198.51.100.12")),
+                                 rng.choice((0, 30, 300)))  # fmt: skip
+            key = current[name]
+            parsed = parses[key] if rng.random() < 0.9 else answer(key[1], key[2])
+            client = rng.choice((CLIENT, CLIENT, "10.244.1.11"))
+            gate.admit(client, "udp", query(name), parsed, released.append)
+        runs.append((_observable(gate, stream, released), gate.covered.hits))
+    (cached, hits), (uncached, _) = runs
+    assert hits > 10, hits  # the cache did take part
+    assert cached == uncached

@@ -1,0 +1,115 @@
+"""Parse memos: a repeated message reuses its parse, and nothing else ever does."""
+
+import pytest
+from dnslib import QTYPE, RR, A, DNSRecord
+
+from dnsproxy.parsememo import MAX_REMEMBERED, AnswerMemo, QueryMemo
+from dnsproxy.wire import WireError, parse_answer, parse_query, with_id
+
+
+def query_wire(name="www.example.com", ident=0x1234, qtype="A"):
+    record = DNSRecord.question(name, qtype)
+    record.header.id = ident
+    return bytes(record.pack())
+
+
+def answer_wire(name="www.example.com", ident=0x1234, address="198.51.100.10", ttl=300):
+    record = DNSRecord.question(name)
+    reply = record.reply()
+    reply.header.id = ident
+    reply.add_answer(RR(name, QTYPE.A, rdata=A(address), ttl=ttl))
+    return bytes(reply.pack())
+
+
+def test_a_repeated_query_parses_as_before_with_its_own_id():
+    memo = QueryMemo()
+    first = memo.parse(query_wire(ident=1))
+    again = memo.parse(query_wire(ident=0xBEEF))
+    assert again == parse_query(query_wire(ident=0xBEEF))
+    assert again.id == 0xBEEF and first.id == 1
+    assert again.question is first.question  # shared, so its hash is computed once
+    assert memo.hits == 1
+
+
+def test_a_different_query_is_parsed_afresh():
+    memo = QueryMemo()
+    memo.parse(query_wire("a.example.com"))
+    other = memo.parse(query_wire("b.example.com"))
+    assert other.qname == "b.example.com" and memo.hits == 0
+    assert memo.parse(query_wire("a.example.com", qtype="AAAA")).qtype == 28
+
+
+def test_a_bad_query_raises_every_time_and_is_not_remembered():
+    memo = QueryMemo()
+    bad = query_wire()[:-3]
+    for _ in range(2):
+        with pytest.raises(WireError):
+            memo.parse(bad)
+    assert len(memo) == 0
+
+
+def test_a_bytearray_is_copied_not_kept():
+    memo = QueryMemo()
+    data = bytearray(query_wire("a.example.com"))
+    memo.parse(data)
+    data[:] = query_wire("b.example.com")  # the caller reuses its buffer
+    assert memo.parse(query_wire("a.example.com")).qname == "a.example.com"
+
+
+def test_the_query_memo_never_holds_more_than_its_capacity():
+    memo = QueryMemo(capacity=4)
+    for i in range(10):
+        memo.parse(query_wire(f"n{i}.example.com"))
+        assert len(memo) <= 4
+    assert memo.parse(query_wire("n9.example.com")).qname == "n9.example.com"
+
+
+def test_the_same_answer_bytes_give_the_same_object_whatever_the_id():
+    memo = AnswerMemo()
+    question = parse_query(query_wire()).question
+    first = memo.parse(answer_wire(ident=1), question)
+    again = memo.parse(answer_wire(ident=2), question)
+    assert again is first and memo.hits == 1
+    assert first == parse_answer(answer_wire(), question)
+
+
+def test_a_changed_answer_is_parsed_afresh_and_replaces_the_old():
+    memo = AnswerMemo()
+    question = parse_query(query_wire()).question
+    first = memo.parse(answer_wire(ttl=300), question)
+    counted_down = memo.parse(answer_wire(ttl=299), question)  # an upstream cache, a second later
+    assert counted_down is not first and counted_down.addresses == ((4, "198.51.100.10", 299),)
+    moved = memo.parse(answer_wire(address="198.51.100.11"), question)
+    assert moved.addresses == ((4, "198.51.100.11", 300),)
+    assert memo.parse(answer_wire(address="198.51.100.11"), question) is moved
+    assert memo.hits == 1
+
+
+def test_an_answer_is_never_reused_for_another_question():
+    memo = AnswerMemo()
+    mine = parse_query(query_wire("a.example.com")).question
+    other = parse_query(query_wire("b.example.com")).question
+    wire = answer_wire("a.example.com")
+    memo.parse(wire, mine)
+    with pytest.raises(WireError, match="another question"):
+        memo.parse(wire, other)
+
+
+def test_a_large_answer_is_parsed_every_time():
+    memo = AnswerMemo()
+    question = parse_query(query_wire()).question
+    record = DNSRecord.parse(answer_wire())
+    for i in range(40):
+        record.add_answer(RR("www.example.com", QTYPE.A, rdata=A(f"198.51.100.{i}"), ttl=300))
+    big = bytes(record.pack())
+    assert len(big) > MAX_REMEMBERED
+    first = memo.parse(big, question)
+    assert memo.parse(with_id(big, 7), question) is not first and len(memo) == 0
+
+
+def test_the_answer_memo_never_holds_more_than_its_capacity():
+    memo = AnswerMemo(capacity=3)
+    for i in range(10):
+        name = f"n{i}.example.com"
+        memo.parse(answer_wire(name), parse_query(query_wire(name)).question)
+        assert len(memo) <= 3
