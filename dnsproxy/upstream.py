@@ -28,7 +28,7 @@ AnswerCallback = Callable[[bytes | None, Answer | None], None]
 SOCKETS_PER_UPSTREAM = 4
 SWEEP_INTERVAL = 0.05
 DEFAULT_MAX_IN_FLIGHT = 8192
-ANSWERED = -1  # a _Pending's ident once no socket holds it any more
+ANSWERED = -1  # a _Pending's ident once no socket holds it: answered, or given up on
 
 
 class _RandomIds:
@@ -188,12 +188,6 @@ class Forwarder:
         if self.after_answers is not None:
             self.after_answers()
 
-    @staticmethod
-    def _waiting(pending: _Pending) -> bool:
-        """Whether `pending` is still unanswered: its socket still holds it under its ID. Kept as a
-        mark on the entry, not looked up, because the sweep asks it of every answered query."""
-        return pending.ident != ANSWERED
-
     def _schedule_sweep(self) -> None:
         loop = asyncio.get_running_loop()
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
@@ -203,7 +197,7 @@ class Forwarder:
         order = self._order
         while order and order[0].deadline <= now:
             pending = order.popleft()
-            if not self._waiting(pending):
+            if pending.ident == ANSWERED:
                 continue  # answered already
             del self._sockets[pending.upstream][pending.socket_index].pending[pending.ident]
             self.stats.timeouts += 1
@@ -221,7 +215,8 @@ class Forwarder:
                 self.stats.failed += 1
                 pending.callback(None, None)
         # Answered entries would stay in the deque until their deadline; drop them from its head now.
-        while order and not self._waiting(order[0]):
+        # (An entry's ident is marked rather than its socket's table looked up: this runs per query.)
+        while order and order[0].ident == ANSWERED:
             order.popleft()
         self._schedule_sweep()
 
