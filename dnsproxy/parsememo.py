@@ -8,67 +8,91 @@ lets later stages recognise a repeat by identity and reuse what they derived fro
 bytes keep their hash, and the policy gate remembers covered decisions per parsed answer
 (policy.decisioncache).
 
-Both memos are bounded: at `capacity` keys they start again empty (a repeat then takes the full parse
-once) rather than paying for recency on every hit, and messages above MAX_REMEMBERED bytes are parsed
-every time.
+Memory is bounded three ways, because a parse kept costs ~400 bytes (a query and its answer ~800, measured
+with tracemalloc): a message is kept only from its second sighting (the hashes of messages seen once are
+kept instead, ~70 bytes each), so names looked up once (a crawler, unique CDN hostnames, the benchmark's
+fill) take no room; each memo holds at most `capacity` parses and as many hashes, starting again empty
+when full (a repeat then takes the full parse twice) rather than paying for recency on every hit; and
+messages above MAX_REMEMBERED bytes are parsed every time.
 """
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from dnsproxy.wire import Answer, Query, parse_answer, parse_query
 
-DEFAULT_CAPACITY = 65_536
+DEFAULT_CAPACITY = 32_768
 MAX_REMEMBERED = 512  # bytes: A/AAAA answers and queries are far smaller
 
 _new_tuple = tuple.__new__
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _Admission(Generic[K, V]):
+    """Bounded key -> value, admitting a message only on its second sighting (by its fingerprint)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.entries: dict[K, V] = {}
+        self._seen: set[int] = set()
+
+    def offer(self, key: K, fingerprint: int, value: V) -> None:
+        if fingerprint not in self._seen:
+            if len(self._seen) >= self.capacity:
+                self._seen.clear()
+            self._seen.add(fingerprint)
+            return
+        if len(self.entries) >= self.capacity and key not in self.entries:
+            self.entries.clear()
+        self.entries[key] = value
+
 
 class QueryMemo:
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self.capacity = capacity
-        self._entries: dict[bytes, tuple[int, bytes, str | None, int]] = {}  # all of a Query but its ID
+        self._kept: _Admission[bytes, tuple[int, bytes, str | None, int]] = _Admission(capacity)
         self.hits = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._kept.entries)
 
     def parse(self, data: bytes | bytearray) -> Query:
         """`parse_query(data)`, raising WireError as it does."""
         if type(data) is not bytes:
             data = bytes(data)  # a bytearray can be neither a key nor kept: it may change
         body = data[2:]
-        rest = self._entries.get(body)
+        rest = self._kept.entries.get(body)
         if rest is not None:
             self.hits += 1
             return _new_tuple(Query, ((data[0] << 8) | data[1], *rest))  # Query(id, *rest), faster
         query = parse_query(data)
         if len(data) <= MAX_REMEMBERED:
-            if len(self._entries) >= self.capacity:
-                self._entries.clear()
-            self._entries[body] = query[1:]
+            self._kept.offer(body, hash(body), query[1:])  # everything but the ID
         return query
 
 
 class AnswerMemo:
+    """Keyed by the question, so a changed answer (a TTL counted down) replaces the kept one."""
+
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
-        self.capacity = capacity
-        self._entries: dict[bytes, tuple[bytes, Answer]] = {}
+        self._kept: _Admission[bytes, tuple[bytes, Answer]] = _Admission(capacity)  # (body, parse)
         self.hits = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._kept.entries)
 
     def parse(self, data: bytes | bytearray, question: bytes) -> Answer:
         """`parse_answer(data, question)`, raising WireError as it does."""
         if type(data) is not bytes:
             data = bytes(data)
-        entry = self._entries.get(question)
-        if entry is not None and len(data) == len(entry[0]) + 2 and data.endswith(entry[0]):
+        kept = self._kept.entries.get(question)
+        if kept is not None and len(data) == len(kept[0]) + 2 and data.endswith(kept[0]):
             self.hits += 1
-            return entry[1]
+            return kept[1]
         answer = parse_answer(data, question)
         if len(data) <= MAX_REMEMBERED:
-            if len(self._entries) >= self.capacity and question not in self._entries:
-                self._entries.clear()
-            self._entries[question] = (data[2:], answer)
+            body = data[2:]
+            self._kept.offer(question, hash(body), (body, answer))
         return answer

@@ -21,14 +21,24 @@ def answer_wire(name="www.example.com", ident=0x1234, address="198.51.100.10", t
     return bytes(reply.pack())
 
 
-def test_a_repeated_query_parses_as_before_with_its_own_id():
+def test_a_query_is_kept_from_its_second_sighting_and_reused_from_its_third():
     memo = QueryMemo()
-    first = memo.parse(query_wire(ident=1))
-    again = memo.parse(query_wire(ident=0xBEEF))
-    assert again == parse_query(query_wire(ident=0xBEEF))
-    assert again.id == 0xBEEF and first.id == 1
-    assert again.question is first.question  # shared, so its hash is computed once
+    memo.parse(query_wire(ident=1))
+    assert len(memo) == 0  # seen once: only its hash is kept
+    second = memo.parse(query_wire(ident=2))
+    assert len(memo) == 1 and memo.hits == 0
+    third = memo.parse(query_wire(ident=0xBEEF))
+    assert third == parse_query(query_wire(ident=0xBEEF))
+    assert third.id == 0xBEEF and second.id == 2
+    assert third.question is second.question  # shared, so its hash is computed once
     assert memo.hits == 1
+
+
+def test_names_looked_up_once_take_no_room():
+    memo = QueryMemo(capacity=100)
+    for i in range(1000):
+        memo.parse(query_wire(f"n{i}.example.com"))
+    assert len(memo) == 0
 
 
 def test_a_different_query_is_parsed_afresh():
@@ -59,7 +69,8 @@ def test_a_bytearray_is_copied_not_kept():
 def test_the_query_memo_never_holds_more_than_its_capacity():
     memo = QueryMemo(capacity=4)
     for i in range(10):
-        memo.parse(query_wire(f"n{i}.example.com"))
+        for _ in range(3):
+            memo.parse(query_wire(f"n{i}.example.com"))
         assert len(memo) <= 4
     assert memo.parse(query_wire("n9.example.com")).qname == "n9.example.com"
 
@@ -67,20 +78,24 @@ def test_the_query_memo_never_holds_more_than_its_capacity():
 def test_the_same_answer_bytes_give_the_same_object_whatever_the_id():
     memo = AnswerMemo()
     question = parse_query(query_wire()).question
-    first = memo.parse(answer_wire(ident=1), question)
-    again = memo.parse(answer_wire(ident=2), question)
-    assert again is first and memo.hits == 1
-    assert first == parse_answer(answer_wire(), question)
+    memo.parse(answer_wire(ident=1), question)
+    kept = memo.parse(answer_wire(ident=2), question)  # the second sighting is kept
+    again = memo.parse(answer_wire(ident=3), question)
+    assert again is kept and memo.hits == 1
+    assert kept == parse_answer(answer_wire(), question)
 
 
 def test_a_changed_answer_is_parsed_afresh_and_replaces_the_old():
     memo = AnswerMemo()
     question = parse_query(query_wire()).question
-    first = memo.parse(answer_wire(ttl=300), question)
+    for _ in range(2):
+        first = memo.parse(answer_wire(ttl=300), question)
     counted_down = memo.parse(answer_wire(ttl=299), question)  # an upstream cache, a second later
     assert counted_down is not first and counted_down.addresses == ((4, "198.51.100.10", 299),)
-    moved = memo.parse(answer_wire(address="198.51.100.11"), question)
+    for _ in range(2):
+        moved = memo.parse(answer_wire(address="198.51.100.11"), question)
     assert moved.addresses == ((4, "198.51.100.11", 300),)
+    assert len(memo) == 1  # one kept answer per question: the new one replaced the old
     assert memo.parse(answer_wire(address="198.51.100.11"), question) is moved
     assert memo.hits == 1
 
@@ -90,6 +105,7 @@ def test_an_answer_is_never_reused_for_another_question():
     mine = parse_query(query_wire("a.example.com")).question
     other = parse_query(query_wire("b.example.com")).question
     wire = answer_wire("a.example.com")
+    memo.parse(wire, mine)
     memo.parse(wire, mine)
     with pytest.raises(WireError, match="another question"):
         memo.parse(wire, other)
@@ -104,6 +120,7 @@ def test_a_large_answer_is_parsed_every_time():
     big = bytes(record.pack())
     assert len(big) > MAX_REMEMBERED
     first = memo.parse(big, question)
+    memo.parse(with_id(big, 6), question)
     assert memo.parse(with_id(big, 7), question) is not first and len(memo) == 0
 
 
@@ -111,5 +128,6 @@ def test_the_answer_memo_never_holds_more_than_its_capacity():
     memo = AnswerMemo(capacity=3)
     for i in range(10):
         name = f"n{i}.example.com"
-        memo.parse(answer_wire(name), parse_query(query_wire(name)).question)
+        for _ in range(3):
+            memo.parse(answer_wire(name), parse_query(query_wire(name)).question)
         assert len(memo) <= 3
