@@ -69,7 +69,7 @@ class PolicyGate:
         decision_log: DecisionLog | None = None,
         names: NameMemory | None = None,
     ) -> None:
-        self.index = index
+        self._index = index
         self.table = table
         self.guard = guard
         self.writer = writer
@@ -85,11 +85,22 @@ class PolicyGate:
         # Repeats of an answer already covered skip `decide` (see policy.decisioncache for when).
         self.covered = DecisionCache()
 
+    @property
+    def index(self) -> PolicyIndex:
+        return self._index
+
+    @index.setter
+    def index(self, index: PolicyIndex) -> None:
+        """Answers from now on are decided under `index`. The remembered decisions are void, and are
+        dropped now, not left holding the old index (a thousand policies' rule sets) until replaced."""
+        self._index = index
+        self.covered.clear()
+
     def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
         decided = self.clock()
         covered_key = (client_ip, query.question)
         table = self.table
-        hit = self.covered.get(covered_key, answer, self.index, self.guard, table.removals, decided)
+        hit = self.covered.get(covered_key, answer, self._index, self.guard, table.removals, decided)
         if hit is not None:
             self.stats.lookups[hit.counter] += 1
             table.resolutions.record(hit.pod, hit.qname, {dst: decided + t for dst, t in hit.renew})
@@ -98,11 +109,11 @@ class PolicyGate:
             if self.decision_log.wants(log_key, False, False, decided):
                 # The first repeat of a new log window gets a line, which names the rules: decide again.
                 lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
-                decision = decide(lookup, self.index, table, self.guard, decided)
+                decision = decide(lookup, self._index, table, self.guard, decided)
                 self._write_line(lookup, query, transport, decision)
             return
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
-        decision = decide(lookup, self.index, table, self.guard, decided)
+        decision = decide(lookup, self._index, table, self.guard, decided)
         key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
         lookups = self.stats.lookups
         lookups[key] = lookups.get(key, 0) + 1
@@ -117,7 +128,7 @@ class PolicyGate:
                     renew = tuple((dst, round(until - decided)) for dst, until in plan.resolved.items())
                     self.covered.put(
                         covered_key,
-                        Covered(answer, plan.covered_until, self.index, self.guard, table.removals, key,
+                        Covered(answer, plan.covered_until, self._index, self.guard, table.removals, key,
                                 plan.pod, plan.qname, renew),
                     )  # fmt: skip
             release(True)  # the log line is built after the answer is on its way, not before

@@ -9,8 +9,8 @@ bytes keep their hash, and the policy gate remembers covered decisions per parse
 (policy.decisioncache).
 
 Memory is bounded three ways, because a parse kept costs ~400 bytes (a query and its answer ~800, measured
-with tracemalloc): a message is kept only from its second sighting (the hashes of messages seen once are
-kept instead, ~70 bytes each), so names looked up once (a crawler, unique CDN hostnames, the benchmark's
+with tracemalloc): a message is kept only from its second sighting (a message seen once leaves one bit in a
+bitmap), so names looked up once (a crawler, unique CDN hostnames, the benchmark's
 fill) take no room; each memo holds at most `capacity` parses and as many hashes, starting again empty
 when full (a repeat then takes the full parse twice) rather than paying for recency on every hit; and
 messages above MAX_REMEMBERED bytes are parsed every time.
@@ -24,6 +24,7 @@ from dnsproxy.wire import Answer, Query, parse_answer, parse_query
 
 DEFAULT_CAPACITY = 32_768
 MAX_REMEMBERED = 512  # bytes: A/AAAA answers and queries are far smaller
+SEEN_BITS = 1 << 20  # first sightings remembered, as bits: up to `capacity` at a time, ~3 % of the bitmap
 
 _new_tuple = tuple.__new__
 
@@ -32,18 +33,30 @@ V = TypeVar("V")
 
 
 class _Admission(Generic[K, V]):
-    """Bounded key -> value, admitting a message only on its second sighting (by its fingerprint)."""
+    """Bounded key -> value, admitting a message only on its second sighting.
+
+    Sightings are bits in a fixed bitmap indexed by the message's hash (128 KiB, where a set of the
+    hashes cost ~60 bytes a message): a collision only admits a message on its first sighting, which
+    costs room, never correctness. The bitmap starts again empty after `capacity` first sightings, so
+    that it stays sparse.
+    """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.entries: dict[K, V] = {}
-        self._seen: set[int] = set()
+        self._seen = bytearray(SEEN_BITS // 8)
+        self._sightings = 0
 
     def offer(self, key: K, fingerprint: int, value: V) -> None:
-        if fingerprint not in self._seen:
-            if len(self._seen) >= self.capacity:
-                self._seen.clear()
-            self._seen.add(fingerprint)
+        slot = fingerprint & (SEEN_BITS - 1)
+        byte, bit = slot >> 3, 1 << (slot & 7)
+        seen = self._seen
+        if not seen[byte] & bit:
+            if self._sightings >= self.capacity:
+                seen[:] = bytes(len(seen))
+                self._sightings = 0
+            seen[byte] |= bit
+            self._sightings += 1
             return
         if len(self.entries) >= self.capacity and key not in self.entries:
             self.entries.clear()

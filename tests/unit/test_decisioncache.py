@@ -13,7 +13,7 @@ from agent.gate import PolicyGate
 from dnsproxy.wire import Answer
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
-from policy.decisioncache import DecisionCache
+from policy.decisioncache import Covered, DecisionCache
 from policy.fileloader import load_text
 from policy.ruleindex import PolicyIndex
 from policy.ttl import TTLPolicy
@@ -208,3 +208,26 @@ def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
     (cached, hits), (uncached, _) = runs
     assert hits > 10, hits  # the cache did take part
     assert cached == uncached
+
+
+def test_a_new_index_drops_the_remembered_decisions_at_once():
+    now = [100.0]
+    gate = make_gate(now)
+    same = answer()
+    for _ in range(2):
+        gate.admit(CLIENT, "udp", query(), same, lambda ok: None)
+    assert len(gate.covered) == 1
+    gate.index = PolicyIndex(load_text(POLICY))  # the old index is not kept alive by the cache
+    assert len(gate.covered) == 0
+
+
+@pytest.mark.parametrize("field", ["answer", "index", "guard", "removals", "now"])
+def test_the_cache_on_its_own_returns_an_entry_only_when_everything_matches(field):
+    cache = DecisionCache()
+    parsed, index, guard = object(), object(), object()
+    entry = Covered(parsed, 50.0, index, guard, 3, ("allowed", 1, 0), "default/c", "a.example", ())
+    cache.put(("10.244.1.10", b"q"), entry)
+    asked = {"answer": parsed, "index": index, "guard": guard, "removals": 3, "now": 50.0}
+    assert cache.get(("10.244.1.10", b"q"), *asked.values()) is entry
+    asked[field] = 50.001 if field == "now" else (4 if field == "removals" else object())
+    assert cache.get(("10.244.1.10", b"q"), *asked.values()) is None

@@ -35,10 +35,12 @@ def test_a_query_is_kept_from_its_second_sighting_and_reused_from_its_third():
 
 
 def test_names_looked_up_once_take_no_room():
-    memo = QueryMemo(capacity=100)
-    for i in range(1000):
+    memo = QueryMemo(capacity=1000)
+    for i in range(10_000):
         memo.parse(query_wire(f"n{i}.example.com"))
-    assert len(memo) == 0
+    # Sightings are bits indexed by hash: two names sharing a bit admit the second one early. With
+    # 1,000 sightings per 2**20 bits that is ~5 names in 10,000 on average; none of them comes back.
+    assert len(memo) <= 30
 
 
 def test_a_different_query_is_parsed_afresh():
