@@ -49,6 +49,7 @@ DRAIN_SECONDS = 3.0
 EXPIRY_SWEEP_LIMIT = 2_000
 EXPIRY_SWEEP_SECONDS = 5.0  # a sweep costs what expired (policy.expirywheel), so it can run often
 LOG_FLUSH_SECONDS = 0.5
+REPEAT_LINES_PER_SLICE = 1_000  # ~3.5 ms of writing between two chances for the loop to answer
 GC_THRESHOLD = 20_000
 MIN_APPLY_INTERVAL = 0.1
 DEFAULT_METRICS = ("127.0.0.1", 9153)
@@ -337,7 +338,10 @@ class Agent:
         """Decision lines are written to a buffer; a crash loses at most this interval of them."""
         while True:
             await asyncio.sleep(LOG_FLUSH_SECONDS)
-            self.decision_log.flush_repeats_if_due(time.monotonic())
+            if self.decision_log.close_window_if_due(time.monotonic()):
+                # A closed window's repeats go out in slices, with answers in between.
+                while self.decision_log.write_closed(REPEAT_LINES_PER_SLICE):
+                    await asyncio.sleep(0)
             self.decision_log.flush()
 
     async def _sweep_expired(self) -> None:

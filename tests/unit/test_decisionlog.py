@@ -113,3 +113,25 @@ def test_repeats_are_counted_per_client_name_type_and_outcome():
     log.flush_repeats(60.0)
     counted = {(e["client"], e["qname"], e["qtype"], e["outcome"]): e["count"] for e in lines(stream)[5:]}
     assert counted == {key: repeats for repeats, key in enumerate(keys, start=1)}
+
+
+def test_a_closed_window_is_written_in_slices_and_nothing_is_lost():
+    stream = io.StringIO()
+    log = DecisionLog(stream, LogMode.CHANGES, window=60.0)
+    names = [f"n{i}.example.com" for i in range(250)]
+    for t in (0.0, 1.0, 2.0):
+        for name in names:
+            log_if_wanted(log, (KEY[0], name, 1, KEY[3]), now=t)
+    assert len(lines(stream)) == 250
+    log_if_wanted(log, KEY, now=61.0)  # the query that closes the window writes its own line only
+    assert len(lines(stream)) == 251
+    assert log.close_window_if_due(61.5)  # lines are waiting
+    slices = 0
+    while log.write_closed(100):
+        slices += 1
+        assert len(lines(stream)) == 251 + 100 * slices
+    repeated = [e for e in lines(stream) if e["event"] == "dns.repeated"]
+    assert slices == 2 and len(repeated) == 250
+    assert {e["qname"]: e["count"] for e in repeated} == dict.fromkeys(names, 2)
+    assert all(e["window_s"] == 61.0 for e in repeated)
+    assert not log.write_closed(100) and not log.close_window_if_due(62.0)
