@@ -84,6 +84,7 @@ class PolicyGate:
         self.names = names if names is not None else NameMemory()
         # Repeats of an answer already covered skip `decide` (see policy.decisioncache for when).
         self.covered = DecisionCache()
+        self._counter_keys: dict[tuple[str, int, int], tuple[str, int, int]] = {}
 
     @property
     def index(self) -> PolicyIndex:
@@ -98,12 +99,18 @@ class PolicyGate:
 
     def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
         decided = self.clock()
-        covered_key = (client_ip, query.question)
         table = self.table
-        hit = self.covered.get(covered_key, answer, self._index, self.guard, table.removals, decided)
+        hit = self.covered.get(
+            client_ip, query.question, answer, self._index, self.guard, table.removals, decided
+        )
         if hit is not None:
             self.stats.lookups[hit.counter] += 1
-            table.resolutions.record(hit.pod, hit.qname, {dst: decided + t for dst, t in hit.renew})
+            renew = hit.renew
+            if len(renew) == 2:
+                extended = {renew[0]: decided + renew[1]}
+            else:
+                extended = {renew[i]: decided + renew[i + 1] for i in range(0, len(renew), 2)}
+            table.resolutions.record(hit.pod, hit.qname, extended)  # type: ignore[arg-type]
             release(True)
             log_key = (client_ip, hit.qname, query.qtype, Outcome.ALLOWED)
             if self.decision_log.wants(log_key, False, False, decided):
@@ -115,6 +122,7 @@ class PolicyGate:
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
         decision = decide(lookup, self._index, table, self.guard, decided)
         key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
+        key = self._counter_keys.setdefault(key, key)  # one tuple per key, however many entries hold it
         lookups = self.stats.lookups
         lookups[key] = lookups.get(key, 0) + 1
         if decision.outcome is Outcome.NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
@@ -125,9 +133,12 @@ class PolicyGate:
             if plan is not None:
                 table.commit(plan)
                 if decision.outcome is Outcome.ALLOWED:
-                    renew = tuple((dst, round(until - decided)) for dst, until in plan.resolved.items())
+                    renew = tuple(
+                        x for dst, until in plan.resolved.items() for x in (dst, round(until - decided))
+                    )
                     self.covered.put(
-                        covered_key,
+                        client_ip,
+                        query.question,
                         Covered(answer, plan.covered_until, self._index, self.guard, table.removals, key,
                                 plan.pod, plan.qname, renew),
                     )  # fmt: skip

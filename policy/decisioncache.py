@@ -32,37 +32,43 @@ class Covered(NamedTuple):
     index: object
     guard: object
     removals: int
-    counter: Any  # the gate's lookup-counter key
+    counter: Any  # the gate's lookup-counter key (shared between entries)
     pod: str
     qname: str
-    renew: tuple[tuple[str, int], ...]  # (address, allowance in seconds): the resolutions to extend
+    # address, allowance in seconds, address, allowance, ...: the resolutions each repeat extends.
+    # Flat, since nearly every answer has one address (a tuple of pairs costs 64 bytes more).
+    renew: tuple[str | int, ...]
 
 
 class DecisionCache:
-    """(client address, wire question) -> the covered decision of its last answer.
+    """client address -> wire question -> the covered decision of its last answer.
 
-    Bounded: at `capacity` keys it starts again empty (a repeat then takes the full path once),
-    rather than paying for recency on every hit.
+    Nested rather than keyed by (client, question), which would cost a 72-byte tuple per entry.
+    Bounded: at `capacity` entries it starts again empty (a repeat then takes the full path once),
+    rather than paying for recency on every hit; a capacity of 0 remembers nothing.
     """
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
-        self._entries: dict[tuple[str, bytes], Covered] = {}
+        self._by_client: dict[str, dict[bytes, Covered]] = {}
+        self._size = 0
         self.hits = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._size
 
     def get(
         self,
-        key: tuple[str, bytes],
+        client: str,
+        question: bytes,
         answer: object,
         index: object,
         guard: object,
         removals: int,
         now: float,
     ) -> Covered | None:
-        entry = self._entries.get(key)
+        entries = self._by_client.get(client)
+        entry = entries.get(question) if entries is not None else None
         if (
             entry is None
             or entry.answer is not answer
@@ -75,12 +81,19 @@ class DecisionCache:
         self.hits += 1
         return entry
 
-    def put(self, key: tuple[str, bytes], entry: Covered) -> None:
+    def put(self, client: str, question: bytes, entry: Covered) -> None:
         if self.capacity <= 0:
-            return  # remembering nothing: every answer is decided in full
-        if len(self._entries) >= self.capacity and key not in self._entries:
-            self._entries.clear()
-        self._entries[key] = entry
+            return
+        entries = self._by_client.get(client)
+        if entries is None:
+            entries = self._by_client[client] = {}
+        if question not in entries:
+            if self._size >= self.capacity:
+                self.clear()
+                entries = self._by_client[client] = {}
+            self._size += 1
+        entries[question] = entry
 
     def clear(self) -> None:
-        self._entries.clear()
+        self._by_client.clear()
+        self._size = 0

@@ -64,7 +64,8 @@ def decided(monkeypatch):
 
 
 def answer(address="198.51.100.10", ttl=300):
-    return Answer(0, False, ((4, address, ttl),))
+    """One address, or several joined by '+'."""
+    return Answer(0, False, tuple((4, a, ttl) for a in address.split("+")))
 
 
 def test_a_repeat_of_a_covered_answer_is_not_decided_again(decided):
@@ -166,6 +167,9 @@ def _observable(gate, stream, released):
     }
 
 
+ADDRESS_CHOICES = ("198.51.100.10", "198.51.100.11", "198.51.100.12", "198.51.100.10+198.51.100.13")
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
     """Random answers (a few shared parses, equal copies, TTLs counting down, moved addresses), time
@@ -175,7 +179,7 @@ def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
     parses = {
         (name, addr, ttl): answer(addr, ttl)
         for name in names
-        for addr in ("198.51.100.10", "198.51.100.11", "198.51.100.12")
+        for addr in ADDRESS_CHOICES
         for ttl in (0, 30, 300)
     }
     texts = [POLICY, POLICY_80, POLICY.replace("name: www.google.com", "pattern: '*.example.com'")]
@@ -199,8 +203,7 @@ def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
             now[0] += rng.choice((0.0, 0.0, 0.5, 0.5, 3.0, 40.0))
             name = rng.choice(names)
             if rng.random() < 0.2:  # the upstream's answer for this name changes
-                current[name] = (name, rng.choice(("198.51.100.10", "198.51.100.11", "198.51.100.12")),
-                                 rng.choice((0, 30, 300)))  # fmt: skip
+                current[name] = (name, rng.choice(ADDRESS_CHOICES), rng.choice((0, 30, 300)))
             key = current[name]
             parsed = parses[key] if rng.random() < 0.9 else answer(key[1], key[2])
             client = rng.choice((CLIENT, CLIENT, "10.244.1.11"))
@@ -228,8 +231,10 @@ def test_the_cache_on_its_own_returns_an_entry_only_when_everything_matches(fiel
     cache = DecisionCache()
     parsed, index, guard = object(), object(), object()
     entry = Covered(parsed, 50.0, index, guard, 3, ("allowed", 1, 0), "default/c", "a.example", ())
-    cache.put(("10.244.1.10", b"q"), entry)
+    cache.put("10.244.1.10", b"q", entry)
     asked = {"answer": parsed, "index": index, "guard": guard, "removals": 3, "now": 50.0}
-    assert cache.get(("10.244.1.10", b"q"), *asked.values()) is entry
+    assert cache.get("10.244.1.10", b"q", *asked.values()) is entry
+    assert cache.get("10.244.1.11", b"q", *asked.values()) is None
+    assert cache.get("10.244.1.10", b"r", *asked.values()) is None
     asked[field] = 50.001 if field == "now" else (4 if field == "removals" else object())
-    assert cache.get(("10.244.1.10", b"q"), *asked.values()) is None
+    assert cache.get("10.244.1.10", b"q", *asked.values()) is None
