@@ -1,0 +1,140 @@
+"""The floor for a Python DNS forwarder in this lab: a minimal relay, measured against the upstream.
+
+    sudo .venv/bin/python -m bench.relayfloor [--rounds 2] [--seconds 8]
+
+The relay (`python -m bench.relayfloor --serve NODE_IP UPSTREAM_IP`, started in the node namespace)
+is what any forwarder must do and nothing more: read a query with `recvfrom`, send it upstream on one
+connected socket under a new ID, read the answer, send it back with the client's ID. No parsing, no
+validation, no policy, no log, the standard asyncio loop, sockets read in bursts as the agent reads
+them. Each round measures the bare upstream and then the relay with bench.ab's runs (warm-up, a
+2,000 qps latency run, saturation), on the benchmark's workload. What the agent does beyond this
+relay is what its Python costs; what the relay loses against the upstream is the cost of the path and
+the four socket calls, which the agent pays too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+BURST = 64
+
+
+async def serve(listen: str, upstream: str) -> None:
+    loop = asyncio.get_running_loop()
+    clients = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    clients.bind((listen, 53))
+    clients.setblocking(False)
+    up = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    up.connect((upstream, 53))
+    up.setblocking(False)
+    pending: dict[int, tuple[bytes, tuple[str, int]]] = {}
+    counter = 0
+
+    def from_clients() -> None:
+        nonlocal counter
+        for _ in range(BURST):
+            try:
+                data, addr = clients.recvfrom(65535)
+            except BlockingIOError:
+                return
+            counter = (counter + 1) & 0xFFFF
+            pending[counter] = (data[:2], addr)
+            try:
+                up.send(counter.to_bytes(2, "big") + data[2:])
+            except OSError:
+                pending.pop(counter, None)
+
+    def from_upstream() -> None:
+        for _ in range(BURST):
+            try:
+                data = up.recv(65535)
+            except BlockingIOError:
+                return
+            except OSError:
+                continue
+            waiting = pending.pop(int.from_bytes(data[:2], "big"), None)
+            if waiting is not None:
+                with contextlib.suppress(OSError):  # a full buffer: the client retries
+                    clients.sendto(waiting[0] + data[2:], waiting[1])
+
+    loop.add_reader(clients.fileno(), from_clients)
+    loop.add_reader(up.fileno(), from_upstream)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from bench import services, workload
+    from bench.ab import POD, one_run
+    from tests.lab.addressing import PodSpec
+    from tests.lab.netlab import Lab
+
+    work = Path(tempfile.mkdtemp(prefix="fqdn-floor-"))
+    work.chmod(0o755)  # dnsmasq drops to nobody and still reads its hosts file
+    manifest = workload.generate(work, workload.WorkloadSpec(target_elements=0))
+    files = {k: work / v for k, v in manifest.files.items()}
+    allowed = sorted(files["allowed"].read_text().split())
+    queries = str(files["queries"])
+    rounds: list[dict[str, Any]] = []
+    try:
+        with Lab(pods=[PodSpec(POD, manifest.pod_ipv4, manifest.pod_ipv6)]) as lab:
+            upstream = services.start_upstream(lab, work, files["hosts"], 300)
+            services.wait_answering(lab, POD, services.UPSTREAM_IP, allowed[0], "AAAA")
+            for _ in range(args.rounds):
+                result = {"upstream": one_run(lab, services.UPSTREAM_IP, queries, args)}
+                argv = [sys.executable, "-P", "-m", "bench.relayfloor", "--serve"]
+                argv += [services.NODE_IP, services.UPSTREAM_IP]
+                relay = lab.popen("node", argv, stdout=subprocess.PIPE, text=True)
+                try:
+                    assert relay.stdout is not None and relay.stdout.readline().strip() == "ready"
+                    result["relay"] = one_run(lab, services.NODE_IP, queries, args, relay.pid)
+                finally:
+                    services.stop(relay)
+                rounds.append(result)
+                print(json.dumps(result), file=sys.stderr, flush=True)
+            upstream.kill()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"rounds": rounds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--serve", nargs=2, metavar=("LISTEN", "UPSTREAM"), help=argparse.SUPPRESS)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--latency-seconds", type=float, default=5.0)
+    p.add_argument("--rate", type=int, default=2000)
+    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--outstanding", type=int, default=100)
+    args = p.parse_args(argv)
+    if args.serve:
+        asyncio.run(serve(*args.serve))
+        return 0
+    results = measure(args)
+    print(
+        "| round | upstream QPS | relay QPS | relay / upstream | relay CPU per query, us "
+        "| relay p50 / p99 at fixed rate, ms |"
+    )
+    print("|---|---:|---:|---:|---:|---|")
+    for i, r in enumerate(results["rounds"], start=1):
+        up, relay = r["upstream"], r["relay"]
+        print(
+            f"| {i} | {up['qps']:,.0f} | {relay['qps']:,.0f} | {relay['qps'] / up['qps']:.3f} | "
+            f"{relay['cpu_us_per_query']} | {relay['p50_ms']} / {relay['p99_ms']} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
