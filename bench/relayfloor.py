@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python -m bench.relayfloor [--rounds 2] [--seconds 8]
 
-The relay (`python -m bench.relayfloor --serve NODE_IP UPSTREAM_IP`, started in the node namespace)
+The relay (this file run with `--serve NODE_IP UPSTREAM_IP`, started in the node namespace)
 is what any forwarder must do and nothing more: read a query with `recvfrom`, send it upstream on one
 connected socket under a new ID, read the answer, send it back with the client's ID. No parsing, no
 validation, no policy, no log, the standard asyncio loop, sockets read in bursts as the agent reads
@@ -92,11 +92,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             services.wait_answering(lab, POD, services.UPSTREAM_IP, allowed[0], "AAAA")
             for _ in range(args.rounds):
                 result = {"upstream": one_run(lab, services.UPSTREAM_IP, queries, args)}
-                argv = [sys.executable, "-P", "-m", "bench.relayfloor", "--serve"]
-                argv += [services.NODE_IP, services.UPSTREAM_IP]
+                argv = [sys.executable, __file__, "--serve", services.NODE_IP, services.UPSTREAM_IP]
                 relay = lab.popen("node", argv, stdout=subprocess.PIPE, text=True)
                 try:
-                    assert relay.stdout is not None and relay.stdout.readline().strip() == "ready"
+                    if relay.stdout is None or relay.stdout.readline().strip() != "ready":
+                        raise RuntimeError(f"the relay did not start (exit status {relay.poll()})")
                     result["relay"] = one_run(lab, services.NODE_IP, queries, args, relay.pid)
                 finally:
                     services.stop(relay)
