@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from dnslib import QTYPE, RR, A, DNSRecord
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -70,6 +71,22 @@ def test_values_move_as_answers_flow(agent):
     assert value(agent, "fqdn_policy_answer_hold_seconds_bucket", le="1.0") == 1
     assert value(agent, "fqdn_policy_answer_hold_seconds_bucket", le="0.5") == 0
     assert value(agent, "fqdn_policy_set_elements_written_total") == 1
+
+
+def test_repeats_that_skip_work_are_counted(agent):
+    gate = agent.gate
+    same = answer("198.51.100.10")
+    gate.admit("10.244.1.10", "udp", query(), same, lambda ok: None)
+    gate.writer.pending.pop()[1](None)
+    for _ in range(3):  # covered: decided once more, then remembered
+        gate.admit("10.244.1.10", "udp", query(), same, lambda ok: None)
+    assert value(agent, "fqdn_policy_dns_covered_repeats_total") == 2
+    assert value(agent, "fqdn_policy_dns_queries_total", verdict="allowed", qtype="A") == 4
+    wire = DNSRecord.question("www.google.com").reply()
+    wire.add_answer(RR("www.google.com", QTYPE.A, rdata=A("198.51.100.10"), ttl=300))
+    for _ in range(3):  # kept from the second sighting, reused on the third
+        agent.forwarder.answers.parse(bytes(wire.pack()), query().question)
+    assert value(agent, "fqdn_policy_upstream_answers_reused_total") == 1
 
 
 def test_failed_write_counts_as_servfail_and_an_error(agent):
