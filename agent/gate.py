@@ -132,7 +132,9 @@ class PolicyGate:
         if plan is None or not decision.needs_write:
             if plan is not None:
                 table.commit(plan)
-                if decision.outcome is Outcome.ALLOWED:
+                # Only an answer the parse memo keeps can come again as this very object; remembering
+                # any other would cost an entry per answer that no repeat can ever use.
+                if decision.outcome is Outcome.ALLOWED and answer.repeatable:
                     renew = tuple(
                         x for dst, until in plan.resolved.items() for x in (dst, round(until - decided))
                     )

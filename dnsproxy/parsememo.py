@@ -47,7 +47,8 @@ class _Admission(Generic[K, V]):
         self._seen = bytearray(SEEN_BITS // 8)
         self._sightings = 0
 
-    def offer(self, key: K, fingerprint: int, value: V) -> None:
+    def offer(self, key: K, fingerprint: int, value: V) -> bool:
+        """Whether `value` was kept."""
         slot = fingerprint & (SEEN_BITS - 1)
         byte, bit = slot >> 3, 1 << (slot & 7)
         seen = self._seen
@@ -57,10 +58,11 @@ class _Admission(Generic[K, V]):
                 self._sightings = 0
             seen[byte] |= bit
             self._sightings += 1
-            return
+            return False
         if len(self.entries) >= self.capacity and key not in self.entries:
             self.entries.clear()
         self.entries[key] = value
+        return True
 
 
 class QueryMemo:
@@ -107,5 +109,7 @@ class AnswerMemo:
         answer = parse_answer(data, question)
         if len(data) <= MAX_REMEMBERED:
             body = data[2:]
-            self._kept.offer(question, hash(body), (body, answer))
+            kept = answer._replace(repeatable=True)
+            if self._kept.offer(question, hash(body), (body, kept)):
+                return kept  # the object later identical answers will get
         return answer

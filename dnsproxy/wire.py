@@ -68,6 +68,9 @@ class Answer(NamedTuple):
     rcode: int
     truncated: bool
     addresses: tuple[tuple[int, str, int], ...]  # (IP version, address, TTL) on the qname chain
+    # True when this very object may be handed on again for a later identical answer (the parse memo
+    # keeps it: dnsproxy.parsememo); a fresh parse of one datagram is never seen again.
+    repeatable: bool = False
 
 
 def parse_query(data: bytes) -> Query:

@@ -63,9 +63,9 @@ def decided(monkeypatch):
     return calls
 
 
-def answer(address="198.51.100.10", ttl=300):
-    """One address, or several joined by '+'."""
-    return Answer(0, False, tuple((4, a, ttl) for a in address.split("+")))
+def answer(address="198.51.100.10", ttl=300, repeatable=True):
+    """One address, or several joined by '+'; by default an answer the parse memo keeps."""
+    return Answer(0, False, tuple((4, a, ttl) for a in address.split("+")), repeatable)
 
 
 def test_a_repeat_of_a_covered_answer_is_not_decided_again(decided):
@@ -81,6 +81,15 @@ def test_a_repeat_of_a_covered_answer_is_not_decided_again(decided):
     assert gate.stats.by_outcome()["allowed"] == 5
     # every answer still extends what the pod resolved: the last one, at 104 s, until 404 s
     assert gate.table.resolutions.until("default/c", "www.google.com", "198.51.100.10") == 404.0
+
+
+def test_an_answer_the_memo_did_not_keep_is_not_remembered(decided):
+    now = [100.0]
+    gate = make_gate(now)
+    fresh = answer(repeatable=False)  # one datagram's own parse: it will never come again
+    for _ in range(3):
+        gate.admit(CLIENT, "udp", query(), fresh, lambda ok: None)
+    assert len(gate.covered) == 0 and len(decided) == 3
 
 
 def test_an_equal_answer_that_is_not_the_same_parse_is_decided(decided):
@@ -205,7 +214,7 @@ def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
             if rng.random() < 0.2:  # the upstream's answer for this name changes
                 current[name] = (name, rng.choice(ADDRESS_CHOICES), rng.choice((0, 30, 300)))
             key = current[name]
-            parsed = parses[key] if rng.random() < 0.9 else answer(key[1], key[2])
+            parsed = parses[key] if rng.random() < 0.9 else answer(key[1], key[2], repeatable=False)
             client = rng.choice((CLIENT, CLIENT, "10.244.1.11"))
             gate.admit(client, "udp", query(name), parsed, released.append)
         gate.decision_log.flush_repeats(now[0])  # the counted repeats are compared too

@@ -75,7 +75,7 @@ def test_values_move_as_answers_flow(agent):
 
 def test_repeats_that_skip_work_are_counted(agent):
     gate = agent.gate
-    same = answer("198.51.100.10")
+    same = answer("198.51.100.10")._replace(repeatable=True)  # as the parse memo hands it on
     gate.admit("10.244.1.10", "udp", query(), same, lambda ok: None)
     gate.writer.pending.pop()[1](None)
     for _ in range(3):  # covered: decided once more, then remembered

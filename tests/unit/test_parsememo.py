@@ -84,7 +84,15 @@ def test_the_same_answer_bytes_give_the_same_object_whatever_the_id():
     kept = memo.parse(answer_wire(ident=2), question)  # the second sighting is kept
     again = memo.parse(answer_wire(ident=3), question)
     assert again is kept and memo.hits == 1
-    assert kept == parse_answer(answer_wire(), question)
+    assert kept.repeatable and kept._replace(repeatable=False) == parse_answer(answer_wire(), question)
+
+
+def test_only_a_kept_answer_is_marked_repeatable():
+    memo = AnswerMemo()
+    question = parse_query(query_wire()).question
+    first = memo.parse(answer_wire(ident=1), question)  # seen once: a fresh parse, not kept
+    assert not first.repeatable
+    assert memo.parse(answer_wire(ident=2), question).repeatable
 
 
 def test_a_changed_answer_is_parsed_afresh_and_replaces_the_old():
