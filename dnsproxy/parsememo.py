@@ -47,22 +47,24 @@ class _Admission(Generic[K, V]):
         self._seen = bytearray(SEEN_BITS // 8)
         self._sightings = 0
 
-    def offer(self, key: K, fingerprint: int, value: V) -> bool:
-        """Whether `value` was kept."""
+    def admits(self, fingerprint: int) -> bool:
+        """Whether a message with this fingerprint was seen before; records this sighting."""
         slot = fingerprint & (SEEN_BITS - 1)
         byte, bit = slot >> 3, 1 << (slot & 7)
         seen = self._seen
-        if not seen[byte] & bit:
-            if self._sightings >= self.capacity:
-                seen[:] = bytes(len(seen))
-                self._sightings = 0
-            seen[byte] |= bit
-            self._sightings += 1
-            return False
+        if seen[byte] & bit:
+            return True
+        if self._sightings >= self.capacity:
+            seen[:] = bytes(len(seen))
+            self._sightings = 0
+        seen[byte] |= bit
+        self._sightings += 1
+        return False
+
+    def keep(self, key: K, value: V) -> None:
         if len(self.entries) >= self.capacity and key not in self.entries:
             self.entries.clear()
         self.entries[key] = value
-        return True
 
 
 class QueryMemo:
@@ -83,8 +85,8 @@ class QueryMemo:
             self.hits += 1
             return _new_tuple(Query, ((data[0] << 8) | data[1], *rest))  # Query(id, *rest), faster
         query = parse_query(data)
-        if len(data) <= MAX_REMEMBERED:
-            self._kept.offer(body, hash(body), query[1:])  # everything but the ID
+        if len(data) <= MAX_REMEMBERED and self._kept.admits(hash(body)):
+            self._kept.keep(body, query[1:])  # everything but the ID
         return query
 
 
@@ -109,7 +111,8 @@ class AnswerMemo:
         answer = parse_answer(data, question)
         if len(data) <= MAX_REMEMBERED:
             body = data[2:]
-            kept = answer._replace(repeatable=True)
-            if self._kept.offer(question, hash(body), (body, kept)):
-                return kept  # the object later identical answers will get
+            if self._kept.admits(hash(body)):
+                kept = answer._replace(repeatable=True)  # the object later identical answers will get
+                self._kept.keep(question, (body, kept))
+                return kept
         return answer
