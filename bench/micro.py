@@ -6,7 +6,8 @@ Builds the benchmark's workload in memory (bench.workload: 1,000 policies x 20 n
 query and an upstream answer per name (AAAA, distinct address, TTL 300), then times, per query:
 parsing the query, parsing the answer, and the gate deciding and releasing an answer already covered
 (the steady state: nothing to write), and encoding a new one's write: the netlink batch the agent
-sends, and the libnftables JSON it replaced.
+sends, and the libnftables JSON it replaced; then the whole path, with answers that repeat byte for
+byte and with every answer's TTL new (nothing for the parse memos or the remembered decisions).
 Not a substitute for bench.run (no syscalls, no contention); a tool to compare code changes quickly.
 """
 
@@ -85,12 +86,19 @@ def main(argv: list[str] | None = None) -> int:
         names = [line.split()[0] for line in (Path(tmp) / manifest.files["queries"]).read_text().splitlines()]
     client = manifest.pod_ipv4
     base = int(ipaddress.IPv6Address("2001:db8:be00::"))
-    wires: list[tuple[bytes, bytes]] = []
-    for i, name in enumerate(names):
-        q = DNSRecord.question(name, "AAAA")
-        a = q.reply()
-        a.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(str(ipaddress.IPv6Address(base + i))), ttl=300))
-        wires.append((q.pack(), a.pack()))
+
+    def wires_with_ttl(ttl: int) -> list[tuple[bytes, bytes]]:
+        out: list[tuple[bytes, bytes]] = []
+        for i, name in enumerate(names):
+            q = DNSRecord.question(name, "AAAA")
+            a = q.reply()
+            a.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(str(ipaddress.IPv6Address(base + i))), ttl=ttl))
+            out.append((q.pack(), a.pack()))
+        return out
+
+    wires = wires_with_ttl(300)
+    # As from a caching upstream counting TTLs down: every pass's answers differ from the last's.
+    counting_down = [wires_with_ttl(300 - k) for k in range(1, 5)]
     queries = [parse_query(q) for q, _ in wires]
     answers = [parse_answer(a, query.question) for (_, a), query in zip(wires, queries, strict=True)]
     n = len(wires)
@@ -152,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
         repeat=3,
     )
     print(f"released {len(released):,}, write requests {writer.requests:,}, elements {len(table):,}")
-    whole = _whole_path(index, client, wires)
+    whole = _whole_path(index, client, [wires])
     _per_call("whole path without syscalls, covered answer", whole, n, repeat=3)
+    fresh = _whole_path(index, client, counting_down)
+    _per_call("the same, every answer's TTL new (nothing repeats)", fresh, n, repeat=3)
     if args.profile:
         import cProfile
         import pstats
@@ -164,9 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _whole_path(index: PolicyIndex, client: str, wires: list[tuple[bytes, bytes]]) -> Callable[[], None]:
+def _whole_path(
+    index: PolicyIndex, client: str, passes: list[list[tuple[bytes, bytes]]]
+) -> Callable[[], None]:
     """Resolver.handle_udp -> Forwarder -> the upstream's datagram -> the gate -> the client's send,
-    with the sockets replaced by list appends: everything the agent's Python does per query."""
+    with the sockets replaced by list appends: everything the agent's Python does per query. Each
+    call is one pass over the next of `passes` (in turn), after a first pass that did the writes."""
     import asyncio
 
     from dnsproxy.server import Resolver
@@ -195,20 +208,25 @@ def _whole_path(index: PolicyIndex, client: str, wires: list[tuple[bytes, bytes]
     def send(data: bytes, _addr: tuple[str, int]) -> None:
         to_client.append(data)
 
+    turn = [0]
+
     def one_pass() -> None:
+        wires = passes[turn[0] % len(passes)]
+        turn[0] += 1
         for query, answer in wires:
             resolver.handle_udp(query, addr, send)
             sock, upstream_query = sent_up.pop()
             forwarder._on_datagram(sock, upstream_query[:2] + answer[2:])
         to_client.clear()
+        forwarder._order.clear()  # the agent's sweep drops answered entries; none runs here
 
-    async def warm() -> None:  # first pass writes; the measured passes are covered answers
+    async def run_pass() -> None:
         one_pass()
 
-    loop.run_until_complete(warm())
+    loop.run_until_complete(run_pass())  # the first pass writes; the measured ones are covered
 
     def measured() -> None:
-        loop.run_until_complete(warm())
+        loop.run_until_complete(run_pass())
 
     return measured
 
