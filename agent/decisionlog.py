@@ -86,10 +86,6 @@ class DecisionLog:
     def write(self, fields: dict[str, Any], failed: bool = False) -> None:
         self._write("dns.decision", "error" if failed else "info", fields)
 
-    def flush_repeats_if_due(self, now: float) -> None:
-        if self.close_window_if_due(now):
-            self.write_closed()
-
     def flush_repeats(self, now: float) -> None:
         """Report what the closing window counted but did not print, and start a new window."""
         self.close_window(now)

@@ -122,7 +122,6 @@ class PolicyGate:
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
         decision = decide(lookup, self._index, table, self.guard, decided)
         key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
-        key = self._counter_keys.setdefault(key, key)  # one tuple per key, however many entries hold it
         lookups = self.stats.lookups
         lookups[key] = lookups.get(key, 0) + 1
         if decision.outcome is Outcome.NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
@@ -135,6 +134,7 @@ class PolicyGate:
                 # Only an answer the parse memo keeps can come again as this very object; remembering
                 # any other would cost an entry per answer that no repeat can ever use.
                 if decision.outcome is Outcome.ALLOWED and answer.repeatable:
+                    key = self._counter_keys.setdefault(key, key)  # one tuple shared by the entries
                     renew = tuple(
                         x for dst, until in plan.resolved.items() for x in (dst, round(until - decided))
                     )

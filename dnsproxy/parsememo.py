@@ -8,12 +8,12 @@ lets later stages recognise a repeat by identity and reuse what they derived fro
 bytes keep their hash, and the policy gate remembers covered decisions per parsed answer
 (policy.decisioncache).
 
-Memory is bounded three ways, because a parse kept costs ~400 bytes (a query and its answer ~800, measured
-with tracemalloc): a message is kept only from its second sighting (a message seen once leaves one bit in a
-bitmap), so names looked up once (a crawler, unique CDN hostnames, the benchmark's
-fill) take no room; each memo holds at most `capacity` parses and as many hashes, starting again empty
-when full (a repeat then takes the full parse twice) rather than paying for recency on every hit; and
-messages above MAX_REMEMBERED bytes are parsed every time.
+Memory is bounded three ways, because a parse kept costs ~400 bytes (a query and its answer ~800,
+measured with tracemalloc): a message is kept only from its second sighting (a message seen once leaves
+one bit in a bitmap), so names looked up once (a crawler, unique CDN hostnames, the benchmark's fill)
+take no room; each memo holds at most `capacity` parses, starting again empty when full (a repeat then
+takes the full parse twice) rather than paying for recency on every hit; and messages above
+MAX_REMEMBERED bytes are parsed every time.
 """
 
 from __future__ import annotations

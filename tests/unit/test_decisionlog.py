@@ -23,9 +23,10 @@ def test_changes_mode_counts_repeats_and_reports_them():
     for t in range(5):
         log_if_wanted(log, KEY, now=float(t))
     assert [e["event"] for e in lines(stream)] == ["dns.decision"]
-    log.flush_repeats_if_due(30.0)
+    assert not log.close_window_if_due(30.0)
     assert len(lines(stream)) == 1  # window not over yet
-    log.flush_repeats_if_due(61.0)
+    assert log.close_window_if_due(61.0)
+    log.write_closed()
     repeated = lines(stream)[-1]
     assert (
         repeated["event"] == "dns.repeated"
