@@ -17,14 +17,18 @@ designs; bench.run remains the benchmark of record (dnsmasq, memory, reloads).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,45 +135,63 @@ def agent_counters(lab: Lab) -> dict[str, float]:
     return out
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="fqdn-ab-"))
+@dataclass(frozen=True)
+class UpstreamLab:
+    lab: Lab
+    work: Path
+    files: dict[str, Path]
+    allowed: list[str]
+    queries: str
+    upstream: subprocess.Popen[Any]
+
+
+@contextlib.contextmanager
+def upstream_lab(prefix: str) -> Iterator[UpstreamLab]:
+    """The benchmark's workload (no fill), a lab with its one querying pod, and the upstream answering
+    it: where bench.ab and bench.relayfloor measure. Everything is removed on the way out."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
     work.chmod(0o755)  # dnsmasq drops to nobody and still reads its hosts file
-    manifest = workload.generate(work, workload.WorkloadSpec(target_elements=0))
-    files = {k: work / v for k, v in manifest.files.items()}
-    allowed = sorted(files["allowed"].read_text().split())
-    queries = str(files["queries"])
-    rounds: list[dict[str, Any]] = []
     try:
+        manifest = workload.generate(work, workload.WorkloadSpec(target_elements=0))
+        files = {k: work / v for k, v in manifest.files.items()}
+        allowed = sorted(files["allowed"].read_text().split())
         with Lab(pods=[PodSpec(POD, manifest.pod_ipv4, manifest.pod_ipv6)]) as lab:
             upstream = services.start_upstream(lab, work, files["hosts"], 300)
             services.wait_answering(lab, POD, services.UPSTREAM_IP, allowed[0], "AAAA")
-            for r in range(args.rounds):
-                result: dict[str, Any] = {"upstream": one_run(lab, services.UPSTREAM_IP, queries, args)}
-                log(f"round {r + 1}: upstream {result['upstream']['qps']:,.0f} qps")
-                for name, extra in args.variants.items():
-                    tree = args.trees.get(name)
-                    proc, log_path = services.start_agent(
-                        lab, work, files["policy"], args.min_ttl, extra, label=f"agent-{name}", tree=tree
-                    )
-                    try:
-                        services.LogFollower(log_path).wait_for(["agent.ready"], timeout=120)
-                        services.wait_answering(lab, POD, services.NODE_IP, allowed[0], "AAAA")
-                        result[name] = one_run(lab, services.NODE_IP, queries, args, proc.pid)
-                        result[name]["counters"] = agent_counters(lab)
-                    finally:
-                        services.stop(proc, grace=10)
-                        # A stopped agent leaves its tables (restarts are hitless): they would drop the
-                        # next round's direct queries to the upstream.
-                        lab.run("node", [*services.agent_command(tree), "teardown"], timeout=30)
-                    done = result[name]
-                    log(
-                        f"round {r + 1}: {name} {done['qps']:,.0f} qps, "
-                        f"{done['cpu_us_per_query']} us CPU per query, counters {done.get('counters')}"
-                    )
-                rounds.append(result)
-            upstream_alive = upstream.poll() is None
+            yield UpstreamLab(lab, work, files, allowed, str(files["queries"]), upstream)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rounds: list[dict[str, Any]] = []
+    with upstream_lab("fqdn-ab-") as env:
+        lab, work, files, allowed, queries = env.lab, env.work, env.files, env.allowed, env.queries
+        for r in range(args.rounds):
+            result: dict[str, Any] = {"upstream": one_run(lab, services.UPSTREAM_IP, queries, args)}
+            log(f"round {r + 1}: upstream {result['upstream']['qps']:,.0f} qps")
+            for name, extra in args.variants.items():
+                tree = args.trees.get(name)
+                proc, log_path = services.start_agent(
+                    lab, work, files["policy"], args.min_ttl, extra, label=f"agent-{name}", tree=tree
+                )
+                try:
+                    services.LogFollower(log_path).wait_for(["agent.ready"], timeout=120)
+                    services.wait_answering(lab, POD, services.NODE_IP, allowed[0], "AAAA")
+                    result[name] = one_run(lab, services.NODE_IP, queries, args, proc.pid)
+                    result[name]["counters"] = agent_counters(lab)
+                finally:
+                    services.stop(proc, grace=10)
+                    # A stopped agent leaves its tables (restarts are hitless): they would drop the
+                    # next round's direct queries to the upstream.
+                    lab.run("node", [*services.agent_command(tree), "teardown"], timeout=30)
+                done = result[name]
+                log(
+                    f"round {r + 1}: {name} {done['qps']:,.0f} qps, "
+                    f"{done['cpu_us_per_query']} us CPU per query, counters {done.get('counters')}"
+                )
+            rounds.append(result)
+        upstream_alive = env.upstream.poll() is None
     return {"variants": {k: shlex.join(v) for k, v in args.variants.items()}, "rounds": rounds,
             "trees": {k: str(v) for k, v in args.trees.items()},
             "upstream_alive_at_end": upstream_alive}  # fmt: skip

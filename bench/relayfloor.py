@@ -18,12 +18,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 BURST = 64
@@ -74,37 +71,23 @@ async def serve(listen: str, upstream: str) -> None:
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
-    from bench import services, workload
-    from bench.ab import POD, one_run
-    from tests.lab.addressing import PodSpec
-    from tests.lab.netlab import Lab
+    from bench import services
+    from bench.ab import one_run, upstream_lab
 
-    work = Path(tempfile.mkdtemp(prefix="fqdn-floor-"))
-    work.chmod(0o755)  # dnsmasq drops to nobody and still reads its hosts file
-    manifest = workload.generate(work, workload.WorkloadSpec(target_elements=0))
-    files = {k: work / v for k, v in manifest.files.items()}
-    allowed = sorted(files["allowed"].read_text().split())
-    queries = str(files["queries"])
     rounds: list[dict[str, Any]] = []
-    try:
-        with Lab(pods=[PodSpec(POD, manifest.pod_ipv4, manifest.pod_ipv6)]) as lab:
-            upstream = services.start_upstream(lab, work, files["hosts"], 300)
-            services.wait_answering(lab, POD, services.UPSTREAM_IP, allowed[0], "AAAA")
-            for _ in range(args.rounds):
-                result = {"upstream": one_run(lab, services.UPSTREAM_IP, queries, args)}
-                argv = [sys.executable, __file__, "--serve", services.NODE_IP, services.UPSTREAM_IP]
-                relay = lab.popen("node", argv, stdout=subprocess.PIPE, text=True)
-                try:
-                    if relay.stdout is None or relay.stdout.readline().strip() != "ready":
-                        raise RuntimeError(f"the relay did not start (exit status {relay.poll()})")
-                    result["relay"] = one_run(lab, services.NODE_IP, queries, args, relay.pid)
-                finally:
-                    services.stop(relay)
-                rounds.append(result)
-                print(json.dumps(result), file=sys.stderr, flush=True)
-            upstream.kill()
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    with upstream_lab("fqdn-floor-") as env:
+        for _ in range(args.rounds):
+            result = {"upstream": one_run(env.lab, services.UPSTREAM_IP, env.queries, args)}
+            argv = [sys.executable, __file__, "--serve", services.NODE_IP, services.UPSTREAM_IP]
+            relay = env.lab.popen("node", argv, stdout=subprocess.PIPE, text=True)
+            try:
+                if relay.stdout is None or relay.stdout.readline().strip() != "ready":
+                    raise RuntimeError(f"the relay did not start (exit status {relay.poll()})")
+                result["relay"] = one_run(env.lab, services.NODE_IP, env.queries, args, relay.pid)
+            finally:
+                services.stop(relay)
+            rounds.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
     return {"rounds": rounds}
 
 
