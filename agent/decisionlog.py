@@ -42,7 +42,10 @@ class DecisionLog:
         self, stream: TextIO | None = None, mode: LogMode = LogMode.CHANGES, window: float = DEFAULT_WINDOW
     ) -> None:
         self.stream = stream if stream is not None else sys.stdout
-        self.mode = mode
+        self._mode = mode
+        # Enum members are slow to read in Python 3.11 (a descriptor call each): these are asked per answer.
+        self._counts_repeats = mode is LogMode.CHANGES
+        self._silent = mode is LogMode.NONE
         self.window = window
         self._clock = UtcTimestamps()
         # (client, type, outcome) -> name -> repeats in this window. Nested rather than keyed by the
@@ -54,6 +57,10 @@ class DecisionLog:
         self.lines = 0
         self.suppressed = 0
 
+    @property
+    def mode(self) -> LogMode:
+        return self._mode
+
     def wants(self, key: tuple[Any, ...], wrote: bool, failed: bool, now: float) -> bool:
         """Whether this decision gets a line; `key` is (client, name, type, outcome). Counts repeats.
 
@@ -61,10 +68,8 @@ class DecisionLog:
         """
         if failed:
             return True
-        if self.mode is LogMode.NONE:
-            return False
-        if self.mode is LogMode.ALL:
-            return True
+        if not self._counts_repeats:
+            return not self._silent
         if self._window_started is None:
             self._window_started = now
         elif now - self._window_started >= self.window:
@@ -82,6 +87,23 @@ class DecisionLog:
         group[qname] = seen + 1
         self.suppressed += 1
         return False
+
+    def counted_repeat(self, client: str, qname: Any, qtype: int, outcome: Any, now: float) -> bool:
+        """`wants((client, qname, qtype, outcome), False, False, now)` for a decision that would only
+        be counted: True when it is counted as a repeat (no line); False, with nothing recorded, when
+        it would get a line, so the caller takes the path that builds it (and calls `wants`)."""
+        if not self._counts_repeats:
+            return self._silent
+        started = self._window_started
+        if started is None or now - started >= self.window:
+            return False  # `wants` opens the window, or closes the old one
+        group = self._repeats.get((client, qtype, outcome))
+        seen = group.get(qname) if group is not None else None
+        if seen is None:
+            return False
+        group[qname] = seen + 1  # type: ignore[index]
+        self.suppressed += 1
+        return True
 
     def write(self, fields: dict[str, Any], failed: bool = False) -> None:
         self._write("dns.decision", "error" if failed else "info", fields)

@@ -35,6 +35,7 @@ class GateStats:
     write_failures: int = 0
     elements_written: int = 0
     held: int = 0  # answers waiting for their kernel write right now
+    covered_repeats: int = 0  # answers released as covered repeats, without a decision
 
     def by_outcome(self) -> dict[str, int]:
         out = {o.value: 0 for o in Outcome}
@@ -54,6 +55,9 @@ def histogram_summary(histogram: Histogram) -> dict[str, Any]:
         "bounds_s": list(snap.bounds),
         "counts": list(snap.counts),
     }
+
+
+_ALLOWED = Outcome.ALLOWED  # read per answer; an enum member is slow to read in Python 3.11
 
 
 class PolicyGate:
@@ -97,28 +101,38 @@ class PolicyGate:
         self._index = index
         self.covered.clear()
 
-    def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
+    def admit_repeat(self, client_ip: str, query: Query, answer: Answer) -> bool:
+        """Whether `answer` is a covered repeat (policy.decisioncache) that gets no log line: then its
+        bookkeeping is done and the caller releases it at once, with no write and no callback. False
+        means nothing was done or recorded: the caller calls `admit`."""
+        if not answer.repeatable:
+            return False
         decided = self.clock()
         table = self.table
         hit = self.covered.get(
             client_ip, query.question, answer, self._index, self.guard, table.removals, decided
         )
-        if hit is not None:
-            self.stats.lookups[hit.counter] += 1
-            renew = hit.renew
-            if len(renew) == 2:
-                extended = {renew[0]: decided + renew[1]}
-            else:
-                extended = {renew[i]: decided + renew[i + 1] for i in range(0, len(renew), 2)}
+        if hit is None or not self.decision_log.counted_repeat(
+            client_ip, hit.qname, query.qtype, _ALLOWED, decided
+        ):
+            return False  # the first repeat of a log window gets a line naming the rules: `admit`
+        stats = self.stats
+        stats.covered_repeats += 1
+        stats.lookups[hit.counter] += 1
+        renew = hit.renew
+        if len(renew) == 2:
+            table.resolutions.extend(hit.pod, hit.qname, renew[0], decided + renew[1])  # type: ignore[arg-type, operator]
+        else:
+            extended = {renew[i]: decided + renew[i + 1] for i in range(0, len(renew), 2)}
             table.resolutions.record(hit.pod, hit.qname, extended)  # type: ignore[arg-type]
+        return True
+
+    def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
+        if self.admit_repeat(client_ip, query, answer):
             release(True)
-            log_key = (client_ip, hit.qname, query.qtype, Outcome.ALLOWED)
-            if self.decision_log.wants(log_key, False, False, decided):
-                # The first repeat of a new log window gets a line, which names the rules: decide again.
-                lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
-                decision = decide(lookup, self._index, table, self.guard, decided)
-                self._write_line(lookup, query, transport, decision)
             return
+        decided = self.clock()
+        table = self.table
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
         decision = decide(lookup, self._index, table, self.guard, decided)
         key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
@@ -133,7 +147,7 @@ class PolicyGate:
                 table.commit(plan)
                 # Only an answer the parse memo keeps can come again as this very object; remembering
                 # any other would cost an entry per answer that no repeat can ever use.
-                if decision.outcome is Outcome.ALLOWED and answer.repeatable:
+                if decision.outcome is _ALLOWED and answer.repeatable:
                     key = self._counter_keys.setdefault(key, key)  # one tuple shared by the entries
                     renew = tuple(
                         x for dst, until in plan.resolved.items() for x in (dst, round(until - decided))

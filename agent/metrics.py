@@ -93,7 +93,7 @@ class AgentCollector(Collector):
             f"{PREFIX}_dns_covered_repeats",
             "Answers released on a remembered covered decision, without matching again",
         )
-        repeats.add_metric([], gate.covered.hits if gate is not None else 0)
+        repeats.add_metric([], gate.stats.covered_repeats if gate is not None else 0)
         yield repeats
         held = GaugeMetricFamily(f"{PREFIX}_answers_held", "Answers waiting for their kernel write now")
         held.add_metric([], gate.stats.held if gate is not None else 0)

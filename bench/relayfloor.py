@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = measure(args)
     print(
-        "| round | upstream QPS | relay QPS | relay / upstream | relay CPU per query, us "
+        "| round | upstream QPS | relay QPS | relay / upstream | relay CPU per query, us (of which user) "
         "| relay p50 / p99 at fixed rate, ms |"
     )
     print("|---|---:|---:|---:|---:|---|")
@@ -114,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         up, relay = r["upstream"], r["relay"]
         print(
             f"| {i} | {up['qps']:,.0f} | {relay['qps']:,.0f} | {relay['qps'] / up['qps']:.3f} | "
-            f"{relay['cpu_us_per_query']} | {relay['p50_ms']} / {relay['p99_ms']} |"
+            f"{relay['cpu_us_per_query']} ({relay['user_cpu_us_per_query']}) | "
+            f"{relay['p50_ms']} / {relay['p99_ms']} |"
         )
     return 0
 

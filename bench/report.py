@@ -129,6 +129,12 @@ def markdown(results: dict[str, Any]) -> str:
     def cpu(x: dict[str, Any]) -> Any:
         return x.get("saturation_cpu_percent")
 
+    def per_query(x: dict[str, Any]) -> str:
+        split = x.get("saturation_cpu_us_per_query") or {}
+        if split.get("user") is None:
+            return "-"
+        return f"{_f(split['user'], 1)} / {_f(split['system'], 1)}"
+
     rows: list[tuple[str, str, str, str, str, str]] = [
         (
             "saturated QPS (UDP, no -Q)",
@@ -146,6 +152,14 @@ def markdown(results: dict[str, Any]) -> str:
             _f(cpu(dm), 0),
             _f(cpu(px), 0),
             "",
+            "",
+        ),
+        (
+            "server CPU per answered query at saturation, us (user / system)",
+            per_query(up),
+            per_query(dm),
+            per_query(px),
+            "system: the socket calls and the kernel's path for each datagram, and set writes",
             "",
         ),
         (

@@ -224,6 +224,13 @@ def summarize_agent_log(path: Path) -> dict[str, Any]:
     }
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU time the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def py_spy() -> str | None:
     """py-spy from the venv or PATH (optional: `.venv/bin/pip install py-spy`)."""
     candidate = REPO / ".venv" / "bin" / "py-spy"

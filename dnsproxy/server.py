@@ -34,6 +34,8 @@ Release = Callable[[bool], None]
 
 
 class AnswerGate(Protocol):
+    def admit_repeat(self, client_ip: str, query: Query, answer: Answer) -> bool: ...
+
     def admit(
         self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release
     ) -> None: ...
@@ -98,16 +100,20 @@ class Resolver:
             self.stats.refused += 1  # REFUSED costs the node nothing and tells the client at once
             send(error_response(query, RCODE_REFUSED), addr)
             return
+        gate = self.gate
 
         def on_answer(wire: bytes | None, answer: Answer | None) -> None:
             if wire is None or answer is None:
                 self._servfail(client_ip, "udp", query, "no upstream answered", lambda r: send(r, addr))
                 return
+            if gate.admit_repeat(client_ip, query, answer):
+                send(wire, addr)  # most answers at saturation: covered already, nothing to wait for
+                return
 
             def release(ok: bool) -> None:
                 send(wire if ok else self._servfail_wire(query), addr)
 
-            self.gate.admit(client_ip, "udp", query, answer, release)
+            gate.admit(client_ip, "udp", query, answer, release)
 
         self.forwarder.forward(query, data, on_answer)
 

@@ -52,7 +52,6 @@ class DecisionCache:
         self.capacity = capacity
         self._by_client: dict[str, dict[bytes, Covered]] = {}
         self._size = 0
-        self.hits = 0
 
     def __len__(self) -> int:
         return self._size
@@ -78,7 +77,6 @@ class DecisionCache:
             or entry.removals != removals
         ):
             return None
-        self.hits += 1
         return entry
 
     def put(self, client: str, question: bytes, entry: Covered) -> None:

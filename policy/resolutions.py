@@ -115,6 +115,16 @@ class Resolutions:
                 known[dst] = until
         self._put(pod, qname, known)
 
+    def extend(self, pod: str, qname: str, dst: str, until: float) -> None:
+        """`record(pod, qname, {dst: until})`, without the dict: a covered repeat's one address."""
+        by_name = self._by_name.get(pod)
+        held = by_name.get(qname) if by_name is not None else None
+        if type(held) is tuple and held[0] == dst:
+            if held[1] < until:
+                by_name[qname] = (dst, until)  # type: ignore[index]
+            return
+        self.record(pod, qname, {dst: until})
+
     def retain(self, pod: str, keep: Callable[[str, str, float], bool]) -> None:
         """Keep only the (name, address, allowance end) of `pod` that `keep` accepts."""
         by_name = self._by_name.get(pod)

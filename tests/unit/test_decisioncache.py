@@ -6,6 +6,7 @@ import random
 
 import orjson
 import pytest
+from dnslib import DNSRecord
 
 import agent.gate
 from agent.decisionlog import DecisionLog
@@ -77,7 +78,7 @@ def test_a_repeat_of_a_covered_answer_is_not_decided_again(decided):
         now[0] += 1.0
     assert released == [True] * 5
     assert decided == ["www.google.com"] * 2  # the write, then the first covered answer
-    assert gate.covered.hits == 3
+    assert gate.stats.covered_repeats == 3
     assert gate.stats.by_outcome()["allowed"] == 5
     # every answer still extends what the pod resolved: the last one, at 104 s, until 404 s
     assert gate.table.resolutions.until("default/c", "www.google.com", "198.51.100.10") == 404.0
@@ -97,7 +98,7 @@ def test_an_equal_answer_that_is_not_the_same_parse_is_decided(decided):
     gate = make_gate(now)
     for _ in range(3):
         gate.admit(CLIENT, "udp", query(), answer(), lambda ok: None)
-    assert len(decided) == 3 and gate.covered.hits == 0
+    assert len(decided) == 3 and gate.stats.covered_repeats == 0
 
 
 @pytest.mark.parametrize("change", ["index", "guard", "removal", "time", "client"])
@@ -120,7 +121,7 @@ def test_whatever_the_decision_read_voids_it(decided, change):
     else:
         client = "10.244.1.11"
     gate.admit(client, "udp", query(), same, lambda ok: None)
-    assert len(decided) == 3 and gate.covered.hits == 0
+    assert len(decided) == 3 and gate.stats.covered_repeats == 0
     if change == "index":  # the new rules' port 80 is written at once
         assert gate.writer.writes[-1][0] == [((CLIENT, "198.51.100.10", "tcp", 80), 330)]
     if change == "time":  # past the slack, the repeat refreshes its element
@@ -159,7 +160,7 @@ def test_the_cache_is_bounded_and_zero_remembers_nothing():
     same = answer()
     for _ in range(3):
         off.admit(CLIENT, "udp", query(), same, lambda ok: None)
-    assert len(off.covered) == 0 and off.covered.hits == 0
+    assert len(off.covered) == 0 and off.stats.covered_repeats == 0
 
 
 def _observable(gate, stream, released):
@@ -218,7 +219,7 @@ def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
             client = rng.choice((CLIENT, CLIENT, "10.244.1.11"))
             gate.admit(client, "udp", query(name), parsed, released.append)
         gate.decision_log.flush_repeats(now[0])  # the counted repeats are compared too
-        runs.append((_observable(gate, stream, released), gate.covered.hits))
+        runs.append((_observable(gate, stream, released), gate.stats.covered_repeats))
     (cached, hits), (uncached, _) = runs
     assert hits > 10, hits  # the cache did take part
     assert cached == uncached
@@ -247,3 +248,43 @@ def test_the_cache_on_its_own_returns_an_entry_only_when_everything_matches(fiel
     assert cache.get("10.244.1.10", b"r", *asked.values()) is None
     asked[field] = 50.001 if field == "now" else (4 if field == "removals" else object())
     assert cache.get("10.244.1.10", b"q", *asked.values()) is None
+
+
+def test_the_server_releases_a_covered_repeat_at_once_and_decides_the_rest():
+    """Resolver -> gate: a covered repeat is sent back from `admit_repeat` (no release callback, no
+    `admit`); a first answer, and the repeat that opens a log window, go through `admit`."""
+    import asyncio
+
+    from dnsproxy.server import Resolver
+
+    now = [100.0]
+    gate = make_gate(now, log=DecisionLog(io.StringIO(), window=10.0))
+    same = answer()
+    admitted: list[str] = []
+    real_admit = gate.admit
+
+    def counting_admit(client_ip, transport, query_, answer_, release):
+        admitted.append(query_.qname)
+        real_admit(client_ip, transport, query_, answer_, release)
+
+    gate.admit = counting_admit  # type: ignore[method-assign]
+
+    class AnsweringForwarder:
+        def forward(self, query_, wire, callback):
+            callback(b"answer-for-" + wire[:2], same)
+
+    sent: list[bytes] = []
+
+    async def ask(times: int) -> None:
+        resolver = Resolver(AnsweringForwarder(), gate)  # type: ignore[arg-type]
+        wire = DNSRecord.question("www.google.com").pack()
+        for _ in range(times):
+            resolver.handle_udp(wire, (CLIENT, 5353), lambda data, _addr: sent.append(data))
+
+    asyncio.run(ask(5))
+    assert len(sent) == 5 and all(s.startswith(b"answer-for-") for s in sent)
+    assert admitted == ["www.google.com"] * 2  # the write, then the first covered answer (decided)
+    assert gate.stats.covered_repeats == 3
+    now[0] += 11.0  # a new log window: its first repeat is decided again, for its line
+    asyncio.run(ask(2))
+    assert admitted == ["www.google.com"] * 3 and gate.stats.covered_repeats == 4

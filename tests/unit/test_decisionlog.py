@@ -136,3 +136,35 @@ def test_a_closed_window_is_written_in_slices_and_nothing_is_lost():
     assert {e["qname"]: e["count"] for e in repeated} == dict.fromkeys(names, 2)
     assert all(e["window_s"] == 61.0 for e in repeated)
     assert not log.write_closed(100) and not log.close_window_if_due(62.0)
+
+
+def test_counted_repeat_is_wants_for_a_decision_that_would_only_be_counted():
+    """The gate's shortcut for covered repeats: where it says "counted", `wants` would have counted the
+    decision and printed nothing; where it declines, it recorded nothing and `wants` takes over. So a
+    log driven through it writes exactly the lines, and counts exactly the repeats, of one that is not."""
+    import random
+
+    rng = random.Random(7)
+    keys = [("10.244.1.10", f"n{i}.example.com", qtype, "allowed") for i in range(4) for qtype in (1, 28)]
+    for mode in LogMode:
+        plain, shortcut = io.StringIO(), io.StringIO()
+        logs = DecisionLog(plain, mode, window=10.0), DecisionLog(shortcut, mode, window=10.0)
+        now, declined = 0.0, 0
+        for _ in range(2_000):
+            now += rng.choice((0.0, 0.01, 0.5, 3.0))
+            key = rng.choice(keys)
+            wrote = rng.random() < 0.05
+            log_if_wanted(logs[0], key, wrote=wrote, now=now)
+            client, qname, qtype, outcome = key
+            if wrote or not logs[1].counted_repeat(client, qname, qtype, outcome, now):
+                declined += 1
+                log_if_wanted(logs[1], key, wrote=wrote, now=now)
+            for log in logs:
+                if log.close_window_if_due(now):
+                    log.write_closed()
+        assert lines(plain) != [] or mode is LogMode.NONE
+        assert [(e["event"], e.get("qname"), e.get("count")) for e in lines(plain)] == [
+            (e["event"], e.get("qname"), e.get("count")) for e in lines(shortcut)
+        ]
+        assert logs[0].suppressed == logs[1].suppressed
+        assert declined < 2_000 or mode is LogMode.ALL  # the shortcut was taken, not always declined
