@@ -218,7 +218,6 @@ def _whole_path(
             sock, upstream_query = sent_up.pop()
             forwarder._on_datagram(sock, upstream_query[:2] + answer[2:])
         to_client.clear()
-        forwarder._order.clear()  # the agent's sweep drops answered entries; none runs here
 
     async def run_pass() -> None:
         one_pass()

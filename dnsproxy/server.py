@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from dnsproxy.parsememo import QueryMemo
@@ -100,22 +101,29 @@ class Resolver:
             self.stats.refused += 1  # REFUSED costs the node nothing and tells the client at once
             send(error_response(query, RCODE_REFUSED), addr)
             return
-        gate = self.gate
+        # A partial, not a closure: one object per query rather than a function and a cell per name.
+        self.forwarder.forward(query, data, partial(self._on_udp_answer, send, addr, query))
 
-        def on_answer(wire: bytes | None, answer: Answer | None) -> None:
-            if wire is None or answer is None:
-                self._servfail(client_ip, "udp", query, "no upstream answered", lambda r: send(r, addr))
-                return
-            if gate.admit_repeat(client_ip, query, answer):
-                send(wire, addr)  # most answers at saturation: covered already, nothing to wait for
-                return
+    def _on_udp_answer(
+        self,
+        send: Callable[[bytes, tuple[str, int]], None],
+        addr: tuple[str, int],
+        query: Query,
+        wire: bytes | None,
+        answer: Answer | None,
+    ) -> None:
+        client_ip = addr[0]
+        if wire is None or answer is None:
+            self._servfail(client_ip, "udp", query, "no upstream answered", lambda r: send(r, addr))
+            return
+        if self.gate.admit_repeat(client_ip, query, answer):
+            send(wire, addr)  # most answers at saturation: covered already, nothing to wait for
+            return
 
-            def release(ok: bool) -> None:
-                send(wire if ok else self._servfail_wire(query), addr)
+        def release(ok: bool) -> None:
+            send(wire if ok else self._servfail_wire(query), addr)
 
-            gate.admit(client_ip, "udp", query, answer, release)
-
-        self.forwarder.forward(query, data, on_answer)
+        self.gate.admit(client_ip, "udp", query, answer, release)
 
     async def handle_tcp_message(self, data: bytes, client_ip: str) -> bytes | None:
         self.stats.queries_tcp += 1
@@ -161,12 +169,15 @@ class DnsServer:
 
     async def start(self) -> None:
         handle = self.resolver.handle_udp
-        self._udp = UdpEndpoint.bind(self.host, self.port, lambda data, addr: handle(data, addr, self._send))
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_port=True)
 
-    def _send(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self._udp is not None and not self._udp.closed:
-            self._udp.sendto(data, addr)
+        def receive(data: bytes, addr: tuple[str, int]) -> None:
+            # Answers go straight to the endpoint's sendto: once it is closed (stop), a late answer's
+            # send fails there and is counted, as any failed send is.
+            handle(data, addr, send)
+
+        self._udp = UdpEndpoint.bind(self.host, self.port, receive)
+        send = self._udp.sendto
+        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_port=True)
 
     @property
     def bound_port(self) -> int:

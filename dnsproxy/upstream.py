@@ -15,9 +15,9 @@ import asyncio
 import os
 import struct
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from dnsproxy.parsememo import AnswerMemo
 from dnsproxy.udpsocket import UdpEndpoint
@@ -28,20 +28,28 @@ AnswerCallback = Callable[[bytes | None, Answer | None], None]
 SOCKETS_PER_UPSTREAM = 4
 SWEEP_INTERVAL = 0.05
 DEFAULT_MAX_IN_FLIGHT = 8192
-ANSWERED = -1  # a _Pending's ident once no socket holds it: answered, or given up on
 
 
 class _RandomIds:
-    """Unpredictable 16-bit query IDs from a buffer of os.urandom: one syscall per 32k IDs, not per query."""
+    """Unpredictable 32-bit draws from a buffer of os.urandom: one syscall per 16k draws, not per query.
+
+    A query takes one draw: its 16-bit ID from the low half, its socket from the high half, so the two
+    are independent (deriving the socket from the ID's bits would tell a spoofer which IDs each source
+    port can carry)."""
 
     def __init__(self) -> None:
-        self._ids: list[int] = []
+        self._draws: list[int] = []
+
+    def draw(self) -> int:
+        draws = self._draws
+        if not draws:
+            raw = os.urandom(65536)
+            draws.extend(struct.unpack(f"!{len(raw) // 4}I", raw))
+        return draws.pop()
 
     def next(self) -> int:
-        if not self._ids:
-            raw = os.urandom(65536)
-            self._ids = list(struct.unpack(f"!{len(raw) // 2}H", raw))
-        return self._ids.pop()
+        """A 16-bit ID."""
+        return self.draw() & 0xFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +89,7 @@ class _UpstreamSocket:
         self.index = index
         self.pending: dict[int, _Pending] = {}
         self.endpoint = UdpEndpoint.connect(
-            upstream.host,
-            upstream.port,
-            lambda data, _: forwarder._on_datagram(self, data),
-            forwarder._after_answers,
+            upstream.host, upstream.port, partial(forwarder._on_datagram, self), forwarder._after_answers
         )
 
 
@@ -105,7 +110,6 @@ class Forwarder:
         self.attempts = max(1, attempts)
         self.stats = ForwarderStats()
         self._sockets: list[list[_UpstreamSocket]] = []
-        self._order: deque[_Pending] = deque()
         self._sweeper: asyncio.TimerHandle | None = None
         self._preferred = 0
         self._ids = _RandomIds()
@@ -146,21 +150,19 @@ class Forwarder:
 
     def _send(self, pending: _Pending) -> None:
         group = self._sockets[pending.upstream]
-        # A draw of its own: deriving the socket from the ID's bits would tell a spoofer which IDs each
-        # source port can carry.
-        sock = group[self._ids.next() % len(group)]
-        ident = self._ids.next()
+        draw = self._ids.draw()
+        sock = group[(draw >> 16) % len(group)]
+        ident = draw & 0xFFFF
         while ident in sock.pending:  # at most max_in_flight of 65536 are taken, so this ends quickly
             ident = self._ids.next()
         pending.ident = ident
         pending.socket_index = sock.index
         pending.deadline = self._clock() + self.attempt_timeout
         sock.pending[ident] = pending
-        self._order.append(pending)
         self.stats.forwarded += 1
         sock.endpoint.send(with_id(pending.wire, ident))
 
-    def _on_datagram(self, sock: _UpstreamSocket, data: bytes) -> None:
+    def _on_datagram(self, sock: _UpstreamSocket, data: bytes, _addr: object = None) -> None:
         if len(data) < 2:
             self.stats.rejected += 1
             return
@@ -175,7 +177,6 @@ class Forwarder:
             self.stats.rejected += 1  # keep waiting: the real answer may still come
             return
         del sock.pending[ident]
-        pending.ident = ANSWERED
         self.in_flight -= 1
         self.stats.answered += 1
         self._preferred = pending.upstream
@@ -193,12 +194,19 @@ class Forwarder:
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def _sweep(self) -> None:
+        """Retry or give up on the attempts past their deadline. What is unanswered is what the sockets'
+        tables still hold, so a sweep reads those (a few hundred entries at saturation) rather than
+        every query keeping a place in a queue of deadlines until the next sweep."""
         now = self._clock()
-        order = self._order
-        while order and order[0].deadline <= now:
-            pending = order.popleft()
-            if pending.ident == ANSWERED:
-                continue  # answered already
+        expired = [
+            pending
+            for group in self._sockets
+            for sock in group
+            for pending in sock.pending.values()
+            if pending.deadline <= now
+        ]
+        expired.sort(key=lambda pending: pending.deadline)  # the oldest attempt moves on first
+        for pending in expired:
             del self._sockets[pending.upstream][pending.socket_index].pending[pending.ident]
             self.stats.timeouts += 1
             name = str(self.upstreams[pending.upstream])
@@ -210,14 +218,9 @@ class Forwarder:
                     self._preferred = pending.upstream
                 self._send(pending)
             else:
-                pending.ident = ANSWERED  # by nobody: it leaves the sweep's order as an answered one does
                 self.in_flight -= 1
                 self.stats.failed += 1
                 pending.callback(None, None)
-        # Answered entries would stay in the deque until their deadline; drop them from its head now.
-        # (An entry's ident is marked rather than its socket's table looked up: this runs per query.)
-        while order and order[0].ident == ANSWERED:
-            order.popleft()
         self._schedule_sweep()
 
     async def forward_tcp(self, query: Query, wire: bytes) -> tuple[bytes, Answer] | None:
