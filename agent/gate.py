@@ -6,6 +6,7 @@ write is acknowledged, and writes the decision's log line.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
 from policy.decision import AnsweredLookup, Decision, Outcome, decide
-from policy.decisioncache import Covered, DecisionCache
+from policy.decisioncache import DecisionCache, Remembered
 from policy.dropattribution import NameMemory
 from policy.model import grant_text
 from policy.ruleindex import PolicyIndex
@@ -35,7 +36,7 @@ class GateStats:
     write_failures: int = 0
     elements_written: int = 0
     held: int = 0  # answers waiting for their kernel write right now
-    covered_repeats: int = 0  # answers released as covered repeats, without a decision
+    remembered: int = 0  # answers released on a remembered decision (policy.decisioncache)
 
     def by_outcome(self) -> dict[str, int]:
         out = {o.value: 0 for o in Outcome}
@@ -57,7 +58,9 @@ def histogram_summary(histogram: Histogram) -> dict[str, Any]:
     }
 
 
-_ALLOWED = Outcome.ALLOWED  # read per answer; an enum member is slow to read in Python 3.11
+# Read per answer; an enum member is slow to read in Python 3.11 (a descriptor call).
+_ALLOWED = Outcome.ALLOWED
+_NOT_ALLOWED = Outcome.NOT_ALLOWED
 
 
 class PolicyGate:
@@ -102,9 +105,9 @@ class PolicyGate:
         self.covered.clear()
 
     def admit_repeat(self, client_ip: str, query: Query, answer: Answer) -> bool:
-        """Whether `answer` is a covered repeat (policy.decisioncache) that gets no log line: then its
-        bookkeeping is done and the caller releases it at once, with no write and no callback. False
-        means nothing was done or recorded: the caller calls `admit`."""
+        """Whether `answer` is a repeat whose decision is remembered (policy.decisioncache) and that
+        gets no log line: then its bookkeeping is done and the caller releases it at once, with no write
+        and no callback. False means nothing was done or recorded: the caller calls `admit`."""
         if not answer.repeatable:
             return False
         decided = self.clock()
@@ -113,14 +116,17 @@ class PolicyGate:
             client_ip, query.question, answer, self._index, self.guard, table.removals, decided
         )
         if hit is None or not self.decision_log.counted_repeat(
-            client_ip, hit.qname, query.qtype, _ALLOWED, decided
+            client_ip, hit.qname, query.qtype, hit.outcome, decided
         ):
             return False  # the first repeat of a log window gets a line naming the rules: `admit`
         stats = self.stats
-        stats.covered_repeats += 1
+        stats.remembered += 1
         stats.lookups[hit.counter] += 1
         renew = hit.renew
-        if len(renew) == 2:
+        if hit.outcome is not _ALLOWED:
+            if renew:
+                self.names.record_denied(hit.pod, hit.qname, renew, decided)  # type: ignore[arg-type]
+        elif len(renew) == 2:
             table.resolutions.extend(hit.pod, hit.qname, renew[0], decided + renew[1])  # type: ignore[arg-type, operator]
         else:
             extended = {renew[i]: decided + renew[i + 1] for i in range(0, len(renew), 2)}
@@ -138,26 +144,18 @@ class PolicyGate:
         key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
         lookups = self.stats.lookups
         lookups[key] = lookups.get(key, 0) + 1
-        if decision.outcome is Outcome.NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
-            answered = [a[1] for a in lookup.addresses]
-            self.names.record_denied(decision.pod, lookup.qname, answered, decided)
+        denied: tuple[str, ...] = ()
+        if decision.outcome is _NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
+            denied = tuple(a[1] for a in lookup.addresses)
+            self.names.record_denied(decision.pod, lookup.qname, denied, decided)
         plan = decision.plan
         if plan is None or not decision.needs_write:
             if plan is not None:
                 table.commit(plan)
-                # Only an answer the parse memo keeps can come again as this very object; remembering
-                # any other would cost an entry per answer that no repeat can ever use.
-                if decision.outcome is _ALLOWED and answer.repeatable:
-                    key = self._counter_keys.setdefault(key, key)  # one tuple shared by the entries
-                    renew = tuple(
-                        x for dst, until in plan.resolved.items() for x in (dst, round(until - decided))
-                    )
-                    self.covered.put(
-                        client_ip,
-                        query.question,
-                        Covered(answer, plan.covered_until, self._index, self.guard, table.removals, key,
-                                plan.pod, plan.qname, renew),
-                    )  # fmt: skip
+            # Only an answer the parse memo keeps can come again as this very object; remembering
+            # any other would cost an entry per answer that no repeat can ever use.
+            if answer.repeatable:
+                self._remember(client_ip, query, answer, decision, key, denied, decided)
             release(True)  # the log line is built after the answer is on its way, not before
             self._log(lookup, query, transport, decision)
             return
@@ -179,6 +177,28 @@ class PolicyGate:
 
         self.stats.held += 1
         self.writer.submit_elements(self.nft_table, plan.writes, plan.deletes, done)
+
+    def _remember(
+        self,
+        client_ip: str,
+        query: Query,
+        answer: Answer,
+        decision: Decision,
+        counter: tuple[str, int, int],
+        denied: tuple[str, ...],
+        decided: float,
+    ) -> None:
+        """A decision that wrote nothing, for the repeats of this answer (policy.decisioncache)."""
+        counter = self._counter_keys.setdefault(counter, counter)  # one tuple shared by the entries
+        plan = decision.plan
+        if plan is not None:
+            renew = tuple(x for dst, until in plan.resolved.items() for x in (dst, round(until - decided)))
+            entry = Remembered(answer, plan.covered_until, self._index, self.guard, self.table.removals,
+                               counter, decision.outcome, plan.pod, plan.qname, renew)  # fmt: skip
+        else:
+            entry = Remembered(answer, math.inf, self._index, self.guard, self.table.removals, counter,
+                               decision.outcome, decision.pod, query.qname, denied)  # fmt: skip
+        self.covered.put(client_ip, query.question, entry)
 
     def hold_summary(self) -> dict[str, Any]:
         return histogram_summary(self.hold_time)

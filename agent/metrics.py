@@ -90,10 +90,10 @@ class AgentCollector(Collector):
         limited.add_metric([], resolver.stats.refused if resolver is not None else 0)
         yield limited
         repeats = CounterMetricFamily(
-            f"{PREFIX}_dns_covered_repeats",
-            "Answers released on a remembered covered decision, without matching again",
+            f"{PREFIX}_dns_remembered_decisions",
+            "Answers released on a remembered decision (covered, or allowing nothing), not matched again",
         )
-        repeats.add_metric([], gate.stats.covered_repeats if gate is not None else 0)
+        repeats.add_metric([], gate.stats.remembered if gate is not None else 0)
         yield repeats
         held = GaugeMetricFamily(f"{PREFIX}_answers_held", "Answers waiting for their kernel write now")
         held.add_metric([], gate.stats.held if gate is not None else 0)

@@ -115,7 +115,7 @@ def one_run(
 
 COUNTERS = (
     "fqdn_policy_dns_queries_total",
-    "fqdn_policy_dns_covered_repeats_total",
+    "fqdn_policy_dns_remembered_decisions_total",
     "fqdn_policy_upstream_answers_reused_total",
     "fqdn_policy_set_elements_written_total",
 )

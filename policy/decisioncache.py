@@ -1,18 +1,25 @@
-"""Covered decisions remembered, so a repeated answer skips the matcher and the table.
+"""Decisions remembered, so a repeated answer skips the matcher and the table.
 
 At saturation most answers are repeats: the same client asks the same question and the upstream
 answers with the same bytes, which the DNS layer hands on as the *same* parsed answer object
-(dnsproxy.parsememo). Deciding it again would give the same ALLOWED-and-nothing-to-write result as
-long as nothing the decision read has changed:
+(dnsproxy.parsememo). Deciding it again would give the same result as long as nothing the decision
+read has changed. Two kinds of decision are remembered, those that wrote nothing:
+
+- ALLOWED with every element already in the kernel ("covered");
+- every outcome that allows nothing (a name no rule allows, a pod no policy selects, an unknown
+  client, an answer without usable addresses), which reads only the index and the guard.
+
+It is the same decision while:
 
 - the policy index (rules, pods and their addresses) and the address guard are the same objects;
 - no element was taken out of the table before its expiry (`AllowTable.removals` is unchanged);
 - `now` is at most the plan's `covered_until`, so every element the answer implies still outlives
-  the answer's timeout.
+  the answer's timeout (a decision that allows nothing has no such bound).
 
 Expiry alone never voids an entry early: an element can expire only after `covered_until`. The
-answer's own bookkeeping (its resolutions' new end, the repeat count, the log) is still done on every
-hit; only the matching and the per-element lookups are skipped. A repeat that is the first of a new log
+answer's own bookkeeping (its resolutions' new end or, for a denial, the names kept for drop
+attribution; the counts; the log) is still done on every hit; only the matching and the per-element
+lookups are skipped. A repeat that is the first of a new log
 window (agent.decisionlog) is decided again for its line.
 """
 
@@ -23,25 +30,27 @@ from typing import Any, NamedTuple
 DEFAULT_CAPACITY = 65_536
 
 
-class Covered(NamedTuple):
+class Remembered(NamedTuple):
     """What a repeat needs: the checks above, and the answer's bookkeeping. Nothing else is kept, so
     an entry costs about 250 bytes (a decision and its plan would be four times that)."""
 
     answer: object  # the parsed answer it was decided for, compared by identity
-    covered_until: float
+    covered_until: float  # infinite for a decision that allows nothing
     index: object
     guard: object
     removals: int
     counter: Any  # the gate's lookup-counter key (shared between entries)
-    pod: str
-    qname: str
-    # address, allowance in seconds, address, allowance, ...: the resolutions each repeat extends.
-    # Flat, since nearly every answer has one address (a tuple of pairs costs 64 bytes more).
+    outcome: Any  # policy.decision.Outcome
+    pod: str | None
+    qname: str | None
+    # ALLOWED: address, allowance in seconds, address, allowance, ...: the resolutions each repeat
+    # extends. Flat, since nearly every answer has one address (a tuple of pairs costs 64 bytes more).
+    # A denial: the answered addresses, kept for drop attribution (empty when there is nothing to keep).
     renew: tuple[str | int, ...]
 
 
 class DecisionCache:
-    """client address -> wire question -> the covered decision of its last answer.
+    """client address -> wire question -> the remembered decision of its last answer.
 
     Nested rather than keyed by (client, question), which would cost a 72-byte tuple per entry.
     Bounded: at `capacity` entries it starts again empty (a repeat then takes the full path once),
@@ -50,7 +59,7 @@ class DecisionCache:
 
     def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
         self.capacity = capacity
-        self._by_client: dict[str, dict[bytes, Covered]] = {}
+        self._by_client: dict[str, dict[bytes, Remembered]] = {}
         self._size = 0
 
     def __len__(self) -> int:
@@ -65,7 +74,7 @@ class DecisionCache:
         guard: object,
         removals: int,
         now: float,
-    ) -> Covered | None:
+    ) -> Remembered | None:
         entries = self._by_client.get(client)
         entry = entries.get(question) if entries is not None else None
         if (
@@ -79,7 +88,7 @@ class DecisionCache:
             return None
         return entry
 
-    def put(self, client: str, question: bytes, entry: Covered) -> None:
+    def put(self, client: str, question: bytes, entry: Remembered) -> None:
         if self.capacity <= 0:
             return
         entries = self._by_client.get(client)

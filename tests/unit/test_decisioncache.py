@@ -14,7 +14,7 @@ from agent.gate import PolicyGate
 from dnsproxy.wire import Answer
 from policy.addressguard import AddressGuard
 from policy.allowtable import AllowTable
-from policy.decisioncache import Covered, DecisionCache
+from policy.decisioncache import DecisionCache, Remembered
 from policy.fileloader import load_text
 from policy.ruleindex import PolicyIndex
 from policy.ttl import TTLPolicy
@@ -78,7 +78,7 @@ def test_a_repeat_of_a_covered_answer_is_not_decided_again(decided):
         now[0] += 1.0
     assert released == [True] * 5
     assert decided == ["www.google.com"] * 2  # the write, then the first covered answer
-    assert gate.stats.covered_repeats == 3
+    assert gate.stats.remembered == 3
     assert gate.stats.by_outcome()["allowed"] == 5
     # every answer still extends what the pod resolved: the last one, at 104 s, until 404 s
     assert gate.table.resolutions.until("default/c", "www.google.com", "198.51.100.10") == 404.0
@@ -98,7 +98,7 @@ def test_an_equal_answer_that_is_not_the_same_parse_is_decided(decided):
     gate = make_gate(now)
     for _ in range(3):
         gate.admit(CLIENT, "udp", query(), answer(), lambda ok: None)
-    assert len(decided) == 3 and gate.stats.covered_repeats == 0
+    assert len(decided) == 3 and gate.stats.remembered == 0
 
 
 @pytest.mark.parametrize("change", ["index", "guard", "removal", "time", "client"])
@@ -121,7 +121,7 @@ def test_whatever_the_decision_read_voids_it(decided, change):
     else:
         client = "10.244.1.11"
     gate.admit(client, "udp", query(), same, lambda ok: None)
-    assert len(decided) == 3 and gate.stats.covered_repeats == 0
+    assert len(decided) == 3 and gate.stats.remembered == 0
     if change == "index":  # the new rules' port 80 is written at once
         assert gate.writer.writes[-1][0] == [((CLIENT, "198.51.100.10", "tcp", 80), 330)]
     if change == "time":  # past the slack, the repeat refreshes its element
@@ -160,7 +160,7 @@ def test_the_cache_is_bounded_and_zero_remembers_nothing():
     same = answer()
     for _ in range(3):
         off.admit(CLIENT, "udp", query(), same, lambda ok: None)
-    assert len(off.covered) == 0 and off.stats.covered_repeats == 0
+    assert len(off.covered) == 0 and off.stats.remembered == 0
 
 
 def _observable(gate, stream, released):
@@ -173,6 +173,7 @@ def _observable(gate, stream, released):
         "expiry": dict(gate.table.expiry),
         "resolutions": sorted(gate.table.resolutions.items()),
         "lookups": dict(gate.stats.lookups),
+        "denied names": {k: dict(v) for k, v in gate.names._names.items()},
         "lines": lines,
     }
 
@@ -185,7 +186,7 @@ def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
     """Random answers (a few shared parses, equal copies, TTLs counting down, moved addresses), time
     passing past slack and expiry, policy swaps, failed writes, expiry sweeps and the per-name cap."""
     rng = random.Random(seed)
-    names = ["www.google.com", "n1.example.com"]
+    names = ["www.google.com", "n1.example.com", "denied.example.org"]
     parses = {
         (name, addr, ttl): answer(addr, ttl)
         for name in names
@@ -219,9 +220,10 @@ def test_with_or_without_the_cache_everything_observable_is_the_same(seed):
             client = rng.choice((CLIENT, CLIENT, "10.244.1.11"))
             gate.admit(client, "udp", query(name), parsed, released.append)
         gate.decision_log.flush_repeats(now[0])  # the counted repeats are compared too
-        runs.append((_observable(gate, stream, released), gate.stats.covered_repeats))
+        runs.append((_observable(gate, stream, released), gate.stats.remembered))
     (cached, hits), (uncached, _) = runs
     assert hits > 10, hits  # the cache did take part
+    assert cached["denied names"]  # denials were among them
     assert cached == uncached
 
 
@@ -240,7 +242,9 @@ def test_a_new_index_drops_the_remembered_decisions_at_once():
 def test_the_cache_on_its_own_returns_an_entry_only_when_everything_matches(field):
     cache = DecisionCache()
     parsed, index, guard = object(), object(), object()
-    entry = Covered(parsed, 50.0, index, guard, 3, ("allowed", 1, 0), "default/c", "a.example", ())
+    entry = Remembered(
+        parsed, 50.0, index, guard, 3, ("allowed", 1, 0), "allowed", "default/c", "a.example", ()
+    )
     cache.put("10.244.1.10", b"q", entry)
     asked = {"answer": parsed, "index": index, "guard": guard, "removals": 3, "now": 50.0}
     assert cache.get("10.244.1.10", b"q", *asked.values()) is entry
@@ -284,7 +288,25 @@ def test_the_server_releases_a_covered_repeat_at_once_and_decides_the_rest():
     asyncio.run(ask(5))
     assert len(sent) == 5 and all(s.startswith(b"answer-for-") for s in sent)
     assert admitted == ["www.google.com"] * 2  # the write, then the first covered answer (decided)
-    assert gate.stats.covered_repeats == 3
+    assert gate.stats.remembered == 3
     now[0] += 11.0  # a new log window: its first repeat is decided again, for its line
     asyncio.run(ask(2))
-    assert admitted == ["www.google.com"] * 3 and gate.stats.covered_repeats == 4
+    assert admitted == ["www.google.com"] * 3 and gate.stats.remembered == 4
+
+
+def test_a_repeated_denial_is_not_decided_again_and_still_names_its_addresses(decided):
+    """A name no rule allows: its repeats skip the matcher, yet each one is counted, and each one
+    renews what a later drop of those addresses will be explained with."""
+    now = [100.0]
+    gate = make_gate(now)
+    same = answer("203.0.113.7")
+    for _ in range(4):
+        gate.admit(CLIENT, "udp", query("denied.example.org"), same, lambda ok: None)
+        now[0] += 1.0
+    assert decided == ["denied.example.org"]
+    assert gate.stats.remembered == 3 and gate.stats.by_outcome()["name-not-allowed"] == 4
+    assert gate.names.names_for("default/c", "203.0.113.7", now[0]) == {"denied.example.org": None}
+    assert gate.names._names[("default/c", "203.0.113.7")]["denied.example.org"][0] == 103.0  # the last
+    gate.index = PolicyIndex(load_text(POLICY.replace("www.google.com", "denied.example.org")))
+    gate.admit(CLIENT, "udp", query("denied.example.org"), same, lambda ok: None)
+    assert decided == ["denied.example.org"] * 2 and gate.writer.writes  # now allowed, and written

@@ -80,7 +80,7 @@ def test_repeats_that_skip_work_are_counted(agent):
     gate.writer.pending.pop()[1](None)
     for _ in range(3):  # covered: decided once more, then remembered
         gate.admit("10.244.1.10", "udp", query(), same, lambda ok: None)
-    assert value(agent, "fqdn_policy_dns_covered_repeats_total") == 2
+    assert value(agent, "fqdn_policy_dns_remembered_decisions_total") == 2
     assert value(agent, "fqdn_policy_dns_queries_total", verdict="allowed", qtype="A") == 4
     wire = DNSRecord.question("www.google.com").reply()
     wire.add_answer(RR("www.google.com", QTYPE.A, rdata=A("198.51.100.10"), ttl=300))
