@@ -155,10 +155,13 @@ class PolicyGate:
             # Only an answer the parse memo keeps can come again as this very object; remembering
             # any other would cost an entry per answer that no repeat can ever use.
             if answer.repeatable:
-                self._remember(client_ip, query, answer, decision, key, denied, decided)
+                covered_until = plan.covered_until if plan is not None else math.inf
+                self._remember(client_ip, query, answer, decision, key, denied, decided, covered_until)
             release(True)  # the log line is built after the answer is on its way, not before
             self._log(lookup, query, transport, decision)
             return
+
+        index, guard, removals = self._index, self.guard, table.removals
 
         def done(error: Exception | None) -> None:
             self.stats.held -= 1
@@ -166,6 +169,18 @@ class PolicyGate:
             if error is None:
                 self.table.commit(plan)
                 self.stats.elements_written += len(plan.writes)
+                # Once written, the answer is covered: its repeats need not be decided again, unless
+                # the policy changed or an element may have gone while the write was out.
+                if (
+                    answer.repeatable
+                    and not plan.deletes
+                    and not plan.evicted
+                    and index is self._index
+                    and guard is self.guard
+                    and removals == self.table.removals
+                ):
+                    self._remember(client_ip, query, answer, decision, key, denied, decided,
+                                   plan.covered_after_write)  # fmt: skip
                 release(True)
                 self._log(lookup, query, transport, decision)
             else:
@@ -187,17 +202,19 @@ class PolicyGate:
         counter: tuple[str, int, int],
         denied: tuple[str, ...],
         decided: float,
+        covered_until: float,
     ) -> None:
-        """A decision that wrote nothing, for the repeats of this answer (policy.decisioncache)."""
+        """A decision with nothing (more) to write, for the repeats of this answer until
+        `covered_until` (policy.decisioncache)."""
         counter = self._counter_keys.setdefault(counter, counter)  # one tuple shared by the entries
         plan = decision.plan
         if plan is not None:
             renew = tuple(x for dst, until in plan.resolved.items() for x in (dst, round(until - decided)))
-            entry = Remembered(answer, plan.covered_until, self._index, self.guard, self.table.removals,
+            entry = Remembered(answer, covered_until, self._index, self.guard, self.table.removals,
                                counter, decision.outcome, plan.pod, plan.qname, renew)  # fmt: skip
         else:
-            entry = Remembered(answer, math.inf, self._index, self.guard, self.table.removals, counter,
-                               decision.outcome, decision.pod, query.qname, denied)  # fmt: skip
+            entry = Remembered(answer, covered_until, self._index, self.guard, self.table.removals,
+                               counter, decision.outcome, decision.pod, query.qname, denied)  # fmt: skip
         self.covered.put(client_ip, query.question, entry)
 
     def hold_summary(self) -> dict[str, Any]:

@@ -9,11 +9,13 @@ bytes keep their hash, and the policy gate remembers covered decisions per parse
 (policy.decisioncache).
 
 Memory is bounded three ways, because a parse kept costs ~400 bytes (a query and its answer ~800,
-measured with tracemalloc): a message is kept only from its second sighting (a message seen once leaves
-one bit in a bitmap), so names looked up once (a crawler, unique CDN hostnames, the benchmark's fill)
-take no room; each memo holds at most `capacity` parses, starting again empty when full (a repeat then
-takes the full parse twice) rather than paying for recency on every hit; and messages above
-MAX_REMEMBERED bytes are parsed every time.
+measured with tracemalloc): once a memo is half full, a message is kept only from its second sighting
+(a message seen once leaves one bit in a bitmap), so names looked up once (a crawler, unique CDN
+hostnames, the benchmark's fill) cannot push out the ones that repeat; each memo holds at most
+`capacity` parses, starting again empty when full (a repeat then takes the full parse twice) rather than
+paying for recency on every hit; and messages above MAX_REMEMBERED bytes are parsed every time. Below
+half full there is nothing to protect, so every message is kept at once: after a start (or a reset)
+the second sighting of a name is already a repeat.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ V = TypeVar("V")
 
 
 class _Admission(Generic[K, V]):
-    """Bounded key -> value, admitting a message only on its second sighting.
+    """Bounded key -> value, admitting a message at once while less than half full, and from then on
+    only on its second sighting.
 
     Sightings are bits in a fixed bitmap indexed by the message's hash (128 KiB, where a set of the
     hashes cost ~60 bytes a message): a collision only admits a message on its first sighting, which
@@ -48,7 +51,10 @@ class _Admission(Generic[K, V]):
         self._sightings = 0
 
     def admits(self, fingerprint: int) -> bool:
-        """Whether a message with this fingerprint was seen before; records this sighting."""
+        """Whether a message with this fingerprint is to be kept: there is room to spare, or it was
+        seen before. Records this sighting."""
+        if len(self.entries) < self.capacity // 2:
+            return True
         slot = fingerprint & (SEEN_BITS - 1)
         byte, bit = slot >> 3, 1 << (slot & 7)
         seen = self._seen

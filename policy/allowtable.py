@@ -46,6 +46,10 @@ class Plan:
     # elements it implies of (what the kernel holds) - (the answer's timeout). Meaningful when `writes`
     # and `deletes` are empty; policy.decisioncache relies on it.
     covered_until: float = math.inf
+    # The same once `writes` are committed: each written element then holds its timeout plus the
+    # refresh slack, so it covers the answer until now + slack (the earliest over the writes, and
+    # never later than `covered_until`).
+    covered_after_write: float = math.inf
 
 
 class Forgotten(NamedTuple):
@@ -100,7 +104,7 @@ class AllowTable:
         expiry = self.expiry
         needs_write = self.ttl.needs_write
         resolved = plan.resolved
-        covered_until = math.inf
+        covered_until = covered_after_write = math.inf
         for version, dst, ttl in addresses:
             timeout = self.ttl.timeout(ttl)
             until = now + timeout
@@ -113,9 +117,12 @@ class AllowTable:
                     if held is None or needs_write(held, ttl, now):
                         written = self.ttl.written_timeout(timeout)
                         plan.writes.append(ElementWrite(element, written, now + written, qname))
+                        if now + written - timeout < covered_after_write:
+                            covered_after_write = now + written - timeout
                     elif held - timeout < covered_until:
                         covered_until = held - timeout
         plan.covered_until = covered_until
+        plan.covered_after_write = min(covered_until, covered_after_write)
         self._apply_cap(plan, pod_ips, grants)
         return plan
 

@@ -62,6 +62,23 @@ def test_covered_until_is_the_last_moment_the_same_answer_needs_no_write():
     assert [w.element[1] for w in late.writes] == ["2001:db8:100::10"]
 
 
+def test_covered_after_write_is_when_the_written_answer_would_need_a_write_again():
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.1))
+    answer = [(4, "198.51.100.10", 300), (6, "2001:db8:100::10", 100)]
+    first = table.plan(POD, IPS, "a.example.com", TCP443, answer, 100.0)
+    assert len(first.writes) == 2
+    assert first.covered_after_write == 110.0  # the AAAA's element: written for 110 s, answer 100 s
+    table.commit(first)
+    assert table.plan(POD, IPS, "a.example.com", TCP443, answer, 110.0).writes == []
+    assert table.plan(POD, IPS, "a.example.com", TCP443, answer, 110.001).writes != []
+    # One element held, one new: the earlier of the two bounds.
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.1))
+    plan_commit(table, [(4, "198.51.100.10", 300)], now=100.0)  # held until 430
+    mixed = table.plan(POD, IPS, "a.example.com", TCP443, answer, 125.0)
+    assert [w.element[1] for w in mixed.writes] == ["2001:db8:100::10"]
+    assert mixed.covered_until == 130.0 and mixed.covered_after_write == 130.0  # 430 - 300 < 125 + 10
+
+
 def test_removals_count_what_can_take_an_element_before_its_expiry():
     table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=1)
     plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0)

@@ -78,15 +78,15 @@ def test_repeats_that_skip_work_are_counted(agent):
     same = answer("198.51.100.10")._replace(repeatable=True)  # as the parse memo hands it on
     gate.admit("10.244.1.10", "udp", query(), same, lambda ok: None)
     gate.writer.pending.pop()[1](None)
-    for _ in range(3):  # covered: decided once more, then remembered
+    for _ in range(3):  # covered once written: remembered, not decided again
         gate.admit("10.244.1.10", "udp", query(), same, lambda ok: None)
-    assert value(agent, "fqdn_policy_dns_remembered_decisions_total") == 2
+    assert value(agent, "fqdn_policy_dns_remembered_decisions_total") == 3
     assert value(agent, "fqdn_policy_dns_queries_total", verdict="allowed", qtype="A") == 4
     wire = DNSRecord.question("www.google.com").reply()
     wire.add_answer(RR("www.google.com", QTYPE.A, rdata=A("198.51.100.10"), ttl=300))
-    for _ in range(3):  # kept from the second sighting, reused on the third
+    for _ in range(3):  # kept at once (the memo has room), reused on the second and third
         agent.forwarder.answers.parse(bytes(wire.pack()), query().question)
-    assert value(agent, "fqdn_policy_upstream_answers_reused_total") == 1
+    assert value(agent, "fqdn_policy_upstream_answers_reused_total") == 2
 
 
 def test_failed_write_counts_as_servfail_and_an_error(agent):

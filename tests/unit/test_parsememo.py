@@ -21,26 +21,42 @@ def answer_wire(name="www.example.com", ident=0x1234, address="198.51.100.10", t
     return bytes(reply.pack())
 
 
-def test_a_query_is_kept_from_its_second_sighting_and_reused_from_its_third():
+def test_while_there_is_room_a_query_is_kept_at_once_and_reused_from_its_second_sighting():
     memo = QueryMemo()
-    memo.parse(query_wire(ident=1))
-    assert len(memo) == 0  # seen once: only its hash is kept
-    second = memo.parse(query_wire(ident=2))
+    first = memo.parse(query_wire(ident=1))
     assert len(memo) == 1 and memo.hits == 0
-    third = memo.parse(query_wire(ident=0xBEEF))
-    assert third == parse_query(query_wire(ident=0xBEEF))
-    assert third.id == 0xBEEF and second.id == 2
-    assert third.question is second.question  # shared, so its hash is computed once
+    second = memo.parse(query_wire(ident=0xBEEF))
+    assert second == parse_query(query_wire(ident=0xBEEF))
+    assert second.id == 0xBEEF and first.id == 1
+    assert second.question is first.question  # shared, so its hash is computed once
     assert memo.hits == 1
 
 
-def test_names_looked_up_once_take_no_room():
+def test_once_half_full_a_query_is_kept_from_its_second_sighting_and_reused_from_its_third():
+    memo = QueryMemo(capacity=8)
+    for i in range(4):
+        memo.parse(query_wire(f"n{i}.example.com"))
+    assert len(memo) == 4  # half full: from now on only what comes back is kept
+    memo.parse(query_wire(ident=1))
+    assert len(memo) == 4  # seen once: only its hash is kept
+    second = memo.parse(query_wire(ident=2))
+    assert len(memo) == 5 and memo.hits == 0
+    third = memo.parse(query_wire(ident=3))
+    assert third.question is second.question and third.id == 3 and memo.hits == 1
+
+
+def test_names_looked_up_once_fill_at_most_half_the_memo():
     memo = QueryMemo(capacity=1000)
     for i in range(10_000):
         memo.parse(query_wire(f"n{i}.example.com"))
-    # Sightings are bits indexed by hash: two names sharing a bit admit the second one early. With
-    # 1,000 sightings per 2**20 bits that is ~5 names in 10,000 on average; none of them comes back.
-    assert len(memo) <= 30
+    # Half is filled at once. Beyond that, sightings are bits indexed by hash: two names sharing a bit
+    # admit the second one early. With 1,000 sightings per 2**20 bits that is ~5 names in 10,000 on
+    # average; none of them comes back.
+    assert 500 <= len(memo) <= 530
+    for i in range(10_000, 10_100):
+        memo.parse(query_wire(f"n{i}.example.com"))
+        memo.parse(query_wire(f"n{i}.example.com"))
+    assert len(memo) >= 600  # what does come back is still kept
 
 
 def test_a_different_query_is_parsed_afresh():
@@ -80,15 +96,17 @@ def test_the_query_memo_never_holds_more_than_its_capacity():
 def test_the_same_answer_bytes_give_the_same_object_whatever_the_id():
     memo = AnswerMemo()
     question = parse_query(query_wire()).question
-    memo.parse(answer_wire(ident=1), question)
-    kept = memo.parse(answer_wire(ident=2), question)  # the second sighting is kept
-    again = memo.parse(answer_wire(ident=3), question)
+    kept = memo.parse(answer_wire(ident=1), question)  # room to spare: kept at its first sighting
+    again = memo.parse(answer_wire(ident=2), question)
     assert again is kept and memo.hits == 1
     assert kept.repeatable and kept._replace(repeatable=False) == parse_answer(answer_wire(), question)
 
 
 def test_only_a_kept_answer_is_marked_repeatable():
-    memo = AnswerMemo()
+    memo = AnswerMemo(capacity=4)
+    for i in range(2):  # half full
+        name = f"n{i}.example.com"
+        memo.parse(answer_wire(name), parse_query(query_wire(name)).question)
     question = parse_query(query_wire()).question
     first = memo.parse(answer_wire(ident=1), question)  # seen once: a fresh parse, not kept
     assert not first.repeatable
@@ -98,15 +116,15 @@ def test_only_a_kept_answer_is_marked_repeatable():
 def test_a_changed_answer_is_parsed_afresh_and_replaces_the_old():
     memo = AnswerMemo()
     question = parse_query(query_wire()).question
-    for _ in range(2):
-        first = memo.parse(answer_wire(ttl=300), question)
+    first = memo.parse(answer_wire(ttl=300), question)
     counted_down = memo.parse(answer_wire(ttl=299), question)  # an upstream cache, a second later
     assert counted_down is not first and counted_down.addresses == ((4, "198.51.100.10", 299),)
-    for _ in range(2):
-        moved = memo.parse(answer_wire(address="198.51.100.11"), question)
+    assert memo.hits == 0
+    moved = memo.parse(answer_wire(address="198.51.100.11"), question)
     assert moved.addresses == ((4, "198.51.100.11", 300),)
     assert len(memo) == 1  # one kept answer per question: the new one replaced the old
     assert memo.parse(answer_wire(address="198.51.100.11"), question) is moved
+    assert memo.parse(answer_wire(ttl=300), question) is not first  # replaced, so parsed again
     assert memo.hits == 1
 
 
