@@ -133,8 +133,19 @@ class PolicyGate:
             table.resolutions.record(hit.pod, hit.qname, extended)  # type: ignore[arg-type]
         return True
 
-    def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
-        if self.admit_repeat(client_ip, query, answer):
+    def admit(
+        self,
+        client_ip: str,
+        transport: str,
+        query: Query,
+        answer: Answer,
+        release: Release,
+        *,
+        repeat_checked: bool = False,
+    ) -> None:
+        """Decide `answer` and call `release` once what it allows is in the kernel. `repeat_checked`:
+        the caller has just asked `admit_repeat`, which said no; it is not asked twice."""
+        if not repeat_checked and self.admit_repeat(client_ip, query, answer):
             release(True)
             return
         decided = self.clock()

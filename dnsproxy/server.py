@@ -38,7 +38,14 @@ class AnswerGate(Protocol):
     def admit_repeat(self, client_ip: str, query: Query, answer: Answer) -> bool: ...
 
     def admit(
-        self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release
+        self,
+        client_ip: str,
+        transport: str,
+        query: Query,
+        answer: Answer,
+        release: Release,
+        *,
+        repeat_checked: bool = False,
     ) -> None: ...
 
     def failed(self, client_ip: str, transport: str, query: Query, reason: str) -> None: ...
@@ -123,7 +130,7 @@ class Resolver:
         def release(ok: bool) -> None:
             send(wire if ok else self._servfail_wire(query), addr)
 
-        self.gate.admit(client_ip, "udp", query, answer, release)
+        self.gate.admit(client_ip, "udp", query, answer, release, repeat_checked=True)
 
     async def handle_tcp_message(self, data: bytes, client_ip: str) -> bytes | None:
         self.stats.queries_tcp += 1

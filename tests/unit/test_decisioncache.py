@@ -267,9 +267,10 @@ def test_the_server_releases_a_covered_repeat_at_once_and_decides_the_rest():
     admitted: list[str] = []
     real_admit = gate.admit
 
-    def counting_admit(client_ip, transport, query_, answer_, release):
+    def counting_admit(client_ip, transport, query_, answer_, release, *, repeat_checked=False):
+        assert repeat_checked  # the resolver asked admit_repeat already: not asked twice
         admitted.append(query_.qname)
-        real_admit(client_ip, transport, query_, answer_, release)
+        real_admit(client_ip, transport, query_, answer_, release, repeat_checked=repeat_checked)
 
     gate.admit = counting_admit  # type: ignore[method-assign]
 
