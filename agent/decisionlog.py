@@ -70,28 +70,25 @@ class DecisionLog:
             return True
         if not self._counts_repeats:
             return not self._silent
+        client, qname, qtype, outcome = key
+        if not wrote and self.counted_repeat(client, qname, qtype, outcome, now):
+            return False
+        # The first of its key in this window, or a write (which opens the key's window too: the
+        # covered repeats after it are counted, not printed).
         if self._window_started is None:
             self._window_started = now
         elif now - self._window_started >= self.window:
             self.close_window(now)  # its lines are written later, in slices (write_closed)
-        client, qname, qtype, outcome = key
         group = self._repeats.get((client, qtype, outcome))
         if group is None:
             group = self._repeats[(client, qtype, outcome)] = {}
-        seen = group.get(qname)
-        if seen is None or wrote:
-            # A write opens the key's window too: the covered repeats after it are counted, not printed.
-            if seen is None:
-                group[qname] = 0
-            return True
-        group[qname] = seen + 1
-        self.suppressed += 1
-        return False
+        group.setdefault(qname, 0)
+        return True
 
     def counted_repeat(self, client: str, qname: Any, qtype: int, outcome: Any, now: float) -> bool:
-        """`wants((client, qname, qtype, outcome), False, False, now)` for a decision that would only
-        be counted: True when it is counted as a repeat (no line); False, with nothing recorded, when
-        it would get a line, so the caller takes the path that builds it (and calls `wants`)."""
+        """For a decision that wrote nothing: True when it is counted as a repeat of its key in this
+        window (no line); False, with nothing recorded, when it would get a line, so the caller takes
+        the path that builds it (and calls `wants`, which starts with this)."""
         if not self._counts_repeats:
             return self._silent
         started = self._window_started

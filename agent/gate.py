@@ -220,12 +220,12 @@ class PolicyGate:
         counter = self._counter_keys.setdefault(counter, counter)  # one tuple shared by the entries
         plan = decision.plan
         if plan is not None:
+            pod, qname = plan.pod, plan.qname
             renew = tuple(x for dst, until in plan.resolved.items() for x in (dst, round(until - decided)))
-            entry = Remembered(answer, covered_until, self._index, self.guard, self.table.removals,
-                               counter, decision.outcome, plan.pod, plan.qname, renew)  # fmt: skip
         else:
-            entry = Remembered(answer, covered_until, self._index, self.guard, self.table.removals,
-                               counter, decision.outcome, decision.pod, query.qname, denied)  # fmt: skip
+            pod, qname, renew = decision.pod, query.qname, denied
+        entry = Remembered(answer, covered_until, self._index, self.guard, self.table.removals, counter,
+                           decision.outcome, pod, qname, renew)  # fmt: skip
         self.covered.put(client_ip, query.question, entry)
 
     def hold_summary(self) -> dict[str, Any]:
@@ -254,18 +254,8 @@ class PolicyGate:
         plan = decision.plan
         wrote = plan is not None and bool(plan.writes or plan.deletes)
         key = (lookup.client_ip, lookup.qname, lookup.qtype, decision.outcome)
-        if self.decision_log.wants(key, wrote, error is not None, self.clock()):
-            self._write_line(lookup, query, transport, decision, error)
-
-    def _write_line(
-        self,
-        lookup: AnsweredLookup,
-        query: Query,
-        transport: str,
-        decision: Decision,
-        error: str | None = None,
-    ) -> None:
-        plan = decision.plan
+        if not self.decision_log.wants(key, wrote, error is not None, self.clock()):
+            return
         fields: dict[str, Any] = {
             "client": lookup.client_ip,
             "pod": decision.pod,
