@@ -194,6 +194,11 @@ class AgentCollector(Collector):
         ready = GaugeMetricFamily(f"{PREFIX}_ready", "1 when /readyz answers 200")
         ready.add_metric([], 0 if health.problems(time.monotonic()) else 1)
         yield ready
+        yield histogram_family(
+            f"{PREFIX}_gc_pause_seconds",
+            "Time each garbage collection stopped the agent (every answer in flight waited as long)",
+            agent.collector_pauses.histogram,
+        )
 
     def _denied(self, agent: Agent) -> Iterator[Metric]:
         """What the kernel denied, from the NFLOG reader (agent.drops; docs/drops.md)."""

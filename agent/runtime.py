@@ -20,6 +20,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from agent.collectorpauses import CollectorPauses
 from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.drops import DropReporter
 from agent.gate import PolicyGate, histogram_summary
@@ -106,6 +107,7 @@ class Agent:
         self.health = Health(watchdog_interval=config.watchdog_interval)
         self.nft_latency = Histogram()
         self.upstream_latency = Histogram()
+        self.collector_pauses = CollectorPauses()
         self.writer = SetWriter(on_latency=self.nft_latency.observe)
         self.table = AllowTable(
             TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack), config.max_addresses_per_name
@@ -216,6 +218,7 @@ class Agent:
         gc.collect()
         gc.freeze()
         gc.set_threshold(self.config.gc_young, 20, 100)
+        self.collector_pauses.install()
         self.health.record_start(time.monotonic())
         self.log.info(
             "agent.ready",
@@ -364,6 +367,11 @@ class Agent:
                 "agent.stats",
                 hold_time=self.gate.hold_summary(),
                 nft_call_time=histogram_summary(self.nft_latency),
+                gc_pauses={
+                    **histogram_summary(self.collector_pauses.histogram),
+                    "by_generation": list(self.collector_pauses.by_generation),
+                    "longest_ms": round(self.collector_pauses.longest * 1000, 3),
+                },
                 elements=len(self.table),
             )
 
@@ -398,6 +406,7 @@ class Agent:
         self.decision_log.flush_repeats(time.monotonic())
         self.decision_log.flush()
         self.log_stats()
+        self.collector_pauses.uninstall()
         self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.table}")
 
     async def run_forever(self) -> None:

@@ -8,6 +8,7 @@ import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from agent.gate import PolicyGate
 from agent.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
@@ -124,6 +125,9 @@ def test_histograms_read_the_agents_histograms(agent):
     assert value(agent, "fqdn_policy_upstream_latency_seconds_bucket", le="0.002") == 0
     assert value(agent, "fqdn_policy_nft_write_latency_seconds_count") == 2
     assert value(agent, "fqdn_policy_nft_write_latency_seconds_bucket", le="+Inf") == 2
+    agent.collector_pauses.histogram.observe(0.004)
+    assert value(agent, "fqdn_policy_gc_pause_seconds_bucket", le="0.005") == 1
+    assert value(agent, "fqdn_policy_gc_pause_seconds_bucket", le="0.002") == 0
 
 
 def test_agent_counters(agent):
@@ -269,3 +273,18 @@ def test_denied_connections_by_pod(agent):
     agent.drops_by_pod["10.244.1.99"] = 1  # a source no pod has
     assert value(agent, "fqdn_policy_denied_connections_total", pod="default/c", mode="enforce") == 3
     assert value(agent, "fqdn_policy_denied_connections_total", pod="10.244.1.99", mode="enforce") == 1
+
+
+def test_stats_line_carries_the_histograms_and_the_collectors_pauses(agent):
+    agent.nft_latency.observe(0.0002)
+    agent.collector_pauses.histogram.observe(0.004)
+    agent.collector_pauses.by_generation[1] += 1
+    agent.collector_pauses.longest = 0.004
+    with capture_logs() as logs:
+        agent.log_stats()
+    (line,) = [entry for entry in logs if entry["event"] == "agent.stats"]
+    assert line["nft_call_time"]["count"] == 1
+    assert line["gc_pauses"]["count"] == 1
+    assert line["gc_pauses"]["p99_ms"] == 5.0
+    assert line["gc_pauses"]["by_generation"] == [0, 1, 0]
+    assert line["gc_pauses"]["longest_ms"] == 4.0
