@@ -107,15 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     results = measure(args)
     print(
         "| round | upstream QPS | relay QPS | relay / upstream | relay CPU per query, us (of which user) "
-        "| relay p50 / p99 at fixed rate, ms |"
+        "| relay p50 / p99 at fixed rate, ms | relay user CPU per query at fixed rate, us |"
     )
-    print("|---|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---|---:|")
     for i, r in enumerate(results["rounds"], start=1):
         up, relay = r["upstream"], r["relay"]
         print(
             f"| {i} | {up['qps']:,.0f} | {relay['qps']:,.0f} | {relay['qps'] / up['qps']:.3f} | "
             f"{relay['cpu_us_per_query']} ({relay['user_cpu_us_per_query']}) | "
-            f"{relay['p50_ms']} / {relay['p99_ms']} |"
+            f"{relay['p50_ms']} / {relay['p99_ms']} | {relay['fixed_user_cpu_us_per_query']} |"
         )
     return 0
 

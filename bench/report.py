@@ -51,6 +51,19 @@ def hold_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def pause_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The collector's pauses between two `agent.stats` readings: how many (by generation), their sum,
+    and the largest bucket any of them fell in (an upper bound, like the quantiles)."""
+    out = hold_delta(before, after)
+    counts = [a - b for a, b in zip(after["counts"], before["counts"], strict=True)]
+    bounds = [*after["bounds_s"], float("inf")]
+    out["total_ms"] = (after["sum_s"] - before["sum_s"]) * 1000
+    out["max_ms"] = max((b * 1000 for b, n in zip(bounds, counts, strict=True) if n), default=None)
+    generations = zip(after["by_generation"], before["by_generation"], strict=True)
+    out["by_generation"] = [a - b for a, b in generations]
+    return out
+
+
 def derive(results: dict[str, Any]) -> dict[str, Any]:
     """Ratios, added latencies and target verdicts from the raw measurements."""
     up, dm, px = (results["targets"].get(k, {}) for k in ("upstream", "dnsmasq_nftset", "fqdn_policy"))
@@ -86,6 +99,14 @@ def derive(results: dict[str, Any]) -> dict[str, Any]:
 def _hold(px: dict[str, Any], run: str, key: str, what: str = "hold_for_write") -> float | None:
     value = px.get(what, {}).get(run, {}).get(key)
     return float(value) if value is not None else None
+
+
+def _pauses(px: dict[str, Any], run: str) -> str:
+    pauses = px.get("gc_pauses", {}).get(run)
+    if not pauses:
+        return "n/a"
+    generations = "/".join(str(n) for n in pauses["by_generation"])
+    return f"{pauses['count']} ({generations}), {_f(pauses['total_ms'])}, {_f(pauses['max_ms'])}"
 
 
 def _rss_verdict(rss_kb: int | None, elements: int | None, target: int) -> str:
@@ -129,8 +150,8 @@ def markdown(results: dict[str, Any]) -> str:
     def cpu(x: dict[str, Any]) -> Any:
         return x.get("saturation_cpu_percent")
 
-    def per_query(x: dict[str, Any]) -> str:
-        split = x.get("saturation_cpu_us_per_query") or {}
+    def per_query(x: dict[str, Any], run: str = "saturation") -> str:
+        split = x.get(f"{run}_cpu_us_per_query") or {}
         if split.get("user") is None:
             return "-"
         return f"{_f(split['user'], 1)} / {_f(split['system'], 1)}"
@@ -168,6 +189,22 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_f(sat(dm, 'lost'))} / {_f(sat(dm, 'completed'))}",
             f"{_f(sat(px, 'lost'))} / {_f(sat(px, 'completed'))}",
             "",
+            "",
+        ),
+        (
+            f"server CPU % at {rate:,} qps (100 = one core)",
+            _f(up.get("fixed_rate_cpu_percent"), 0),
+            _f(dm.get("fixed_rate_cpu_percent"), 0),
+            _f(px.get("fixed_rate_cpu_percent"), 0),
+            "",
+            "",
+        ),
+        (
+            f"server CPU per answered query at {rate:,} qps, us (user / system)",
+            per_query(up, "fixed_rate"),
+            per_query(dm, "fixed_rate"),
+            per_query(px, "fixed_rate"),
+            "most answers here are first answers (a kernel write and a log line each)",
             "",
         ),
         (
@@ -229,6 +266,17 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_f(_hold(px, 'saturation', 'p50_ms'))} / {_f(_hold(px, 'saturation', 'p99_ms'))}",
             f"{_f(_hold(px, 'saturation', 'count'), 0)} held answers (the rest needed no write)",
             "",
+        ),
+        *(
+            (
+                f"garbage collections: count (by generation), total ms, longest ≤ ms ({label})",
+                "n/a",
+                "n/a",
+                _pauses(px, run),
+                "agent histogram `gc_pauses`; every answer in flight waits for a collection",
+                "",
+            )
+            for run, label in (("fixed_rate", f"at {rate:,} qps"), ("saturation", "saturation"))
         ),
         (
             "estimate only: p50 allowed - p50 not-allowed names, ms",

@@ -124,10 +124,13 @@ def measure(
     queries = str(files["queries"])
     dnsperf.run(lab, POD, server, queries, seconds=2, clients=args.clients, max_qps=1000)
     holds = [stats()] if stats else []
+    fixed_cpu, fixed_t0 = services.cpu_seconds(pid), time.monotonic()
     fixed = dnsperf.run(
         lab, POD, server, queries, seconds=args.latency_seconds, clients=args.clients,
         max_qps=args.rate, verbose=True, marked=allowed,
     )  # fmt: skip
+    fixed_user, fixed_system = (b - a for a, b in zip(fixed_cpu, services.cpu_seconds(pid), strict=True))
+    fixed_seconds = time.monotonic() - fixed_t0
     if stats:
         holds.append(stats())
     spy = services.start_profile(pid, args.seconds - 1, profile) if profile else None
@@ -141,6 +144,11 @@ def measure(
         "fixed_rate": fixed.summary(),
         "saturation": sat.summary(),
         "saturation_cpu_percent": (user + system) / (time.monotonic() - t0) * 100,
+        "fixed_rate_cpu_percent": (fixed_user + fixed_system) / fixed_seconds * 100,
+        "fixed_rate_cpu_us_per_query": {
+            "user": round(fixed_user / fixed.completed * 1e6, 1) if fixed.completed else None,
+            "system": round(fixed_system / fixed.completed * 1e6, 1) if fixed.completed else None,
+        },
         # Per answered query, split: the system part is the socket calls and the kernel's path for
         # each datagram (and any set writes), the user part the server's own code.
         "saturation_cpu_us_per_query": {
@@ -157,6 +165,10 @@ def measure(
         out["nft_call_time"] = {
             "fixed_rate": report.hold_delta(holds[0]["nft_call_time"], holds[1]["nft_call_time"]),
             "saturation": report.hold_delta(holds[1]["nft_call_time"], holds[2]["nft_call_time"]),
+        }
+        out["gc_pauses"] = {
+            "fixed_rate": report.pause_delta(holds[0]["gc_pauses"], holds[1]["gc_pauses"]),
+            "saturation": report.pause_delta(holds[1]["gc_pauses"], holds[2]["gc_pauses"]),
         }
     if spy is not None and profile is not None:
         try:
@@ -193,7 +205,7 @@ def agent_stats(proc: subprocess.Popen[Any], follower: services.LogFollower) -> 
     follower.skip_to_end()
     os.kill(proc.pid, signal.SIGUSR1)
     record = follower.wait_for(["agent.stats"], timeout=30)
-    return {"hold_time": record["hold_time"], "nft_call_time": record["nft_call_time"]}
+    return {k: record[k] for k in ("hold_time", "nft_call_time", "gc_pauses")}
 
 
 def bench_upstream(lab: Lab, upstream_pid: int, files: dict[str, Path], allowed: set[str], args: Any) -> Any:
