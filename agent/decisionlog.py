@@ -156,8 +156,11 @@ class DecisionLog:
                     }
 
     def _write(self, event: str, level: str, fields: dict[str, Any]) -> None:
-        line = {**fields, "event": event, "level": level, "ts": self._clock.now()}
-        self.stream.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE).decode())
+        """`fields` becomes the line: event, level and ts are added to it, not to a copy."""
+        fields["event"] = event
+        fields["level"] = level
+        fields["ts"] = self._clock.now()
+        self.stream.write(orjson.dumps(fields, option=orjson.OPT_APPEND_NEWLINE).decode())
         self.lines += 1
 
     def flush(self) -> None:

@@ -24,7 +24,7 @@ from policy.decision import AnsweredLookup, Decision, Outcome, decide
 from policy.decisioncache import DecisionCache, Remembered
 from policy.dropattribution import NameMemory
 from policy.model import grant_text
-from policy.ruleindex import PolicyIndex
+from policy.ruleindex import NameMatch, PolicyIndex
 
 
 @dataclass(slots=True)
@@ -57,6 +57,9 @@ def histogram_summary(histogram: Histogram) -> dict[str, Any]:
         "counts": list(snap.counts),
     }
 
+
+# Log lines keep the text of this many distinct matches (a few hundred bytes each) before starting over.
+MATCH_TEXTS = 4096
 
 # Read per answer; an enum member is slow to read in Python 3.11 (a descriptor call).
 _ALLOWED = Outcome.ALLOWED
@@ -92,6 +95,7 @@ class PolicyGate:
         # Repeats of an answer already covered skip `decide` (see policy.decisioncache for when).
         self.covered = DecisionCache()
         self._counter_keys: dict[tuple[str, int, int], tuple[str, int, int]] = {}
+        self._match_texts: dict[int, tuple[NameMatch, list[str], list[str]]] = {}
 
     @property
     def index(self) -> PolicyIndex:
@@ -103,6 +107,7 @@ class PolicyGate:
         dropped now, not left holding the old index (a thousand policies' rule sets) until replaced."""
         self._index = index
         self.covered.clear()
+        self._match_texts.clear()  # the old rule sets' matches: their text is no longer asked for
 
     def admit_repeat(self, client_ip: str, query: Query, answer: Answer) -> bool:
         """Whether `answer` is a repeat whose decision is remembered (policy.decisioncache) and that
@@ -228,6 +233,21 @@ class PolicyGate:
                            decision.outcome, pod, qname, renew)  # fmt: skip
         self.covered.put(client_ip, query.question, entry)
 
+    def _match_text(self, match: NameMatch) -> tuple[list[str], list[str]]:
+        """A match's rules and grants as log lines show them. A rule set shares one NameMatch among the
+        names that match the same rules (every name under one pattern), so the text is made once per
+        match rather than once per line. Keyed by id (hashing a NameMatch hashes its rules): the entry
+        holds its match, so no other object can have that id while the entry exists."""
+        cached = self._match_texts.get(id(match))
+        if cached is not None:
+            return cached[1], cached[2]
+        rules = [str(r) for r in match.rules]
+        grants = sorted(grant_text(g) for g in match.grants)
+        if len(self._match_texts) >= MATCH_TEXTS:
+            self._match_texts.clear()
+        self._match_texts[id(match)] = (match, rules, grants)
+        return rules, grants
+
     def hold_summary(self) -> dict[str, Any]:
         return histogram_summary(self.hold_time)
 
@@ -263,11 +283,11 @@ class PolicyGate:
             "qtype": qtype_name(lookup.qtype),
             "rcode": rcode_name(lookup.rcode),
             "transport": transport,
-            "outcome": decision.outcome.value,
+            "outcome": decision.outcome,  # a StrEnum: the line gets its text
         }
-        if decision.match.rules:
-            fields["rules"] = [str(r) for r in decision.match.rules]
-            fields["grants"] = sorted(grant_text(g) for g in decision.match.grants)
+        match = decision.match
+        if match.rules:
+            fields["rules"], fields["grants"] = self._match_text(match)
         if plan is not None:
             fields["allowed"] = [
                 {"address": a[1], "ttl": a[2], "timeout": self.table.ttl.timeout(a[2])}

@@ -1,8 +1,12 @@
 """The gate between DNS and kernel: an answer is released only after its write, SERVFAIL if it fails."""
 
+import io
+
+import orjson
 import pytest
 from dnslib import DNSRecord
 
+from agent.decisionlog import DecisionLog, LogMode
 from agent.gate import PolicyGate
 from dnsproxy.wire import Answer, Query, parse_query
 from policy.addressguard import AddressGuard
@@ -141,3 +145,39 @@ def test_hold_time_counts_only_answers_that_waited_for_a_write():
     assert summary["count"] == 1
     assert summary["p99_ms"] == 0.5  # the upper bound of the 0.25-0.5 ms bucket holding 0.3 ms
     assert summary["sum_s"] == pytest.approx(0.0003)
+
+
+PATTERN_POLICY = """
+apiVersion: networking.gke.io/v1alpha1
+kind: FQDNNetworkPolicy
+metadata: {name: p}
+spec:
+  podSelector: {matchLabels: {app: c}}
+  egress:
+  - matches: [{pattern: "*.example.com"}]
+    ports: [{protocol: TCP, port: %d}]
+---
+{apiVersion: v1, kind: Pod, metadata: {name: c, labels: {app: c}}, status: {podIPs: [{ip: 10.244.1.10}]}}
+"""
+
+
+def test_log_lines_name_the_rules_and_grants_of_the_policy_in_force():
+    stream = io.StringIO()
+    gate = PolicyGate(
+        PolicyIndex(load_text(PATTERN_POLICY % 443)), AllowTable(TTLPolicy(5, 3600)), AddressGuard(),
+        HeldWriter(), "t", clock=lambda: 100.0, decision_log=DecisionLog(stream, LogMode.ALL),
+    )  # fmt: skip
+
+    def line_for(name, address):
+        gate.admit("10.244.1.10", "udp", query(name), answer(address), lambda ok: None)
+        gate.writer.pending.pop()[1](None)
+        return orjson.loads(stream.getvalue().splitlines()[-1])
+
+    first = line_for("a.example.com", "198.51.100.1")
+    second = line_for("b.example.com", "198.51.100.2")  # the same match: its text is made once
+    assert first["rules"] == second["rules"] == ["default/p#egress[0] (*.example.com)"]
+    assert first["grants"] == second["grants"] == ["tcp/443"]
+    assert first["outcome"] == "allowed"
+    gate.index = PolicyIndex(load_text(PATTERN_POLICY % 8443))  # a reload changes the rule's port
+    third = line_for("c.example.com", "198.51.100.3")
+    assert third["grants"] == ["tcp/8443"]
