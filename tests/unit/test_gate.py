@@ -147,18 +147,8 @@ def test_hold_time_counts_only_answers_that_waited_for_a_write():
     assert summary["sum_s"] == pytest.approx(0.0003)
 
 
-PATTERN_POLICY = """
-apiVersion: networking.gke.io/v1alpha1
-kind: FQDNNetworkPolicy
-metadata: {name: p}
-spec:
-  podSelector: {matchLabels: {app: c}}
-  egress:
-  - matches: [{pattern: "*.example.com"}]
-    ports: [{protocol: TCP, port: %d}]
----
-{apiVersion: v1, kind: Pod, metadata: {name: c, labels: {app: c}}, status: {podIPs: [{ip: 10.244.1.10}]}}
-"""
+# The same policy with a pattern, its port a parameter.
+PATTERN_POLICY = POLICY.replace("{name: www.google.com}", '{pattern: "*.example.com"}').replace("443", "%d")
 
 
 def test_log_lines_name_the_rules_and_grants_of_the_policy_in_force():
