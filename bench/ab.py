@@ -92,21 +92,22 @@ def one_run(
         max_qps=args.rate, verbose=True,
     )  # fmt: skip
     before = services.cpu_seconds(pid) if pid is not None else (0.0, 0.0)
-    fixed_user_per_query = None
-    if pid is not None and fixed.completed:
-        # At a fixed rate the process sleeps between queries and other processes use the caches, so
-        # this is the cost of a query on a cold cache (most of them first answers), unlike saturation.
-        fixed_user_per_query = round((before[0] - start[0]) / fixed.completed * 1e6, 2)
+    # At a fixed rate the process sleeps between queries and other processes use the caches, so this
+    # is the cost of a query on a cold cache (most of them first answers), unlike saturation.
+    fixed_cpu = services.cpu_us_per_query(start, before, fixed.completed) if pid is not None else None
     sat = dnsperf.run(
         lab, POD, server, queries, seconds=args.seconds, clients=args.clients, outstanding=args.outstanding
     )
-    after = services.cpu_seconds(pid) if pid is not None else None
-    per_query = user_per_query = None
-    if after is not None and sat.completed:
-        # The system part is the socket calls and the kernel's path for each datagram (the ruleset,
-        # conntrack, the veth); the user part is the Python.
-        user_per_query = round((after[0] - before[0]) / sat.completed * 1e6, 2)
-        per_query = round((sum(after) - sum(before)) / sat.completed * 1e6, 2)
+    # The system part is the socket calls and the kernel's path for each datagram (the ruleset,
+    # conntrack, the veth); the user part is the Python.
+    sat_cpu = (
+        services.cpu_us_per_query(before, services.cpu_seconds(pid), sat.completed)
+        if pid is not None
+        else None
+    )
+    fixed_user_per_query = round(fixed_cpu[0], 2) if fixed_cpu else None
+    user_per_query = round(sat_cpu[0], 2) if sat_cpu else None
+    per_query = round(sum(sat_cpu), 2) if sat_cpu else None
     lat = fixed.summary()
     return {
         "qps": sat.qps,

@@ -129,8 +129,7 @@ def measure(
         lab, POD, server, queries, seconds=args.latency_seconds, clients=args.clients,
         max_qps=args.rate, verbose=True, marked=allowed,
     )  # fmt: skip
-    fixed_user, fixed_system = (b - a for a, b in zip(fixed_cpu, services.cpu_seconds(pid), strict=True))
-    fixed_seconds = time.monotonic() - fixed_t0
+    fixed_after, fixed_seconds = services.cpu_seconds(pid), time.monotonic() - fixed_t0
     if stats:
         holds.append(stats())
     spy = services.start_profile(pid, args.seconds - 1, profile) if profile else None
@@ -139,22 +138,17 @@ def measure(
         lab, POD, server, queries, seconds=args.seconds, clients=args.clients, outstanding=args.outstanding
     )
     after = services.cpu_seconds(pid)
-    user, system = after[0] - before[0], after[1] - before[1]
     out = {
         "fixed_rate": fixed.summary(),
         "saturation": sat.summary(),
-        "saturation_cpu_percent": (user + system) / (time.monotonic() - t0) * 100,
-        "fixed_rate_cpu_percent": (fixed_user + fixed_system) / fixed_seconds * 100,
-        "fixed_rate_cpu_us_per_query": {
-            "user": round(fixed_user / fixed.completed * 1e6, 1) if fixed.completed else None,
-            "system": round(fixed_system / fixed.completed * 1e6, 1) if fixed.completed else None,
-        },
+        "saturation_cpu_percent": (sum(after) - sum(before)) / (time.monotonic() - t0) * 100,
+        "fixed_rate_cpu_percent": (sum(fixed_after) - sum(fixed_cpu)) / fixed_seconds * 100,
         # Per answered query, split: the system part is the socket calls and the kernel's path for
         # each datagram (and any set writes), the user part the server's own code.
-        "saturation_cpu_us_per_query": {
-            "user": round(user / sat.completed * 1e6, 1) if sat.completed else None,
-            "system": round(system / sat.completed * 1e6, 1) if sat.completed else None,
-        },
+        "fixed_rate_cpu_us_per_query": _split(
+            services.cpu_us_per_query(fixed_cpu, fixed_after, fixed.completed)
+        ),
+        "saturation_cpu_us_per_query": _split(services.cpu_us_per_query(before, after, sat.completed)),
     }
     if stats:
         holds.append(stats())
@@ -178,6 +172,12 @@ def measure(
         if profile.exists():
             out["profile"] = {"file": str(profile), **services.summarize_profile(profile)}
     return out
+
+
+def _split(per_query: tuple[float, float] | None) -> dict[str, float | None]:
+    if per_query is None:
+        return {"user": None, "system": None}
+    return {"user": round(per_query[0], 1), "system": round(per_query[1], 1)}
 
 
 def log(message: str) -> None:

@@ -231,6 +231,16 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def cpu_us_per_query(
+    before: tuple[float, float], after: tuple[float, float], queries: int
+) -> tuple[float, float] | None:
+    """User and system CPU between two `cpu_seconds` readings, in microseconds per answered query;
+    None when no query was answered."""
+    if not queries:
+        return None
+    return (after[0] - before[0]) / queries * 1e6, (after[1] - before[1]) / queries * 1e6
+
+
 def py_spy() -> str | None:
     """py-spy from the venv or PATH (optional: `.venv/bin/pip install py-spy`)."""
     candidate = REPO / ".venv" / "bin" / "py-spy"

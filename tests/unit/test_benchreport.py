@@ -3,6 +3,7 @@
 import pytest
 
 from bench.report import hold_delta, pause_delta
+from bench.services import cpu_us_per_query
 
 BOUNDS = [0.001, 0.002, 0.005]
 
@@ -36,3 +37,9 @@ def test_pause_delta_with_no_collection_has_no_largest():
     delta = pause_delta(same, same)
     assert delta["count"] == 0
     assert delta["max_ms"] is None
+
+
+def test_cpu_per_query_is_the_difference_of_two_readings_over_the_answered_queries():
+    user, system = cpu_us_per_query((1.0, 2.0), (1.5, 2.25), 10_000)
+    assert user == pytest.approx(50.0) and system == pytest.approx(25.0)
+    assert cpu_us_per_query((1.0, 2.0), (1.5, 2.25), 0) is None
