@@ -39,3 +39,16 @@ def test_snapshot_is_a_copy():
     snap = h.snapshot()
     h.observe(0.5)
     assert snap.count == 0 and h.snapshot().count == 1
+
+
+def test_default_bounds_tell_a_hold_just_over_the_target_from_one_twice_the_target():
+    # The hold target is p99 <= 0.2 ms: a p99 of 0.25 ms must read as such, not as "<= 0.5 ms".
+    near, far = Histogram(), Histogram()
+    for _ in range(100):
+        near.observe(0.00025)
+        far.observe(0.00045)
+    assert near.snapshot().quantile(0.99) == pytest.approx(0.0003)
+    assert far.snapshot().quantile(0.99) == pytest.approx(0.0005)
+    target = Histogram()
+    target.observe(0.0002)
+    assert target.snapshot().quantile(0.99) == pytest.approx(0.0002)
