@@ -26,13 +26,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.runtime import DEFAULT_METRICS
-from bench import dnsperf, services, workload
+from bench import dnsperf, report, services, workload
 from tests.lab.addressing import PodSpec
 from tests.lab.netlab import Lab
 
@@ -80,18 +80,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def one_run(
-    lab: Lab, server: str, queries: str, args: argparse.Namespace, pid: int | None = None
+    lab: Lab,
+    server: str,
+    queries: str,
+    args: argparse.Namespace,
+    pid: int | None = None,
+    stats: Callable[[], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Warm-up, a fixed-rate run (latency), a saturation run (QPS). With the serving process's `pid`,
     also its CPU time per query at saturation: less noisy than QPS when it is the bottleneck, and the
-    number a code change moves."""
+    number a code change moves. With `stats` (the agent's cumulative histograms, as bench.run reads
+    them), also how long answers were held for their writes at the fixed rate."""
     dnsperf.run(lab, POD, server, queries, seconds=2, clients=args.clients, max_qps=1000)
+    held = [stats()] if stats else []
     start = services.cpu_seconds(pid) if pid is not None else (0.0, 0.0)
     fixed = dnsperf.run(
         lab, POD, server, queries, seconds=args.latency_seconds, clients=args.clients,
         max_qps=args.rate, verbose=True,
     )  # fmt: skip
     before = services.cpu_seconds(pid) if pid is not None else (0.0, 0.0)
+    if stats:
+        held.append(stats())
     # At a fixed rate the process sleeps between queries and other processes use the caches, so this
     # is the cost of a query on a cold cache (most of them first answers), unlike saturation.
     fixed_cpu = services.cpu_us_per_query(start, before, fixed.completed) if pid is not None else None
@@ -118,6 +127,7 @@ def one_run(
         "p50_ms": lat.get("p50_ms"),
         "p99_ms": lat.get("p99_ms"),
         "fixed_lost": fixed.lost,
+        "fixed_hold": report.hold_delta(held[0]["hold_time"], held[1]["hold_time"]) if held else None,
     }
 
 
@@ -185,7 +195,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 try:
                     services.LogFollower(log_path).wait_for(["agent.ready"], timeout=120)
                     services.wait_answering(lab, POD, services.NODE_IP, allowed[0], "AAAA")
-                    result[name] = one_run(lab, services.NODE_IP, queries, args, proc.pid)
+                    follower = services.LogFollower(log_path)
+                    result[name] = one_run(
+                        lab, services.NODE_IP, queries, args, proc.pid,
+                        lambda: services.agent_stats(proc, follower),  # noqa: B023 - called in this iteration
+                    )  # fmt: skip
                     result[name]["counters"] = agent_counters(lab)
                 finally:
                     services.stop(proc, grace=10)
@@ -212,8 +226,8 @@ def summary(results: dict[str, Any]) -> str:
     lines = [
         "| variant | args | QPS (median) | QPS / upstream (median, per round) "
         "| agent CPU per query, us (median; of which user) | added p50 / p99 at fixed rate, ms "
-        "| user CPU per query at fixed rate, us (median) |",
-        "|---|---|---:|---|---:|---|---:|",
+        "| user CPU per query at fixed rate, us (median) | hold p50 / p99 at fixed rate, ms (median) |",
+        "|---|---|---:|---|---:|---|---:|---|",
     ]
     for name, argv in results["variants"].items():
         ratios = [r[name]["qps"] / r["upstream"]["qps"] for r in rounds if r["upstream"]["qps"]]
@@ -229,7 +243,8 @@ def summary(results: dict[str, Any]) -> str:
             f"({', '.join(f'{x:.3f}' for x in ratios)}) | "
             f"{cpu}; {user} | "
             f"{_median(added50)} / {_median(added99)} | "
-            f"{_median([r[name][COLD] for r in rounds if r[name].get(COLD)])} |"
+            f"{_median([r[name][COLD] for r in rounds if r[name].get(COLD)])} | "
+            f"{_median(_held(rounds, name, 'p50_ms'))} / {_median(_held(rounds, name, 'p99_ms'))} |"
         )
     return "\n".join(lines)
 
@@ -237,6 +252,11 @@ def summary(results: dict[str, Any]) -> str:
 def _added(rounds: list[dict[str, Any]], name: str, key: str) -> list[float]:
     """Latency added over the round's upstream (rounds where dnsperf reported none are skipped)."""
     return [r[name][key] - r["upstream"][key] for r in rounds if r[name][key] and r["upstream"][key]]
+
+
+def _held(rounds: list[dict[str, Any]], name: str, key: str) -> list[float]:
+    """The hold-time quantile (a bucket's upper bound) per round, where the agent held any answer."""
+    return [r[name]["fixed_hold"][key] for r in rounds if (r[name].get("fixed_hold") or {}).get(key)]
 
 
 def _median(values: list[float]) -> str:

@@ -200,14 +200,6 @@ def sighup_reload(proc: subprocess.Popen[Any], follower: services.LogFollower) -
             return agent_ts(record) - sent
 
 
-def agent_stats(proc: subprocess.Popen[Any], follower: services.LogFollower) -> dict[str, Any]:
-    """The agent's cumulative hold-time histogram: SIGUSR1 makes it log an `agent.stats` line."""
-    follower.skip_to_end()
-    os.kill(proc.pid, signal.SIGUSR1)
-    record = follower.wait_for(["agent.stats"], timeout=30)
-    return {k: record[k] for k in ("hold_time", "nft_call_time", "gc_pauses")}
-
-
 def bench_upstream(lab: Lab, upstream_pid: int, files: dict[str, Path], allowed: set[str], args: Any) -> Any:
     log("(1) upstream dnsmasq, direct")
     return measure(lab, services.UPSTREAM_IP, upstream_pid, files, allowed, args)
@@ -255,7 +247,7 @@ def bench_agent(lab: Lab, work: Path, files: dict[str, Path], allowed: set[str],
         agent["reload_empty_s"] = sighup_reload(proc, follower)
         log("(3) fqdn-policy: measuring")
         profile = RESULTS / f"{args.stamp}-agent-profile.txt" if args.profile else None
-        stats = lambda: agent_stats(proc, follower)  # noqa: E731
+        stats = lambda: services.agent_stats(proc, follower)  # noqa: E731
         out |= measure(lab, services.NODE_IP, proc.pid, files, allowed, args, profile, stats)
         agent["rss_main_kb"] = services.proc_status(proc.pid)["VmRSS"]
         agent["elements_main"] = services.count_elements(lab, services.PROXY_TABLE, ALLOW_SETS)

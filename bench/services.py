@@ -294,3 +294,11 @@ def _frame(text: str) -> str:
     parts = Path(file).parts
     short = "/".join(parts[-2:]) if len(parts) >= 2 else file
     return f"{name} ({short})"
+
+
+def agent_stats(proc: subprocess.Popen[Any], follower: LogFollower) -> dict[str, Any]:
+    """The agent's cumulative hold-time histogram: SIGUSR1 makes it log an `agent.stats` line."""
+    follower.skip_to_end()
+    os.kill(proc.pid, signal.SIGUSR1)
+    record = follower.wait_for(["agent.stats"], timeout=30)
+    return {k: record[k] for k in ("hold_time", "nft_call_time", "gc_pauses")}
