@@ -52,6 +52,9 @@ EXPIRY_SWEEP_SECONDS = 5.0  # a sweep costs what expired (policy.expirywheel), s
 LOG_FLUSH_SECONDS = 0.5
 REPEAT_LINES_PER_SLICE = 1_000  # ~3.5 ms of writing between two chances for the loop to answer
 GC_THRESHOLD = 20_000
+# How long the first answer of a burst may be held while later ones are decided before their writes
+# go in one transaction (enforcer.writer); a cold decision takes ~50 us here (docs/benchmarks.md).
+WRITE_BATCH_WAIT = 0.00005
 MIN_APPLY_INTERVAL = 0.1
 DEFAULT_METRICS = ("127.0.0.1", 9153)
 FILE_MARGIN = 256  # descriptors besides TCP clients: listeners, upstream sockets, netlink, logs
@@ -108,7 +111,7 @@ class Agent:
         self.nft_latency = Histogram()
         self.upstream_latency = Histogram()
         self.collector_pauses = CollectorPauses()
-        self.writer = SetWriter(on_latency=self.nft_latency.observe)
+        self.writer = SetWriter(on_latency=self.nft_latency.observe, max_wait=WRITE_BATCH_WAIT)
         self.table = AllowTable(
             TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack), config.max_addresses_per_name
         )

@@ -9,6 +9,12 @@ the requests came: a run of consecutive element requests is one batch, a run of 
 libnftables call. (A writer thread measured worse: the thread must win the GIL back from a busy loop,
 up to the 5 ms switch interval, after every call.)
 
+Group commit holds the first answer of a burst while the rest are decided, which at a fixed rate (a
+few answers at a time, each decided in tens of microseconds on a cold cache) was most of the tail of
+the time answers are held. With `max_wait`, an element request queued when the oldest queued request
+has waited that long flushes the queue at once, the new request included: batches stay large while
+decisions are quick and shrink when they are slow.
+
 If a combined transaction fails, each request is retried on its own, so one bad request (say, a delete
 of an element the kernel already expired) fails only itself.
 """
@@ -62,8 +68,11 @@ class SetWriter:
         nft_factory: Callable[[], Nft] = Nft,
         on_latency: Callable[[float], None] | None = None,
         elements_factory: Callable[[], ElementWriter] = ElementSocket,
+        max_wait: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`on_latency(seconds)` is told how long each transaction took (for metrics)."""
+        """`on_latency(seconds)` is told how long each transaction took (for metrics). `max_wait`
+        (seconds): see the module's docstring; None waits for the end of the burst or loop turn."""
         self._nft: Nft | None = None
         self._elements: ElementWriter | None = None
         self._on_latency = on_latency
@@ -71,6 +80,9 @@ class SetWriter:
         self._elements_factory = elements_factory
         self._queue: list[_Request] = []
         self._scheduled = False
+        self._max_wait = max_wait
+        self._clock = clock
+        self._oldest = 0.0  # when the oldest queued request was queued (kept only with max_wait)
         self.stats = WriterStats()
 
     def submit(self, commands: list[Command], done: Done) -> None:
@@ -80,11 +92,17 @@ class SetWriter:
     def submit_elements(
         self, table: str, writes: Iterable[ElementWrite], deletes: Iterable[Element], done: Done
     ) -> None:
-        """Queue allow-set element changes (deletes, then writes); `done` as for submit."""
+        """Queue allow-set element changes (deletes, then writes); `done` as for submit. With `max_wait`,
+        this may write the queue, and call `done`, before it returns."""
+        queued_before = bool(self._queue)
         self._enqueue(_Request(None, ElementChange(table, tuple(writes), tuple(deletes)), done))
+        if queued_before and self._max_wait is not None and self._clock() - self._oldest >= self._max_wait:
+            self._flush()
 
     def _enqueue(self, request: _Request) -> None:
         self._queue.append(request)
+        if len(self._queue) == 1 and self._max_wait is not None:
+            self._oldest = self._clock()
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)

@@ -112,3 +112,51 @@ def test_an_element_run_is_acknowledged_before_the_commands_queued_after_it_run(
         assert log == [("elements", [("a",)]), ("done a", None), "nft", ("done c", None)]
 
     asyncio.run(main())
+
+
+def test_an_element_request_queued_after_the_oldest_waited_max_wait_flushes_at_once():
+    async def main():
+        log = []
+        now = [10.0]
+        writer = SetWriter(
+            RecordingNft,
+            elements_factory=lambda: RecordingElements(log),
+            max_wait=0.0001,
+            clock=lambda: now[0],
+        )
+        done = []
+        writer.submit_elements("t", ["a"], [], done.append)
+        now[0] += 0.00005
+        writer.submit_elements("t", ["b"], [], done.append)
+        assert done == [] and log == []  # the oldest has waited less than max_wait: still batching
+        now[0] += 0.00006
+        writer.submit_elements("t", ["c"], [], done.append)
+        # written before submit_elements returned, the new request with the ones that waited
+        assert log == [("elements", [("a",), ("b",), ("c",)])] and done == [None] * 3
+        writer.submit_elements("t", ["d"], [], done.append)  # the oldest is now "d": a new batch
+        now[0] += 0.00009
+        writer.submit_elements("t", ["e"], [], done.append)
+        assert len(log) == 1
+        await asyncio.sleep(0)  # the end of the loop turn writes the rest, as without max_wait
+        assert log[1:] == [("elements", [("d",), ("e",)])] and done == [None] * 5
+        assert writer.stats.transactions == 2
+
+    asyncio.run(main())
+
+
+def test_without_max_wait_requests_wait_for_the_end_of_the_turn_however_long_they_waited():
+    async def main():
+        log = []
+        now = [10.0]
+        writer = SetWriter(
+            RecordingNft, elements_factory=lambda: RecordingElements(log), clock=lambda: now[0]
+        )
+        done = []
+        writer.submit_elements("t", ["a"], [], done.append)
+        now[0] += 60.0
+        writer.submit_elements("t", ["b"], [], done.append)
+        assert done == [] and log == []
+        await asyncio.sleep(0)
+        assert log == [("elements", [("a",), ("b",)])] and done == [None, None]
+
+    asyncio.run(main())
