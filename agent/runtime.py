@@ -12,7 +12,6 @@ the table in place so allowed flows keep working.
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import resource
 import signal
@@ -20,6 +19,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
+from agent.collector import CollectorRegime, WholeCollection
 from agent.collectorpauses import CollectorPauses
 from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.drops import DropReporter
@@ -111,6 +111,7 @@ class Agent:
         self.nft_latency = Histogram()
         self.upstream_latency = Histogram()
         self.collector_pauses = CollectorPauses()
+        self.collector: CollectorRegime | None = None
         self.writer = SetWriter(on_latency=self.nft_latency.observe, max_wait=WRITE_BATCH_WAIT)
         self.table = AllowTable(
             TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack), config.max_addresses_per_name
@@ -215,12 +216,12 @@ class Agent:
             asyncio.create_task(self._watchdog()),
             asyncio.create_task(self._flush_logs()),
         ]
-        # The policy index and adopted elements live as long as the agent: move them out of the
-        # collector's view, and collect young objects less often, so a full collection does not stall
-        # every answer behind it (the p99 at 2,000 qps; see docs/benchmarks.md).
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(self.config.gc_young, 20, 100)
+        # What lives now (the policy index, the adopted elements) is frozen, and so is whatever later
+        # survives a young collection: see agent.collector.
+        self.collector = CollectorRegime(
+            self.config.gc_young, asyncio.get_running_loop().call_soon_threadsafe, self._collected_whole
+        )
+        self.collector.install()
         self.collector_pauses.install()
         self.health.record_start(time.monotonic())
         self.log.info(
@@ -309,6 +310,15 @@ class Agent:
     def _write_failed(self, error: Exception) -> None:
         if self._repairing is None or self._repairing.done():
             self._repairing = asyncio.ensure_future(self.repair(f"write failed: {error}"))
+
+    def _collected_whole(self, result: WholeCollection) -> None:
+        self.log.info(
+            "gc.whole_collection",
+            seconds=round(result.seconds, 4),
+            unreachable=result.collected,
+            allocated_blocks_before=result.blocks_before,
+            allocated_blocks_after=result.blocks_after,
+        )
 
     async def repair(self, reason: str) -> None:
         """Recreate the table and write back everything allowed (someone deleted or flushed it)."""
@@ -410,6 +420,8 @@ class Agent:
         self.decision_log.flush()
         self.log_stats()
         self.collector_pauses.uninstall()
+        if self.collector is not None:
+            self.collector.uninstall()
         self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.table}")
 
     async def run_forever(self) -> None:

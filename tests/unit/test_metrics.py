@@ -10,6 +10,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from agent.collector import CollectorRegime
 from agent.gate import PolicyGate
 from agent.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
 from agent.metrics import registry_for
@@ -288,3 +289,16 @@ def test_stats_line_carries_the_histograms_and_the_collectors_pauses(agent):
     assert line["gc_pauses"]["p99_ms"] == 5.0
     assert line["gc_pauses"]["by_generation"] == [0, 1, 0]
     assert line["gc_pauses"]["longest_ms"] == 4.0
+
+
+def test_a_whole_collection_is_logged_with_its_duration_and_what_it_freed(agent):
+    regime = CollectorRegime(20_000, lambda fn: None, agent._collected_whole)  # as Agent.start wires it
+    regime.install()
+    try:
+        with capture_logs() as logs:
+            regime.collect_whole()
+    finally:
+        regime.uninstall()
+    (line,) = [entry for entry in logs if entry["event"] == "gc.whole_collection"]
+    assert line["seconds"] >= 0 and line["unreachable"] >= 0
+    assert line["allocated_blocks_before"] > 0 and line["allocated_blocks_after"] > 0
