@@ -208,6 +208,14 @@ def markdown(results: dict[str, Any]) -> str:
             "",
         ),
         (
+            f"host steal time during the {rate:,} qps run, ms (both vCPUs)",
+            _f(up.get("fixed_rate_steal_ms"), 0),
+            _f(dm.get("fixed_rate_steal_ms"), 0),
+            _f(px.get("fixed_rate_steal_ms"), 0),
+            "the hypervisor running something else: every process stops, without a context switch",
+            "",
+        ),
+        (
             f"achieved QPS at fixed {rate:,} qps",
             _f(fix(up, "qps"), 0),
             _f(fix(dm, "qps"), 0),

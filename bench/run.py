@@ -124,12 +124,13 @@ def measure(
     queries = str(files["queries"])
     dnsperf.run(lab, POD, server, queries, seconds=2, clients=args.clients, max_qps=1000)
     holds = [stats()] if stats else []
-    fixed_cpu, fixed_t0 = services.cpu_seconds(pid), time.monotonic()
+    fixed_cpu, fixed_t0, fixed_steal = services.cpu_seconds(pid), time.monotonic(), services.steal_seconds()
     fixed = dnsperf.run(
         lab, POD, server, queries, seconds=args.latency_seconds, clients=args.clients,
         max_qps=args.rate, verbose=True, marked=allowed,
     )  # fmt: skip
     fixed_after, fixed_seconds = services.cpu_seconds(pid), time.monotonic() - fixed_t0
+    fixed_steal = services.steal_seconds() - fixed_steal
     if stats:
         holds.append(stats())
     spy = services.start_profile(pid, args.seconds - 1, profile) if profile else None
@@ -143,6 +144,7 @@ def measure(
         "saturation": sat.summary(),
         "saturation_cpu_percent": (sum(after) - sum(before)) / (time.monotonic() - t0) * 100,
         "fixed_rate_cpu_percent": (sum(fixed_after) - sum(fixed_cpu)) / fixed_seconds * 100,
+        "fixed_rate_steal_ms": fixed_steal * 1000,
         # Per answered query, split: the system part is the socket calls and the kernel's path for
         # each datagram (and any set writes), the user part the server's own code.
         "fixed_rate_cpu_us_per_query": _split(

@@ -231,6 +231,15 @@ def cpu_seconds(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor has taken from this machine's virtual CPUs so far, all of them summed
+    (/proc/stat's `steal`, in clock ticks: 10 ms steps). A process whose virtual CPU is stolen stops
+    without the guest seeing a context switch: on this host that, not the code, is most of the p99 at
+    a fixed rate (docs/benchmarks.md)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def cpu_us_per_query(
     before: tuple[float, float], after: tuple[float, float], queries: int
 ) -> tuple[float, float] | None:
