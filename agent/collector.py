@@ -3,7 +3,7 @@
 CPython moves what survives a young collection into a middle generation and scans that again after
 every 20 young collections. For the agent, what survives is its state (allowed elements, remembered
 decisions, parsed answers), which lives for minutes: each middle collection rescans hundreds of
-thousands of such objects, a stop of ~100 ms every ~20 young collections while answers are being
+thousands of such objects, a stop of 60-100 ms every ~20 young collections while answers are being
 written (`python -m bench.collector`), and again and again in a steady state where new answers
 replace expired ones.
 
