@@ -147,8 +147,9 @@ def markdown(results: dict[str, Any]) -> str:
     def cls(x: dict[str, Any], which: str, key: str) -> Any:
         return x.get("fixed_rate", {}).get(which, {}).get(key)
 
-    def cpu(x: dict[str, Any]) -> Any:
-        return x.get("saturation_cpu_percent")
+    def each(label: str, key: str, note: str = "") -> tuple[str, str, str, str, str, str]:
+        """A row of one whole number per server, read from the server's top level."""
+        return (label, _f(up.get(key), 0), _f(dm.get(key), 0), _f(px.get(key), 0), note, "")
 
     def per_query(x: dict[str, Any], run: str = "saturation") -> str:
         split = x.get(f"{run}_cpu_us_per_query") or {}
@@ -167,14 +168,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"dnsmasq/upstream {_f(d['dnsmasq_over_upstream_qps'], 3)}x",
             f"≥ 2x dnsmasq: **{v['qps_ratio']}**",
         ),
-        (
-            "server CPU % during saturation (100 = one core)",
-            _f(cpu(up), 0),
-            _f(cpu(dm), 0),
-            _f(cpu(px), 0),
-            "",
-            "",
-        ),
+        each("server CPU % during saturation (100 = one core)", "saturation_cpu_percent"),
         (
             "server CPU per answered query at saturation, us (user / system)",
             per_query(up),
@@ -191,14 +185,7 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "",
         ),
-        (
-            f"server CPU % at {rate:,} qps (100 = one core)",
-            _f(up.get("fixed_rate_cpu_percent"), 0),
-            _f(dm.get("fixed_rate_cpu_percent"), 0),
-            _f(px.get("fixed_rate_cpu_percent"), 0),
-            "",
-            "",
-        ),
+        each(f"server CPU % at {rate:,} qps (100 = one core)", "fixed_rate_cpu_percent"),
         (
             f"server CPU per answered query at {rate:,} qps, us (user / system)",
             per_query(up, "fixed_rate"),
@@ -207,13 +194,10 @@ def markdown(results: dict[str, Any]) -> str:
             "most answers here are first answers (a kernel write and a log line each)",
             "",
         ),
-        (
+        each(
             f"host steal time during the {rate:,} qps run, ms (both vCPUs)",
-            _f(up.get("fixed_rate_steal_ms"), 0),
-            _f(dm.get("fixed_rate_steal_ms"), 0),
-            _f(px.get("fixed_rate_steal_ms"), 0),
+            "fixed_rate_steal_ms",
             "the hypervisor running something else: every process stops, without a context switch",
-            "",
         ),
         (
             f"achieved QPS at fixed {rate:,} qps",
