@@ -193,9 +193,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     lab, work, files["policy"], args.min_ttl, extra, label=f"agent-{name}", tree=tree
                 )
                 try:
-                    services.LogFollower(log_path).wait_for(["agent.ready"], timeout=120)
-                    services.wait_answering(lab, POD, services.NODE_IP, allowed[0], "AAAA")
                     follower = services.LogFollower(log_path)
+                    follower.wait_for(["agent.ready"], timeout=120)
+                    services.wait_answering(lab, POD, services.NODE_IP, allowed[0], "AAAA")
                     result[name] = one_run(
                         lab, services.NODE_IP, queries, args, proc.pid,
                         lambda: services.agent_stats(proc, follower),  # noqa: B023 - called in this iteration
