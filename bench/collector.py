@@ -10,8 +10,9 @@ acknowledges at once; nothing needs root. Reported per regime: collections by ge
 longest pause, the total of the pauses, and the pass's CPU time.
 
 - `cpython`: the agent's regime before agent.collector: what exists at start frozen, then young
-  collections every GC_THRESHOLD allocations and CPython's middle and old generations (thresholds
-  20 and 100), whose middle collections rescan everything that survived the last 20 young ones.
+  collections every `--young` allocations (the agent's default) and CPython's middle and old
+  generations (thresholds 20 and 100), whose middle collections rescan everything that survived
+  the last 20 young ones.
 - `agent`: agent.collector.CollectorRegime (survivors frozen at once; the frozen heap collected
   whole after growing by a quarter, at most once a minute, which a pass of a few seconds never reaches
   unless `--min-interval` is lowered).
@@ -21,14 +22,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import ipaddress
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from agent.runtime import GC_THRESHOLD
@@ -37,32 +35,19 @@ REGIMES = ("cpython", "agent")
 
 
 def child(regime: str, answers: int, min_interval: float, young: int) -> dict[str, Any]:
-    from dnslib import AAAA, QTYPE, RR, DNSRecord
-
     from agent import collector
     from agent.collectorpauses import CollectorPauses
     from agent.decisionlog import DecisionLog
     from agent.gate import PolicyGate
     from bench import workload
-    from bench.micro import _ImmediateWriter, _NullStream
+    from bench.micro import _ImmediateWriter, _NullStream, aaaa_wires, load_workload
     from dnsproxy.parsememo import AnswerMemo, QueryMemo
     from policy.addressguard import AddressGuard
     from policy.allowtable import AllowTable
-    from policy.fileloader import load_file
-    from policy.ruleindex import PolicyIndex
     from policy.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
 
-    with tempfile.TemporaryDirectory() as tmp:
-        manifest = workload.generate(Path(tmp), workload.WorkloadSpec(names=answers, target_elements=0))
-        index = PolicyIndex(load_file(Path(tmp) / manifest.files["policy"]))
-        names = [line.split()[0] for line in (Path(tmp) / manifest.files["queries"]).read_text().splitlines()]
-    base = int(ipaddress.IPv6Address("2001:db8:be00::"))
-    wires: list[tuple[bytes, bytes]] = []
-    for i, name in enumerate(names):
-        question = DNSRecord.question(name, "AAAA")
-        reply = question.reply()
-        reply.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(str(ipaddress.IPv6Address(base + i))), ttl=300))
-        wires.append((question.pack(), reply.pack()))
+    index, names, client = load_workload(workload.WorkloadSpec().policies, answers)
+    wires = aaaa_wires(names, 300)
     table = AllowTable(TTLPolicy(600, 86400, DEFAULT_REFRESH_SLACK))
     log = DecisionLog(stream=_NullStream())  # type: ignore[arg-type]
     gate = PolicyGate(index, table, AddressGuard(), _ImmediateWriter(), "t", decision_log=log)  # type: ignore[arg-type]
@@ -81,7 +66,7 @@ def child(regime: str, answers: int, min_interval: float, young: int) -> dict[st
     started = time.process_time()
     for query_wire, answer_wire in wires:
         query = queries.parse(query_wire)
-        gate.admit(manifest.pod_ipv4, "udp", query, upstream_answers.parse(answer_wire, query.question),
+        gate.admit(client, "udp", query, upstream_answers.parse(answer_wire, query.question),
                    released.append)  # fmt: skip
         while pending:
             pending.pop()()
@@ -96,7 +81,6 @@ def child(regime: str, answers: int, min_interval: float, young: int) -> dict[st
         "longest_ms": round(pauses.longest * 1000, 2),
         "total_ms": round(snap.total * 1000, 1),
         "cpu_s": round(cpu, 2),
-        "frozen_at_end": gc.get_freeze_count(),
     }
 
 

@@ -74,6 +74,30 @@ def _per_call(label: str, fn: Callable[[], object], count: int, repeat: int = 1)
     return micros
 
 
+def load_workload(policies: int, names: int) -> tuple[PolicyIndex, list[str], str]:
+    """The benchmark's workload in memory: its policy index, the names it queries, the querying pod."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec = workload.WorkloadSpec(policies=policies, names=names, target_elements=0)
+        manifest = workload.generate(Path(tmp), spec)
+        index = PolicyIndex(load_file(Path(tmp) / manifest.files["policy"]))
+        queried = [
+            line.split()[0] for line in (Path(tmp) / manifest.files["queries"]).read_text().splitlines()
+        ]
+    return index, queried, manifest.pod_ipv4
+
+
+def aaaa_wires(names: list[str], ttl: int) -> list[tuple[bytes, bytes]]:
+    """A query and its upstream answer per name: AAAA, a distinct documentation address each."""
+    base = int(ipaddress.IPv6Address("2001:db8:be00::"))
+    out: list[tuple[bytes, bytes]] = []
+    for i, name in enumerate(names):
+        q = DNSRecord.question(name, "AAAA")
+        a = q.reply()
+        a.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(str(ipaddress.IPv6Address(base + i))), ttl=ttl))
+        out.append((q.pack(), a.pack()))
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policies", type=int, default=1000)
@@ -87,26 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         help="also time first answers with the process asleep this long between them (repeatable)",
     )
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = workload.WorkloadSpec(policies=args.policies, names=args.queries, target_elements=0)
-        manifest = workload.generate(Path(tmp), spec)
-        index = PolicyIndex(load_file(Path(tmp) / manifest.files["policy"]))
-        names = [line.split()[0] for line in (Path(tmp) / manifest.files["queries"]).read_text().splitlines()]
-    client = manifest.pod_ipv4
-    base = int(ipaddress.IPv6Address("2001:db8:be00::"))
-
-    def wires_with_ttl(ttl: int) -> list[tuple[bytes, bytes]]:
-        out: list[tuple[bytes, bytes]] = []
-        for i, name in enumerate(names):
-            q = DNSRecord.question(name, "AAAA")
-            a = q.reply()
-            a.add_answer(RR(name, QTYPE.AAAA, rdata=AAAA(str(ipaddress.IPv6Address(base + i))), ttl=ttl))
-            out.append((q.pack(), a.pack()))
-        return out
-
-    wires = wires_with_ttl(300)
+    index, names, client = load_workload(args.policies, args.queries)
+    wires = aaaa_wires(names, 300)
     # As from a caching upstream counting TTLs down: every pass's answers differ from the last's.
-    counting_down = [wires_with_ttl(300 - k) for k in range(1, 5)]
+    counting_down = [aaaa_wires(names, 300 - k) for k in range(1, 5)]
     queries = [parse_query(q) for q, _ in wires]
     answers = [parse_answer(a, query.question) for (_, a), query in zip(wires, queries, strict=True)]
     n = len(wires)
