@@ -2,7 +2,7 @@
 
 import pytest
 
-from policy.names import InvalidName, compile_name, compile_pattern, suffixes
+from policy.names import InvalidName, compile_name, compile_pattern, normalize, suffixes
 
 MATCH_ROWS = [
     # (kind, policy text, query name, matches)
@@ -35,13 +35,16 @@ MATCH_ROWS = [
     ("pattern", "www.*.com", "www.a.b.com", False),
     ("pattern", "exact.example.com", "exact.example.com", True),
     ("pattern", "exact.example.com", "x.exact.example.com", False),
+    # case is folded in ASCII only: U+212A KELVIN SIGN is not "k"
+    ("name", "kubernetes.io", "\u212aubernetes.io", False),
+    ("pattern", "*.kubernetes.io", "a.\u212aubernetes.io", False),
 ]
 
 
 @pytest.mark.parametrize(("kind", "text", "qname", "expected"), MATCH_ROWS)
 def test_matching(kind, text, qname, expected):
     matcher = compile_name(text) if kind == "name" else compile_pattern(text)
-    normalized = qname.lower().rstrip(".")
+    normalized = normalize(qname)
     assert matcher.matches(normalized) is expected
     if expected:
         # the suffix index must find every pattern that matches
@@ -62,6 +65,9 @@ INVALID_ROWS = [
     ("pattern", "a..com", "empty label"),
     ("pattern", "ex!.com", "characters"),
     ("pattern", "", "empty"),
+    ("name", "\u212aubernetes.io", "212A KELVIN SIGN is not ASCII"),
+    ("pattern", "*.\u212aubernetes.io", "212A KELVIN SIGN is not ASCII"),
+    ("name", "\u0130stanbul.example", "0130 LATIN CAPITAL LETTER I WITH DOT ABOVE is not ASCII"),
 ]
 
 
