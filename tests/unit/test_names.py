@@ -28,6 +28,14 @@ MATCH_ROWS = [
     ("pattern", "**.example.com", "a.b.example.com", True),
     ("pattern", "**.example.com", "example.com", False),
     ("pattern", "**.example.com", "badexample.com", False),
+    # `**.` before a label with `*` in it takes the regex path: still one or more labels, never zero
+    ("pattern", "**.api-*.example.com", "x.api-eu.example.com", True),
+    ("pattern", "**.api-*.example.com", "a.b.api-.example.com", True),
+    ("pattern", "**.api-*.example.com", "api-eu.example.com", False),
+    ("pattern", "**.api-*.example.com", "x.api.example.com", False),
+    ("pattern", "**.api-*.example.com", "x.api-eu.x.example.com", False),
+    ("pattern", "**.*.example.com", "a.b.example.com", True),
+    ("pattern", "**.*.example.com", "b.example.com", False),
     ("pattern", "a*b.example.com", "ab.example.com", True),
     ("pattern", "a*b.example.com", "axxb.example.com", True),
     ("pattern", "a*b.example.com", "a.b.example.com", False),
@@ -76,6 +84,12 @@ def test_invalid(kind, text, message):
     compile_fn = compile_name if kind == "name" else compile_pattern
     with pytest.raises(InvalidName, match=message.replace("*", r"\*").replace("(", r"\(")):
         compile_fn(text)
+
+
+def test_double_star_with_a_partial_label_takes_the_regex_path():
+    # the rows above exercise the regex, not the string tests of the common shapes
+    assert compile_pattern("**.api-*.example.com").shape == "regex"
+    assert compile_pattern("**.*.example.com").shape == "regex"
 
 
 def test_suffixes_end_at_root():
