@@ -9,11 +9,14 @@ from typing import Any
 
 from agent.logs import get
 from policy.documentcache import DocumentCache
-from policy.fileloader import PolicyFileError, load_file
+from policy.fileloader import PolicyFileError, load_file, pattern_warnings
 from policy.model import PolicySet
 from sources.base import PolicyUpdate, SourceRefused
 
 DEFAULT_WATCH_INTERVAL = 1.0
+# One policy.warnings line per load carries at most this many (and the count): bounded however many
+# policies have a broad pattern.
+MAX_LOGGED_WARNINGS = 50
 
 Stamp = tuple[int, int, int]
 
@@ -33,9 +36,10 @@ class FileSource:
 
     async def first(self) -> PolicySet:
         try:
-            return self._load()
+            policy_set = self._load()
         except PolicyFileError as error:
             raise SourceRefused(f"policy file refused:\n{error}") from error
+        return self._warn(policy_set)
 
     def reload(self, reason: str) -> None:
         self._reload_requests.append(reason)
@@ -66,7 +70,7 @@ class FileSource:
                     keeping="last good policy",
                 )
                 continue
-            return PolicyUpdate(policy_set, reason)
+            return PolicyUpdate(self._warn(policy_set), reason)
 
     async def close(self) -> None:
         pass
@@ -82,3 +86,17 @@ class FileSource:
         # Stamped before reading, refused or not: a bad file is reported once, not at every poll.
         self._stamp = self._file_stamp()
         return load_file(self.path, self.documents)
+
+    def _warn(self, policy_set: PolicySet) -> PolicySet:
+        """Logs the loaded file's broad patterns (policy.breadth), on the loop, not in the thread that
+        parsed. Without the text: the lines would cost parsing the whole file again at every reload."""
+        warnings = pattern_warnings(policy_set, str(self.path))
+        if warnings:
+            self.log.warning(
+                "policy.warnings",
+                file=str(self.path),
+                count=len(warnings),
+                warnings=[str(w) for w in warnings[:MAX_LOGGED_WARNINGS]],
+                hint=f"fqdn-policy check {self.path} gives each one's line",
+            )
+        return policy_set
