@@ -71,7 +71,7 @@ names = st.builds(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(name=names)
 @example(name=KELVIN)
 @example(name="\u017fvc.example.com")
@@ -83,7 +83,7 @@ def test_loader_crd_and_dns_path_agree_on_what_is_a_name(name):
     assert dns_qname(name) == loaded, name
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(host=names)
 @example(host=KELVIN)
 @example(host="\ufb01le.example.com")
@@ -96,3 +96,33 @@ def test_explain_agrees_with_the_dns_path(host):
     decision = decide(lookup, index, AllowTable(TTLPolicy(5, 3600)), AddressGuard(), 100.0)
     verdict = explain(index, "default/c", host, "tcp", 443).verdict
     assert verdict.value == decision.outcome.value, host
+
+
+patterns = st.builds(
+    lambda parts, dot: ".".join(parts) + dot,
+    st.lists(st.text(alphabet=ALPHABET + "**", min_size=1, max_size=8), min_size=1, max_size=4),
+    st.sampled_from(["", "."]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(pattern=patterns)
+@example(pattern="*.\u212aubernetes.io")
+def test_loader_and_crd_agree_on_what_is_a_pattern(pattern):
+    text = policy_text("a.example").replace("{name: 'a.example'}", f"{{pattern: {pattern!r}}}")
+    try:
+        load_text(text)
+        loaded = True
+    except PolicyFileError:
+        loaded = False
+    assert loaded is crd_accepts({"pattern": pattern}), pattern
+
+
+def test_check_refuses_a_look_alike_name_and_says_which_character(tmp_path, capsys):
+    from agent.cli import EXIT_INVALID, main
+
+    path = tmp_path / "policy.yaml"
+    path.write_text(policy_text(KELVIN), encoding="utf-8")
+    assert main(["check", str(path)]) == EXIT_INVALID
+    err = capsys.readouterr().err
+    assert "'\\u212aubernetes.io'" in err and "U+212A KELVIN SIGN is not ASCII" in err
