@@ -9,7 +9,7 @@ from typing import Any
 
 from agent.logs import get
 from policy.documentcache import DocumentCache
-from policy.fileloader import PolicyFileError, load_file, pattern_warnings
+from policy.fileloader import FileProblem, PolicyFileError, load_file, pattern_warnings
 from policy.model import PolicySet
 from sources.base import PolicyUpdate, SourceRefused
 
@@ -36,10 +36,11 @@ class FileSource:
 
     async def first(self) -> PolicySet:
         try:
-            policy_set = self._load()
+            policy_set, warnings = self._load_and_check()
         except PolicyFileError as error:
             raise SourceRefused(f"policy file refused:\n{error}") from error
-        return self._warn(policy_set)
+        self._warn(warnings)
+        return policy_set
 
     def reload(self, reason: str) -> None:
         self._reload_requests.append(reason)
@@ -58,8 +59,9 @@ class FileSource:
             else:
                 continue  # unchanged, or being replaced: the next poll sees the new one
             try:
-                # Parsing runs in a thread: a large file must not stall lookups meanwhile.
-                policy_set = await asyncio.to_thread(self._load)
+                # Parsing (and finding the broad patterns) runs in a thread: a large file must not
+                # stall lookups meanwhile.
+                policy_set, warnings = await asyncio.to_thread(self._load_and_check)
             except PolicyFileError as error:
                 self.refused += 1
                 self.log.error(
@@ -70,7 +72,8 @@ class FileSource:
                     keeping="last good policy",
                 )
                 continue
-            return PolicyUpdate(self._warn(policy_set), reason)
+            self._warn(warnings)
+            return PolicyUpdate(policy_set, reason)
 
     async def close(self) -> None:
         pass
@@ -82,15 +85,16 @@ class FileSource:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def _load(self) -> PolicySet:
+    def _load_and_check(self) -> tuple[PolicySet, list[FileProblem]]:
+        """The file's PolicySet and its broad patterns (policy.breadth). The warnings name the document
+        by kind and key, without a line: lines would cost parsing the whole file again each reload."""
         # Stamped before reading, refused or not: a bad file is reported once, not at every poll.
         self._stamp = self._file_stamp()
-        return load_file(self.path, self.documents)
+        policy_set = load_file(self.path, self.documents)
+        return policy_set, pattern_warnings(policy_set, str(self.path))
 
-    def _warn(self, policy_set: PolicySet) -> PolicySet:
-        """Logs the loaded file's broad patterns (policy.breadth), on the loop, not in the thread that
-        parsed. Without the text: the lines would cost parsing the whole file again at every reload."""
-        warnings = pattern_warnings(policy_set, str(self.path))
+    def _warn(self, warnings: list[FileProblem]) -> None:
+        """One bounded line per load, written on the loop rather than in the parsing thread."""
         if warnings:
             self.log.warning(
                 "policy.warnings",
@@ -99,4 +103,3 @@ class FileSource:
                 warnings=[str(w) for w in warnings[:MAX_LOGGED_WARNINGS]],
                 hint=f"fqdn-policy check {self.path} gives each one's line",
             )
-        return policy_set
