@@ -26,7 +26,7 @@ from enforcer.refresh import Refresh
 from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
 from policy.explain import PROTOCOLS
-from policy.fileloader import PolicyFileError, load_file
+from policy.fileloader import PolicyFileError, load_file, pattern_warnings
 from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, MAX_REFRESH_SLACK
 from sources.base import PolicySource, SourceConfigError
 from sources.filesource import DEFAULT_WATCH_INTERVAL, FileSource
@@ -412,7 +412,12 @@ def _check(path: Path) -> int:
     except PolicyFileError as error:
         print(error, file=sys.stderr)
         return EXIT_INVALID
-    print(f"{path}: OK: {len(policy_set.policies)} policies, {len(policy_set.pods)} pods")
+    # Warnings do not make the file invalid: these patterns can be meant (docs/semantics.md).
+    warnings = pattern_warnings(policy_set, str(path), path.read_text(encoding="utf-8"))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    noted = f", {len(warnings)} warnings" if warnings else ""
+    print(f"{path}: OK: {len(policy_set.policies)} policies, {len(policy_set.pods)} pods{noted}")
     return EXIT_OK
 
 

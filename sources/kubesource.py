@@ -21,11 +21,13 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.logs import get
-from policy.model import PolicySet
+from policy.breadth import policy_warnings
+from policy.model import Policy, PolicySet
+from policy.schemacheck import format_path
 from sources.backoff import Backoff
 from sources.base import PolicyUpdate
 from sources.clusterstate import ClusterState, Fold
-from sources.decode import DECODERS
+from sources.decode import DECODERS, POLICIES
 from sources.reflector import (
     WATCH_SECONDS,
     Changed,
@@ -119,6 +121,8 @@ class KubernetesSource:
 
     def receive(self, message: Message) -> None:
         """Folds one reflector message into the state (on the loop)."""
+        if isinstance(message, (Listed, Changed)) and message.resource == POLICIES:
+            self._warn_broad(message)
         if isinstance(message, Listed):
             self._folded(
                 message.resource,
@@ -143,6 +147,25 @@ class KubernetesSource:
                 resource_version=message.resource_version,
                 action="relist",
             )
+
+    def _warn_broad(self, message: Listed | Changed) -> None:
+        """A policy whose patterns match more than they seem (policy.breadth) is accepted, with one
+        line when it is new or changed, not again at every relist."""
+        if isinstance(message, Changed) and message.event_type == "DELETED":
+            return
+        entries = message.entries if isinstance(message, Listed) else [message.entry]
+        known = self.state.stores[POLICIES].objects
+        for entry in entries:
+            if entry is None or not isinstance(entry.value, Policy) or known.get(entry.key) == entry.value:
+                continue
+            warnings = policy_warnings(entry.value)
+            if warnings:
+                self.log.warning(
+                    "kubernetes.object_warning",
+                    resource=POLICIES,
+                    object=entry.key,
+                    warnings=[f"{format_path(path)}: {text}" for path, text in warnings],
+                )
 
     def _folded(self, resource: str, fold: Fold, listed: bool = False) -> None:
         self.refused += len(fold.rejected)

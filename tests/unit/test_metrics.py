@@ -1,6 +1,7 @@
 """agent.metrics and agent.httpserve: the agent's counters as Prometheus families, over real HTTP."""
 
 import asyncio
+import gc
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from agent import collector as collector_module
 from agent.collector import CollectorRegime
 from agent.gate import PolicyGate
 from agent.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
@@ -291,14 +293,37 @@ def test_stats_line_carries_the_histograms_and_the_collectors_pauses(agent):
     assert line["gc_pauses"]["longest_ms"] == 4.0
 
 
-def test_a_whole_collection_is_logged_with_its_duration_and_what_it_freed(agent):
+class SteppedPerfCounter:
+    """Stands in for agent.collector's `time`: each perf_counter reading is the next of `readings`."""
+
+    def __init__(self, *readings):
+        self.readings = iter(readings)
+
+    def perf_counter(self):
+        return next(self.readings)
+
+
+CYCLES = 300
+
+
+def test_a_whole_collection_is_logged_with_its_duration_and_what_it_freed(agent, monkeypatch):
+    monkeypatch.setattr(collector_module, "time", SteppedPerfCounter(7.0, 7.04213))
     regime = CollectorRegime(20_000, lambda fn: None, agent._collected_whole)  # as Agent.start wires it
     regime.install()
     try:
         with capture_logs() as logs:
+            gc.collect()  # a full collection: nothing else unreachable is left lying around
+            # Garbage that slipped into the frozen heap (as young survivors are frozen at once): only a
+            # whole collection, which unfreezes first, can find it. One self-referencing list each.
+            for _ in range(CYCLES):
+                cycle: list = []
+                cycle.append(cycle)
+            del cycle
+            gc.freeze()
             regime.collect_whole()
     finally:
         regime.uninstall()
     (line,) = [entry for entry in logs if entry["event"] == "gc.whole_collection"]
-    assert line["seconds"] >= 0 and line["unreachable"] >= 0
-    assert line["allocated_blocks_before"] > 0 and line["allocated_blocks_after"] > 0
+    assert line["seconds"] == 0.0421  # the stepped readings' difference, rounded as logged
+    assert line["unreachable"] == CYCLES
+    assert line["allocated_blocks_after"] < line["allocated_blocks_before"]  # the lists were freed
