@@ -118,7 +118,7 @@ def test_repeats_are_counted_per_client_name_type_and_outcome():
 
 def test_a_closed_window_is_written_in_slices_and_nothing_is_lost():
     stream = io.StringIO()
-    log = DecisionLog(stream, LogMode.CHANGES, window=60.0)
+    log = DecisionLog(stream, LogMode.CHANGES, window=60.0, rate=0)  # 250 names at once: no line rate
     names = [f"n{i}.example.com" for i in range(250)]
     for t in (0.0, 1.0, 2.0):
         for name in names:
