@@ -2,19 +2,20 @@
 each allowance ends, and the reverse, pod -> address -> the names that resolved to it.
 
 Kept compact because it holds one entry per live set element (100,000 in the benchmark): per pod, a
-name maps to one bare `(address, until)` tuple (nearly every name has one address at a time; a dict
-costs 128 bytes more) or, with several addresses, a dict; an address maps to one bare name, or a set of
+name maps to one bare `(until, address, name)` tuple (nearly every name has one address at a time; a
+dict costs 128 bytes more) or, with several addresses, a dict; an address maps to one bare name, or a set of
 names when several resolved to it. No tuple keys: the pod level is a dict of its own, which saves the
 56-byte (pod, name) and (pod, address) key tuples per element (docs/benchmarks.md, "Memory").
 
 Invariant: `name in names_of(pod, dst)` exactly when `dst in addresses(pod, name)`, and `entries_of(pod)`
 is the number of (name, address) pairs of the pod.
 
-Per pod, a heap of (until, name, address) says which entry ends first, exactly: for the expiry sweep and
-for the entry budgets (policy.budget), which evict a pod's soonest-ending entries. It is lazy: an
-extended allowance keeps its old item, which is filed again under the new end when it comes to the top,
-so a repeated answer costs no heap operation. Every live entry has an item whose key is at most its end;
-the item's float is the entry's own `until` object, so an item costs its 64-byte tuple and a list slot.
+Per pod, a heap of (until, address, name) items says which entry ends first, exactly: for the expiry
+sweep and for the entry budgets (policy.budget), which evict a pod's soonest-ending entries. It is lazy:
+an extended allowance keeps its old item, which is filed again under the new end when it comes to the
+top, so a repeated answer costs no heap operation. Every live entry has an item whose key is at most its
+end. A single address's item is its held tuple itself (why the tuple carries the name), so the heap
+costs a list slot per entry, not a 64-byte tuple (bench.entrymem: 589 -> B per entry).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable, Iterator
 
-# One name's addresses: a bare (address, until) when there is one, a dict when there are several.
-Held = tuple[str, float] | dict[str, float]
+# A heap item, and one name's only address as it is held: (until, address, name).
+Item = tuple[float, str, str]
+# One name's addresses: a bare Item when there is one, a dict address -> until when there are several.
+Held = Item | dict[str, float]
 # One address's names: a bare name when there is one, a set when there are several.
 Names = str | set[str]
 
@@ -33,7 +36,7 @@ class Resolutions:
         self._by_name: dict[str, dict[str, Held]] = {}
         self._by_dst: dict[str, dict[str, Names]] = {}
         # pod -> its entries by when they end, lazily (see the module docstring).
-        self._heaps: dict[str, list[tuple[float, str, str]]] = {}
+        self._heaps: dict[str, list[Item]] = {}
         self._counts: dict[str, int] = {}  # pod -> its (name, address) entries
         self.total = 0  # entries of every pod
 
@@ -62,7 +65,7 @@ class Resolutions:
     def until(self, pod: str, qname: str, dst: str) -> float | None:
         held = self._by_name.get(pod, {}).get(qname)
         if type(held) is tuple:
-            return held[1] if held[0] == dst else None
+            return held[0] if held[1] == dst else None
         return held.get(dst) if held is not None else None
 
     def names_of(self, pod: str, dst: str) -> set[str]:
@@ -82,7 +85,7 @@ class Resolutions:
         """(name, address, allowance end) of one pod, grouped by name."""
         for qname, held in self._by_name.get(pod, {}).items():
             if type(held) is tuple:
-                yield qname, held[0], held[1]
+                yield qname, held[1], held[0]
             else:
                 for dst, until in held.items():
                     yield qname, dst, until
@@ -92,7 +95,7 @@ class Resolutions:
         for pod, by_name in self._by_name.items():
             for qname, held in by_name.items():
                 if type(held) is tuple:
-                    yield pod, qname, held[0], held[1]
+                    yield pod, qname, held[1], held[0]
                 else:
                     for dst, until in held.items():
                         yield pod, qname, dst, until
@@ -109,13 +112,13 @@ class Resolutions:
         if not evicted and len(resolved) == 1:  # the common answer: one address, no eviction
             ((dst, until),) = resolved.items()
             if held is None:
-                by_name[qname] = (dst, until)
+                item = by_name[qname] = (until, dst, qname)
                 _add_name(by_dst, dst, qname)
-                self._added(pod, until, qname, dst)
+                self._added(pod, item)
                 return
-            if type(held) is tuple and held[0] == dst:
-                if held[1] < until:
-                    by_name[qname] = (dst, until)
+            if type(held) is tuple and held[1] == dst:
+                if held[0] < until:
+                    by_name[qname] = (until, dst, qname)  # filed again when the old item comes up
                 return
         known = held if type(held) is dict else _as_dict(held)
         for dst in evicted:
@@ -127,7 +130,7 @@ class Resolutions:
             if previous is None:
                 known[dst] = until
                 _add_name(by_dst, dst, qname)
-                self._added(pod, until, qname, dst)
+                self._added(pod, (until, dst, qname))
             elif previous < until:
                 known[dst] = until
         self._put(pod, qname, known)
@@ -135,7 +138,7 @@ class Resolutions:
     def remove(self, pod: str, qname: str, dst: str) -> bool:
         """Forget one entry (a budget evicted it); whether it was held."""
         held = self._by_name.get(pod, {}).get(qname)
-        if held is None or (held[0] != dst if type(held) is tuple else dst not in held):
+        if held is None or (held[1] != dst if type(held) is tuple else dst not in held):
             return False
         known = _as_dict(held)
         del known[dst]
@@ -155,12 +158,12 @@ class Resolutions:
         seen: set[tuple[str, str]] = set()
         while heap and len(out) < count:
             item = heapq.heappop(heap)
-            until, qname, dst = item
+            until, dst, qname = item
             now_until = self.until(pod, qname, dst)
             if now_until is None or now_until < until or (qname, dst) in seen:
                 continue  # gone, or a duplicate item
             if now_until > until:
-                heapq.heappush(heap, (now_until, qname, dst))  # extended: filed under its end
+                heapq.heappush(heap, self._item(pod, qname, dst, now_until))  # extended: filed again
                 continue
             taken.append(item)
             seen.add((qname, dst))
@@ -170,11 +173,16 @@ class Resolutions:
             heapq.heappush(heap, item)
         return out
 
-    def _added(self, pod: str, until: float, qname: str, dst: str) -> None:
+    def _item(self, pod: str, qname: str, dst: str, until: float) -> Item:
+        """The heap item for an entry: a single address's held tuple itself, else a new one."""
+        held = self._by_name[pod][qname]
+        return held if type(held) is tuple else (until, dst, qname)
+
+    def _added(self, pod: str, item: Item) -> None:
         heap = self._heaps.get(pod)
         if heap is None:
             heap = self._heaps[pod] = []
-        heapq.heappush(heap, (until, qname, dst))
+        heapq.heappush(heap, item)
         self._counts[pod] = self._counts.get(pod, 0) + 1
         self.total += 1
 
@@ -186,9 +194,9 @@ class Resolutions:
         """`record(pod, qname, {dst: until})`, without the dict: a covered repeat's one address."""
         by_name = self._by_name.get(pod)
         held = by_name.get(qname) if by_name is not None else None
-        if type(held) is tuple and held[0] == dst:
-            if held[1] < until:
-                by_name[qname] = (dst, until)  # type: ignore[index]
+        if type(held) is tuple and held[1] == dst:
+            if held[0] < until:
+                by_name[qname] = (until, dst, qname)  # type: ignore[index]
             return
         self.record(pod, qname, {dst: until})
 
@@ -200,9 +208,9 @@ class Resolutions:
         by_dst = self._by_dst[pod]
         for qname, held in list(by_name.items()):
             if type(held) is tuple:
-                if not keep(qname, held[0], held[1]):
+                if not keep(qname, held[1], held[0]):
                     del by_name[qname]
-                    _discard_name(by_dst, held[0], qname)
+                    _discard_name(by_dst, held[1], qname)
                     self._removed(pod, 1)
                 continue
             known = dict(held)
@@ -226,13 +234,13 @@ class Resolutions:
         for pod, heap in list(self._heaps.items()):
             while heap and heap[0][0] <= now and budget != 0:
                 budget -= 1
-                until, qname, dst = heapq.heappop(heap)
+                until, dst, qname = heapq.heappop(heap)
                 held = self._by_name.get(pod, {}).get(qname)
                 current = None if held is None else _until_of(held, dst)
                 if current is None or current < until:
                     continue  # gone already (a reconcile, an eviction), or a duplicate item
                 if current > until:
-                    heapq.heappush(heap, (current, qname, dst))  # extended since it was filed
+                    heapq.heappush(heap, self._item(pod, qname, dst, current))  # extended since filed
                     continue
                 known = _as_dict(held)
                 del known[dst]
@@ -258,7 +266,8 @@ class Resolutions:
         if len(known) > 1:
             by_name[qname] = known
         elif known:
-            by_name[qname] = next(iter(known.items()))
+            dst, until = next(iter(known.items()))
+            by_name[qname] = (until, dst, qname)  # in the heap already, under this end or earlier
         else:
             by_name.pop(qname, None)
             if not by_name:
@@ -267,7 +276,7 @@ class Resolutions:
 
 def _until_of(held: Held, dst: str) -> float | None:
     if type(held) is tuple:
-        return held[1] if held[0] == dst else None
+        return held[0] if held[1] == dst else None
     return held.get(dst)
 
 
@@ -275,7 +284,7 @@ def _as_dict(held: Held | None) -> dict[str, float]:
     if held is None:
         return {}
     if type(held) is tuple:
-        return {held[0]: held[1]}
+        return {held[1]: held[0]}
     return dict(held)
 
 
