@@ -67,6 +67,17 @@ def quiet_pod_loop(env: AgentLab, stop: threading.Event, results: list[tuple[str
         time.sleep(0.2)
 
 
+def flood(env: AgentLab, agent_pid: int, names: int) -> tuple[dict, int]:
+    """Run the flood from pod-a to its end (at most 90 s): its result and the agent's peak RSS."""
+    argv = module_argv("tests.lab.dnsflood", "--server", "10.244.1.1:53", "--count", str(names))
+    peak = 0
+    proc = env.lab.popen("pod-a", [*argv, "--seconds", "90"], env=module_env(), stdout=-1, text=True)
+    while proc.poll() is None:
+        peak = max(peak, rss_kb(agent_pid))
+        time.sleep(0.2)
+    return json.loads(proc.stdout.read()), max(peak, rss_kb(agent_pid))
+
+
 def test_a_unique_name_flood_stays_within_the_pods_budget(agent_lab):
     env = agent_lab
     env.write_policy(policies())
@@ -81,18 +92,12 @@ def test_a_unique_name_flood_stays_within_the_pods_budget(agent_lab):
     stop, quiet = threading.Event(), []
     loop = threading.Thread(target=quiet_pod_loop, args=(env, stop, quiet), daemon=True)
     loop.start()
-    argv = module_argv("tests.lab.dnsflood", "--server", "10.244.1.1:53", "--count", str(NAMES))
-    peak = idle
     try:
-        flood = env.lab.popen("pod-a", [*argv, "--seconds", "90"], env=module_env(), stdout=-1, text=True)
-        while flood.poll() is None:
-            peak = max(peak, rss_kb(agent.pid))
-            time.sleep(0.2)
-        result = json.loads(flood.stdout.read())
+        result, peak = flood(env, agent.pid, NAMES)
     finally:
         stop.set()
         loop.join(timeout=30)
-    peak = max(peak, rss_kb(agent.pid))
+    peak = max(peak, idle)
 
     # Every name got its answer: the budget evicts, it never refuses.
     assert result["answered"] == NAMES, result
@@ -131,3 +136,18 @@ def test_a_unique_name_flood_stays_within_the_pods_budget(agent_lab):
     assert folded > 0 and decisions + folded >= NAMES
     assert env.stop_agent() == 0, Path(env.agent_log).read_text()[-2000:]
     print(json.dumps({"flood": result, "idle_kb": idle, "peak_kb": peak, "folded": folded}), file=sys.stderr)
+
+
+def test_the_agents_budget_takes_from_the_flooding_pod_not_the_quiet_one(agent_lab):
+    env = agent_lab
+    env.write_policy(policies())
+    start_hostile_upstream(env)
+    agent = env.start_agent("--client-rate", "0", "--max-entries", "100", "--log-rate", "20")
+    assert env.dns("pod-b", "www.google.com")["rcode"] == "NOERROR"  # the quiet pod's one entry
+    result, _ = flood(env, agent.pid, 3000)
+    assert result["answered"] == 3000, result
+    assert env.metric("fqdn_policy_entries") == 100
+    assert env.metric("fqdn_policy_budget_evictions_total", pod=FLOOD_POD, budget="agent") == 3000 - 99
+    assert env.metric("fqdn_policy_budget_evictions_total", pod=QUIET_POD, budget="agent") == 0
+    assert env.tcp("pod-b", "198.51.100.10", 443) == "connected"
+    wait_for(lambda: env.has_log("dns.budget_exceeded", pod=FLOOD_POD), 15, "a dns.budget_exceeded line")
