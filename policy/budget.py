@@ -31,13 +31,14 @@ from policy.ruleindex import Client
 Element = tuple[str, str, str | None, int | None]
 ClientOf = Callable[[str], Client | None]
 
-# A node runs up to ~110 pods (kubelet's default max-pods). 200,000 entries at the ~0.3 KB each the
-# agent's bookkeeping measures (bench.entrymem) is ~60 MB, well inside a DaemonSet's usual memory limit,
-# and ~1,800 entries a pod were every pod of a full node at it. A busy pod's real need: a few hundred
-# names, each with up to Cilium's 50 addresses per name kept, is some thousands; 10,000 leaves room, and
-# 20 pods must all be at it before the agent's budget binds.
+# A node runs up to ~110 pods (kubelet's default max-pods). 100,000 entries at the 518-536 bytes each the
+# agent's bookkeeping measures (bench.entrymem, every entry its own IPv6 address) is ~52 MB: the size
+# the project's memory target is set at (150 MB at 100,000 elements), and ~900 entries a pod were every
+# pod of a full node at it. A busy pod's real need: a few hundred names, with CDN names rotating through
+# addresses (Cilium keeps up to 50 a name), some thousands; 10,000 leaves room, and is a tenth of the
+# agent's budget.
 DEFAULT_MAX_ENTRIES_PER_POD = 10_000
-DEFAULT_MAX_ENTRIES = 200_000
+DEFAULT_MAX_ENTRIES = 100_000
 
 POD, AGENT = "pod", "agent"  # which budget an eviction was for (the metrics' `budget` label)
 

@@ -114,7 +114,7 @@ def test_budget_and_log_rate_defaults_and_values_reach_the_agent():
 
     base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
     args = build_parser().parse_args(base)
-    assert (args.max_entries_per_pod, args.max_entries, args.log_rate) == (10_000, 200_000, 50.0)
+    assert (args.max_entries_per_pod, args.max_entries, args.log_rate) == (10_000, 100_000, 50.0)
     args = build_parser().parse_args(
         [*base, "--max-entries-per-pod", "7", "--max-entries", "9", "--log-rate", "0"]
     )
