@@ -50,6 +50,7 @@ class Plan:
     evict_deletes: list[Element] = field(default_factory=list)
     over_budget: list[str] = field(default_factory=list)  # the answer's addresses no budget had room for
     held: bool = False  # between `hold` and `commit`/`release`: its write is out
+    pending: int = 0  # while held: the new entries it counts against the budgets
     # The last moment at which the same answer would again need no write: the earliest over the
     # elements it implies of (what the kernel holds) - (the answer's timeout). Meaningful when `writes`
     # and `deletes` are empty; policy.decisioncache relies on it.
@@ -94,6 +95,10 @@ class AllowTable:
         self.generations: dict[str, int] = {}
         # pod -> address -> plans whose write is out: a budget does not delete what they rely on.
         self._in_flight: dict[str, dict[str, int]] = {}
+        # pod -> new entries of plans whose write is out, and their sum: counted against the budgets,
+        # or every answer decided while others are written would see the same room.
+        self._pending: dict[str, int] = {}
+        self._pending_total = 0
         self.expiry: dict[Element, float] = {}
         self._wheel: ExpiryWheel[Element] = ExpiryWheel()  # elements by expiry, for forget_expired
         # Elements in `expiry` by IP version of the destination, kept as they come and go so the
@@ -158,8 +163,8 @@ class AllowTable:
         pod, qname, resolved = plan.pod, plan.qname, plan.resolved
         resolutions, budget = self.resolutions, self.budget
         if (
-            resolutions.entries_of(pod) + len(resolved) <= budget.per_pod
-            and resolutions.total + len(resolved) <= budget.total
+            resolutions.entries_of(pod) + self._pending.get(pod, 0) + len(resolved) <= budget.per_pod
+            and resolutions.total + self._pending_total + len(resolved) <= budget.total
         ):
             return  # the common case: room in both budgets even if every address were new
         new = sum(1 for dst in resolved if resolutions.until(pod, qname, dst) is None) - len(plan.evicted)
@@ -168,7 +173,9 @@ class AllowTable:
         def own(name: str, dst: str) -> bool:
             return name == qname and (dst in resolved or dst in going)
 
-        plan.evictions, trim = budgets.choose(resolutions, self.budget, pod, new, own)
+        plan.evictions, trim = budgets.choose(
+            resolutions, self.budget, pod, new, own, self._pending, self._pending_total
+        )
         if trim:
             fresh = sorted(
                 (until, dst) for dst, until in resolved.items() if resolutions.until(pod, qname, dst) is None
@@ -201,15 +208,26 @@ class AllowTable:
     def hold(self, plan: Plan) -> None:
         """The plan's write is out: until `commit` or `release`, no budget deletes its addresses."""
         plan.held = True
-        pending = self._in_flight.setdefault(plan.pod, {})
+        pod, qname, until = plan.pod, plan.qname, self.resolutions.until
+        pending = self._in_flight.setdefault(pod, {})
         for dst in plan.resolved:
             pending[dst] = pending.get(dst, 0) + 1
+        plan.pending = sum(1 for dst in plan.resolved if until(pod, qname, dst) is None)
+        self._pending[pod] = self._pending.get(pod, 0) + plan.pending
+        self._pending_total += plan.pending
 
     def release(self, plan: Plan) -> None:
         """The plan's write is over (done or failed)."""
         if not plan.held:
             return
         plan.held = False
+        left = self._pending.get(plan.pod, 0) - plan.pending
+        if left > 0:
+            self._pending[plan.pod] = left
+        else:
+            self._pending.pop(plan.pod, None)
+        self._pending_total -= plan.pending
+        plan.pending = 0
         pending = self._in_flight.get(plan.pod, {})
         for dst in plan.resolved:
             left = pending.get(dst, 0) - 1

@@ -68,25 +68,29 @@ def choose(
     pod: str,
     new: int,
     own: Callable[[str, str], bool],
+    pending: Mapping[str, int] | None = None,
+    pending_total: int = 0,
 ) -> tuple[list[Eviction], int]:
     """The entries to evict so an answer adding `new` entries to `pod` keeps both budgets, and how many
     of the answer's own new entries must go too (only when the others are not enough).
 
-    `own(name, address)` says whether an entry is the answer's: never a candidate."""
+    `own(name, address)` says whether an entry is the answer's: never a candidate. `pending`: per pod,
+    the new entries of answers whose write is out; they count, but cannot be evicted yet."""
+    pending = pending or {}
     evictions: list[Eviction] = []
     trim = 0
-    held = resolutions.entries_of(pod)
+    held = resolutions.entries_of(pod) + pending.get(pod, 0)
     over = held + new - budget.per_pod
     if over > 0:
         found = resolutions.soonest(pod, over, own)
         evictions += [Eviction(pod, q, d, u, POD) for q, d, u in found]
         trim = over - len(found)
-    over = resolutions.total + new - trim - len(evictions) - budget.total
+    over = resolutions.total + pending_total + new - trim - len(evictions) - budget.total
     if over <= 0:
         return evictions, trim
     # The agent's budget: from the pod with the most entries (counting the answer and what its own
     # budget already takes), the asking pod first among equals; the next largest if it has too few.
-    after = {p: n for n, p in resolutions.largest()}
+    after = {p: n + pending.get(p, 0) for n, p in resolutions.largest()}
     after[pod] = held + new - trim - len(evictions)
     order = sorted(after, key=lambda p: (-after[p], p != pod))
     chosen = {(e.qname, e.dst) for e in evictions}

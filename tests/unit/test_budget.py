@@ -198,3 +198,37 @@ def test_an_expiry_frees_room_without_evictions():
 def test_a_budget_below_one_is_refused(per_pod, total):
     with pytest.raises(ValueError, match="at least 1"):
         EntryBudget(per_pod, total)
+
+
+def decide_and_hold(t, pod, qname, address, now):
+    """An answer decided and evicted for, its write out (not yet committed)."""
+    client = INDEX.pod(pod)
+    grants = client.rules.match(qname).grants
+    plan = t.plan(pod, client.ips_by_version, qname, grants, [(4, address, 300)], now, INDEX.pod)
+    t.evict(plan)
+    t.hold(plan)
+    return plan
+
+
+def test_answers_whose_write_is_out_count_against_the_budget():
+    t = table(per_pod=2)
+    ask(t, A, "a.flood.example", ["198.51.100.1"], now=0.0)
+    ask(t, A, "b.flood.example", ["198.51.100.2"], now=1.0)
+    first = decide_and_hold(t, A, "c.flood.example", "198.51.100.3", now=2.0)  # evicts a
+    second = decide_and_hold(t, A, "d.flood.example", "198.51.100.4", now=3.0)
+    assert [e.qname for e in second.evictions] == ["b.flood.example"]  # c, still out, counted
+    t.commit(first)
+    t.commit(second)
+    assert t.resolutions.entries_of(A) == 2 and held(t, A) == [
+        ("c.flood.example", "198.51.100.3"),
+        ("d.flood.example", "198.51.100.4"),
+    ]
+
+
+@pytest.mark.parametrize(("per_pod", "total"), [(1, 1000), (1000, 1)])
+def test_a_failed_write_no_longer_counts(per_pod, total):
+    t = table(per_pod, total)
+    failed = decide_and_hold(t, A, "a.flood.example", "198.51.100.1", now=0.0)
+    t.release(failed)  # the write failed: the pod got SERVFAIL, nothing was added
+    plan = decide_and_hold(t, A, "b.flood.example", "198.51.100.2", now=1.0)
+    assert plan.evictions == [] and plan.over_budget == []
