@@ -9,7 +9,7 @@ from pathlib import Path
 
 from agent import eventloop, logs
 from agent.agentclient import DEFAULT_URL
-from agent.decisionlog import DEFAULT_WINDOW, LogMode
+from agent.decisionlog import DEFAULT_LINE_RATE, DEFAULT_WINDOW, LogMode
 from agent.dnsguard import DnsGuard
 from agent.eventloop import EventLoop
 from agent.explaincmd import run_explain
@@ -25,6 +25,7 @@ from enforcer.nft import Nft, NftError
 from enforcer.refresh import Refresh
 from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
+from policy.budget import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_POD
 from policy.explain import PROTOCOLS
 from policy.fileloader import PolicyFileError, load_file, pattern_warnings
 from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, MAX_REFRESH_SLACK
@@ -92,6 +93,18 @@ def positive_int(text: str) -> int:
             raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1") from None
+    return value
+
+
+def line_rate(text: str) -> float:
+    try:
+        value = float(text)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of lines per second (0 = no limit)"
+        ) from None
     return value
 
 
@@ -173,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="addresses kept per pod and name; the oldest are dropped beyond it (logged)",
     )
     run.add_argument(
+        "--max-entries-per-pod",
+        type=positive_int,
+        default=DEFAULT_MAX_ENTRIES_PER_POD,
+        help="live allowed (name, address) entries one pod may hold; beyond it its soonest-ending "
+        "entries are evicted (dns.budget_exceeded, docs/semantics.md)",
+    )
+    run.add_argument(
+        "--max-entries",
+        type=positive_int,
+        default=DEFAULT_MAX_ENTRIES,
+        help="live allowed (pod, name, address) entries of the whole agent; beyond it the soonest-ending "
+        "entries of the pod holding the most are evicted",
+    )
+    run.add_argument(
         "--exempt",
         type=network,
         action="append",
@@ -215,6 +242,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--log-window", type=float, default=DEFAULT_WINDOW, help="seconds over which repeats are counted"
+    )
+    run.add_argument(
+        "--log-rate",
+        type=line_rate,
+        default=DEFAULT_LINE_RATE,
+        help="decision lines per second per pod (bursts of twice that); beyond it lines are folded: "
+        "counted in dns.decisions_folded lines every 10 s and on /metrics; 0 = no limit",
     )
     run.add_argument(
         "--max-in-flight",
@@ -477,6 +511,8 @@ def _run(args: argparse.Namespace) -> int:
         max_ttl=args.max_ttl,
         refresh_slack=args.refresh_slack,
         max_addresses_per_name=args.max_addresses_per_name,
+        max_entries_per_pod=args.max_entries_per_pod,
+        max_entries=args.max_entries,
         exempt=args.exempt,
         protected=args.protect,
         upstream_timeout=args.upstream_timeout,
@@ -484,6 +520,7 @@ def _run(args: argparse.Namespace) -> int:
         watchdog_interval=args.watchdog_interval,
         log_decisions=LogMode(args.log_decisions),
         log_window=args.log_window,
+        log_rate=args.log_rate,
         max_in_flight=args.max_in_flight,
         client_rate=args.client_rate,
         dns_services=args.dns_service,

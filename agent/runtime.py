@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from agent.collector import CollectorRegime, WholeCollection
 from agent.collectorpauses import CollectorPauses
-from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
+from agent.decisionlog import DEFAULT_LINE_RATE, DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.drops import DropReporter
 from agent.gate import PolicyGate, histogram_summary
 from agent.health import Health
@@ -43,6 +43,7 @@ from enforcer.refresh import Refresh
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
+from policy.budget import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_POD, EntryBudget
 from policy.dropattribution import NameMemory
 from policy.model import PolicySet
 from policy.ruleindex import PolicyIndex
@@ -76,6 +77,8 @@ class AgentConfig:
     max_ttl: int = DEFAULT_MAX_TTL
     refresh_slack: float = DEFAULT_REFRESH_SLACK
     max_addresses_per_name: int = DEFAULT_MAX_ADDRESSES_PER_NAME
+    max_entries_per_pod: int = DEFAULT_MAX_ENTRIES_PER_POD  # entry budgets (policy.budget)
+    max_entries: int = DEFAULT_MAX_ENTRIES
     exempt: list[str] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)
     upstream_timeout: float = 1.0
@@ -83,6 +86,7 @@ class AgentConfig:
     watchdog_interval: float = 1.0
     log_decisions: LogMode = LogMode.CHANGES
     log_window: float = DEFAULT_WINDOW
+    log_rate: float = DEFAULT_LINE_RATE  # decision lines per second per pod; 0 = no limit
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     client_rate: float = DEFAULT_RATE
     # Cluster DNS service addresses whose port-53 traffic from pods is DNATed to the first `listen`
@@ -131,7 +135,9 @@ class Agent:
         self.collector: CollectorRegime | None = None
         self.writer = SetWriter(on_latency=self.nft_latency.observe, max_wait=WRITE_BATCH_WAIT)
         self.table = AllowTable(
-            TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack), config.max_addresses_per_name
+            TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack),
+            config.max_addresses_per_name,
+            EntryBudget(config.max_entries_per_pod, config.max_entries),
         )
         self.tables = EnforcerTables(config, self.table)
         self.forwarder = Forwarder(
@@ -141,7 +147,9 @@ class Agent:
             max_in_flight=config.max_in_flight,
             on_latency=self.upstream_latency.observe,
         )
-        self.decision_log = DecisionLog(mode=config.log_decisions, window=config.log_window)
+        self.decision_log = DecisionLog(
+            mode=config.log_decisions, window=config.log_window, rate=config.log_rate
+        )
         self.gate: PolicyGate | None = None
         self.resolver: Resolver | None = None
         self.servers: list[DnsServer] = []
@@ -395,7 +403,11 @@ class Agent:
         """Decision lines are written to a buffer; a crash loses at most this interval of them."""
         while True:
             await asyncio.sleep(LOG_FLUSH_SECONDS)
-            if self.decision_log.close_window_if_due(time.monotonic()):
+            now = time.monotonic()
+            self.decision_log.report_folded(now)
+            if self.gate is not None:
+                self.gate.report_budget(now)
+            if self.decision_log.close_window_if_due(now):
                 # A closed window's repeats go out in slices, with answers in between.
                 while self.decision_log.write_closed(REPEAT_LINES_PER_SLICE):
                     await asyncio.sleep(0)
@@ -458,6 +470,7 @@ class Agent:
         self.forwarder.close()
         await self.source.close()
         self.decision_log.flush_repeats(time.monotonic())
+        self.decision_log.report_folded(time.monotonic(), force=True)
         self.decision_log.flush()
         self.log_stats()
         self.collector_pauses.uninstall()

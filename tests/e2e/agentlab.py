@@ -79,6 +79,7 @@ class AgentLab:
         self.agent: subprocess.Popen[Any] | None = None
         # Where the policy comes from: the file by default; Kubernetes tests swap in --kubernetes.
         self.source_args = ["--policy", str(self.policy_file)]
+        self.upstream = "198.51.100.53:53"  # the fake internet's DNS; a test may point elsewhere
         self.env: dict[str, str] | None = None
 
     def write_policy(self, documents: list[dict[str, Any]]) -> None:
@@ -95,7 +96,7 @@ class AgentLab:
             *self.source_args,
             *listen_args,
             "--upstream",
-            "198.51.100.53:53",
+            self.upstream,
             *extra,
         ]
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import gc
+import io
 import json
 from pathlib import Path
 
@@ -327,3 +328,26 @@ def test_a_whole_collection_is_logged_with_its_duration_and_what_it_freed(agent,
     assert line["seconds"] == 0.0421  # the stepped readings' difference, rounded as logged
     assert line["unreachable"] == CYCLES
     assert line["allocated_blocks_after"] < line["allocated_blocks_before"]  # the lists were freed
+
+
+def test_budget_evictions_entries_and_folded_lines(agent):
+    config = AgentConfig(
+        [("127.0.0.1", 53)], [UpstreamAddress("192.0.2.53", 53)], max_entries_per_pod=1, log_rate=1.0
+    )
+    agent = Agent(config, FileSource(Path("unused.yaml")))
+    agent.decision_log.stream = io.StringIO()
+    clock = iter(float(t) / 100 for t in range(100, 10_000))  # 10 ms a tick: lines outrun the rate
+    agent.gate = PolicyGate(
+        PolicyIndex(load_text(POLICY)), agent.table, AddressGuard(), HeldWriter(), "t",
+        clock=lambda: next(clock), decision_log=agent.decision_log,
+    )  # fmt: skip
+    assert value(agent, "fqdn_policy_entries") == 0
+    for address in ("198.51.100.10", "198.51.100.20"):  # the name moved: its old address is evicted
+        agent.gate.admit("10.244.1.10", "udp", query(), answer(address), lambda ok: None)
+        agent.gate.writer.pending.pop()[1](None)
+    assert value(agent, "fqdn_policy_budget_evictions_total", pod="default/c", budget="pod") == 1
+    assert value(agent, "fqdn_policy_entries") == 1
+    for name in ("a.example", "b.example", "c.example"):
+        agent.gate.admit("10.244.1.11", "udp", query(name), answer("198.51.100.10"), lambda ok: None)
+    # Three not-selected decisions of pod o in 30 ms, each new to the log: a burst of 2, one folded.
+    assert value(agent, "fqdn_policy_decision_lines_folded_total", pod="default/o") == 1
