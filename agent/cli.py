@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
 import sys
 from pathlib import Path
@@ -111,9 +112,17 @@ def guard_mark(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fqdn-policy")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # `@FILE` reads more arguments from FILE, one per line: how the DaemonSet takes its ConfigMap.
     parser = argparse.ArgumentParser(prog="fqdn-policy", description=__doc__, fromfile_prefix_chars="@")
+    parser.add_argument("--version", action="version", version=f"fqdn-policy {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     d = argparse.ArgumentDefaultsHelpFormatter
 
@@ -130,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--kubeconfig",
         type=Path,
-        help="with --kubernetes: a kubeconfig file instead of the pod's in-cluster service account",
+        help="with --kubernetes: the kubeconfig file to use; without it $KUBECONFIG, then the pod's "
+        "in-cluster service account, then ~/.kube/config (kubectl's order)",
     )
     run.add_argument(
         "--listen",
@@ -435,13 +445,19 @@ def _source(args: argparse.Namespace) -> PolicySource:
     if not args.kubernetes:
         return FileSource(args.policy, args.watch_interval)
     # Imported here: standalone mode does not need the kubernetes client loaded.
+    from sources.eventsink import EventRecorder
     from sources.kubeapi import api_client, list_calls, node_name
     from sources.kubesource import KubernetesSource
 
     node = node_name()
-    client = api_client(args.kubeconfig)
+    client, choice = api_client(args.kubeconfig)
+    events = EventRecorder(client, node)
+    host = client.configuration.host
     return KubernetesSource(
-        list_calls(client, node), description=f"kubernetes {client.configuration.host} node {node}"
+        list_calls(client, node),
+        description=f"kubernetes {host} node {node} (configuration: {choice.describe()})",
+        notices=events.record,
+        close_notices=events.close,
     )
 
 

@@ -60,7 +60,7 @@ def test_one_containerfile_and_it_has_what_the_agent_runs():
         assert package in text
 
 
-def test_cluster_role_grants_only_reads():
+def test_cluster_role_grants_reads_and_only_the_event_writes_it_makes():
     rules = {
         (tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in manifest("ClusterRole")["rules"]
     }
@@ -68,6 +68,7 @@ def test_cluster_role_grants_only_reads():
         (("fqdn.policy.dev",), ("fqdnnetworkpolicies",)): ["list", "watch"],
         (("",), ("pods",)): ["list", "watch"],
         (("networking.k8s.io",), ("networkpolicies",)): ["list", "watch"],
+        (("",), ("events",)): ["create", "patch"],  # sources/eventsink.py: create, and patch the count
     }
     binding = manifest("ClusterRoleBinding")
     account = manifest("ServiceAccount")
