@@ -287,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to serve /metrics, /healthz, /readyz, /state and /explain over HTTP (docs/operations.md)",
     )
     run.add_argument(
+        "--public-metrics",
+        type=metrics_address,
+        default="off",
+        metavar="IP:PORT|off",
+        help="a second listener serving only /metrics, for a Prometheus on another host (the node's "
+        "address in a DaemonSet); /state and /explain stay on --metrics (docs/operations.md)",
+    )
+    run.add_argument(
         "--guard-mark",
         type=guard_mark,
         default=DEFAULT_GUARD_MARK,
@@ -495,6 +503,7 @@ def _run(args: argparse.Namespace) -> int:
         nflog_group=args.nflog_group,
         drop_log_rate=args.drop_log_rate,
         metrics=args.metrics,
+        public_metrics=args.public_metrics,
         guard_mark=args.guard_mark,
         tcp_limits=TcpLimits(idle_timeout=args.tcp_idle_timeout, max_connections=args.tcp_max_connections),
         gc_young=args.gc_young,
