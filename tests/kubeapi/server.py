@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,8 +36,15 @@ WATCH_POLL = 0.2  # how often a waiting watch re-checks its timeout
 
 
 class FakeApiServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        tls: tuple[str, str] | None = None,  # (certificate, key) files: serve HTTPS, as a real one does
+    ) -> None:
         self.cluster = FakeCluster()
+        self.tls = tls
         self.host = host
         self.port = port
         self.token = token
@@ -51,11 +59,15 @@ class FakeApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> FakeApiServer:
         handler = type("Handler", (_Handler,), {"api": self})
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05})
@@ -150,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         with cluster.changed:  # before the request is visible: a test acting once it sees it is not missed
             generations = (cluster.expiries, cluster.drops, cluster.bookmarks)
         self.api.requests.append((url.path, query))
-        if self.api.token and self.headers.get("Authorization") != f"Bearer {self.api.token}":
+        if not self._authorised():
             self._status(401, "Unauthorized", "no or wrong bearer token")
             return
         if self.api.failures:
@@ -259,6 +271,11 @@ class _Handler(BaseHTTPRequestHandler):
             cluster.bookmarks,
         ) != (expiries, drops, marks)
 
+    def _authorised(self) -> bool:
+        # The auth scheme is case-insensitive (RFC 7235): the client's in-cluster loader sends "bearer".
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        return not self.api.token or (scheme.lower() == "bearer" and token == self.api.token)
+
     # --- Events ---
 
     def _event_request(self, method: str) -> tuple[list[str], Any] | None:
@@ -267,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length) or b"null")
         self.api.event_requests.append((method, url.path, self.headers.get("Content-Type") or ""))
-        if self.api.token and self.headers.get("Authorization") != f"Bearer {self.api.token}":
+        if not self._authorised():
             self._status(401, "Unauthorized", "no or wrong bearer token")
             return None
         return url.path.strip("/").split("/"), body
@@ -333,6 +350,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts == ["_fake", "bookmark"]:
             cluster.bookmark()
             rv = cluster.resource_version
+        elif parts == ["_fake", "events"]:
+            with cluster.changed:
+                self._json(200, {"items": list(cluster.events.values())})
+            return
         else:
             self._status(404, "NotFound", url.path)
             return
