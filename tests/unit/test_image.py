@@ -79,7 +79,7 @@ def test_same_venv_entrypoint_and_path():
     assert containerfile_env()["PATH"].startswith(f"{venv}/bin:")
     (install,) = [rest for word, rest in instructions() if word == "RUN" and "venv" in rest]
     assert f"python3 -m venv --without-pip {venv}" in install
-    assert 'python3 -m venv --without-pip "$venv"' in SCRIPT and f"--python {venv}/bin/python" in install
+    assert 'python3 -m venv --without-pip "$VENV"' in SCRIPT and f"--python {venv}/bin/python" in install
 
 
 def test_the_daemonset_and_compose_run_what_the_entrypoint_takes():
