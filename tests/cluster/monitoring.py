@@ -57,6 +57,23 @@ def dashboard_queries() -> list[tuple[str, str]]:
     return out
 
 
+def exported_names(exposition: str) -> set[str]:
+    """The series names an agent's /metrics text can have, from its families (HELP and TYPE lines
+    count: a family with no samples yet, like drops of a pod before any drop, is still exported)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    suffixes = {
+        "counter": ("_total",),
+        "histogram": ("_bucket", "_count", "_sum"),
+        "summary": ("_count", "_sum"),
+    }
+    names = set()
+    for family in text_string_to_metric_families(exposition):
+        names.update(f"{family.name}{suffix}" for suffix in suffixes.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
 def metric_names(expr: str) -> set[str]:
     """The metric names an expression selects (not functions, keywords, labels or durations)."""
     text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)

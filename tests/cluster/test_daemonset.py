@@ -17,7 +17,13 @@ import pytest
 import yaml
 
 from tests.cluster import runc
-from tests.cluster.monitoring import SCRAPE_SERIES, alert_rules, dashboard_queries, metric_names
+from tests.cluster.monitoring import (
+    SCRAPE_SERIES,
+    alert_rules,
+    dashboard_queries,
+    exported_names,
+    metric_names,
+)
 from tests.cluster.prometheus import Prometheus
 from tests.e2e.agentlab import AgentLab, wait_for
 from tests.e2e.test_kubernetes import NODE, POLICIES, kube_pods, kube_policy
@@ -268,10 +274,16 @@ def test_prometheus_scrapes_the_agent_and_evaluates_every_alert_and_dashboard_qu
         wait_for(lambda: _up(prometheus) == 1.0, 30, "Prometheus scraping the agent from another host")
         wait_for(lambda: _evaluated(prometheus), 30, "every rule evaluated")
         time.sleep(3)  # a few scrapes, so rate() has two samples in its window
-        exported = {
+        # What the agent exports: its families, read from the endpoint Prometheus scrapes (a family with
+        # no samples yet counts); and Prometheus did scrape them.
+        status, exposition = env.http("/metrics", target, ns="inet")
+        assert status == 200
+        exported = exported_names(exposition)
+        scraped = {
             s["__name__"]
             for s in prometheus.api("series", **{"match[]": '{__name__=~"fqdn_policy_.+"}'})["data"]
         }
+        assert scraped <= exported and {"fqdn_policy_ready", "fqdn_policy_dns_queries_total"} <= scraped
 
         groups = prometheus.api("rules")["data"]["groups"]
         rules = [r for g in groups for r in g["rules"]]

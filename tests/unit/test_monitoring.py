@@ -6,7 +6,6 @@ import kubernetes_validate
 import pytest
 import yaml
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from agent.cli import build_parser
 from agent.metrics import registry_for
@@ -16,6 +15,7 @@ from tests.cluster.monitoring import (
     alert_rules,
     dashboard,
     dashboard_queries,
+    exported_names,
     metric_names,
 )
 from tests.unit.test_deploy import KUBERNETES_VERSION, manifest
@@ -51,9 +51,7 @@ def one(kind):
 
 @pytest.fixture
 def exported(agent):  # noqa: F811
-    agent.drops_by_pod["default/curl-client"] = 1  # the family has samples once a pod had a drop
-    text = generate_latest(registry_for(agent)).decode()
-    return {s.name for family in text_string_to_metric_families(text) for s in family.samples}
+    return exported_names(generate_latest(registry_for(agent)).decode())
 
 
 @pytest.mark.parametrize(
@@ -146,3 +144,5 @@ def test_every_dashboard_query_uses_only_exported_metrics(exported):
 
 def test_a_misspelt_metric_would_be_caught(exported):
     assert not metric_names("rate(fqdn_policy_dns_query_total[5m])") <= exported
+    assert "fqdn_policy_denied_connections_total" in exported  # a family with no samples yet counts
+    assert "fqdn_policy_answer_hold_seconds_bucket" in exported and "fqdn_policy_ready" in exported
