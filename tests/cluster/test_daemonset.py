@@ -25,10 +25,11 @@ from tests.cluster.monitoring import (
     metric_names,
 )
 from tests.cluster.prometheus import Prometheus
-from tests.e2e.agentlab import AgentLab, wait_for
+from tests.e2e.agentlab import ZONE, AgentLab, wait_for
 from tests.e2e.test_kubernetes import NODE, POLICIES, kube_pods, kube_policy
-from tests.lab.addressing import DNS_V4, INET_UPLINK_V4, NODE_POD_GW_V4, NODE_UPLINK_V4
+from tests.lab.addressing import INET_UPLINK_V4, NODE_POD_GW_V4, NODE_UPLINK_V4
 from tests.lab.netlab import Lab
+from tests.lab.upstream import DEFAULT_DNS, FakeInternet
 from tests.unit.test_deploy import manifest
 
 pytestmark = pytest.mark.cluster
@@ -37,11 +38,12 @@ GOOGLE, CLOUDFLARE, YOURDOMAIN = "198.51.100.10", "198.51.100.20", "198.51.100.3
 API_HOST, API_PORT = NODE_POD_GW_V4, 6443  # where the pod's KUBERNETES_SERVICE_HOST/PORT point
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN = "service-account-token"
+COREDNS_POD = "10.244.200.53"  # the cluster DNS Service's endpoint, in the Pod range
 
 
 def kube_proxy_standin(cluster_dns: str) -> str:
     """What kube-proxy does for the cluster DNS Service, for pods and for the node itself."""
-    rule = f"ip daddr {cluster_dns} meta l4proto {{ udp, tcp }} th dport 53 dnat ip to {DNS_V4}:53"
+    rule = f"ip daddr {cluster_dns} meta l4proto {{ udp, tcp }} th dport 53 dnat ip to {COREDNS_POD}:53"
     return f"""
 table inet kube_proxy_standin {{
     chain prerouting {{ type nat hook prerouting priority dstnat; policy accept; {rule}; }}
@@ -60,6 +62,7 @@ class Node:
         self.netns = f"/var/run/netns/{lab.ns('node')}"
         self.ids: list[str] = []
         self.agent: subprocess.Popen[bytes] | None = None
+        self.guard: subprocess.Popen[bytes] | None = None
         self.log = workdir / "agent.log"
 
     def flag(self, name: str) -> str:
@@ -109,6 +112,21 @@ class Node:
         )
         assert self.agent.poll() is None, self.log.read_text()
 
+    def start_guard(self) -> subprocess.Popen[bytes]:
+        """The pod's second container, the dns-guard, with its own log."""
+        guard = self.pod["containers"][1]
+        self.ids.append(f"{self.lab.id}-{guard['name']}")
+        bundle = self.container(guard, guard["name"]).bundle(self.workdir / "bundles" / guard["name"])
+        self.guard = runc.run(self.ids[-1], bundle, self.workdir / "dns-guard.log")
+        wait_for(lambda: _logged(self.workdir / "dns-guard.log", "dns_guard.ready"), 30, "the dns-guard")
+        return self.guard
+
+    def kill_agent(self) -> None:
+        """As a crash: SIGKILL to the agent's process (the kubelet has not restarted it yet)."""
+        subprocess.run(["runc", "kill", f"{self.lab.id}-agent", "KILL"], check=True)
+        assert self.agent is not None
+        self.agent.wait(20)
+
     def logs(self) -> list[dict]:
         return self.env.logs(self.log)
 
@@ -121,11 +139,20 @@ class Node:
         return self.agent.wait(20)
 
     def cleanup(self) -> None:
-        if self.agent is not None and self.agent.poll() is None:
-            self.agent.kill()
-            self.agent.wait(10)
+        for process in (self.agent, self.guard):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
         for container_id in self.ids:
             runc.delete(container_id)
+
+
+def _logged(path, event: str) -> bool:
+    return path.exists() and any(f'"event": "{event}"' in line for line in path.read_text().splitlines())
 
 
 def service_account(workdir) -> tuple[str, str]:
@@ -177,6 +204,11 @@ class FakeApi:
 def daemonset(image, tmp_path):
     with Lab() as lab:
         env = AgentLab(lab, tmp_path)
+        # The cluster DNS "pod": the fake internet's DNS server also answers on an address in the Pod
+        # range, which the ConfigMap's --exempt covers, as CoreDNS's endpoints are in a cluster.
+        lab.run("inet", ["ip", "addr", "add", f"{COREDNS_POD}/32", "dev", lab.inet_hosts_if])
+        lab.run("node", ["ip", "route", "add", f"{COREDNS_POD}/32", "via", INET_UPLINK_V4])
+        env.internet = FakeInternet(lab, tmp_path, ZONE, dns=(*DEFAULT_DNS, f"{COREDNS_POD}:53"))
         with env.internet:
             cluster_dns = manifest("ConfigMap")["data"]["run.flags"].split("--upstream=")[1].split(":")[0]
             lab.run("node", ["nft", "-f", "-"], input=kube_proxy_standin(cluster_dns))
@@ -304,6 +336,24 @@ def test_prometheus_scrapes_the_agent_and_evaluates_every_alert_and_dashboard_qu
     finally:
         prometheus.stop()
     assert node.stop() == 0
+
+
+def test_the_dns_guard_container_lifts_the_redirect_when_the_agent_crashes(daemonset):
+    """The DaemonSet's second container: with the agent killed, pods' DNS to the cluster DNS Service
+    goes to the cluster DNS again (names resolve), while the enforcement table stays."""
+    node, _api, env, cluster_dns = daemonset
+    node.start()
+    node.start_guard()
+    server = f"{cluster_dns}:53"
+    assert env.dns("pod-a", "www.google.com", server=server)["rcode"] == "NOERROR"
+    assert "fqdn_policy_dns" in env.nft("list", "tables")
+    node.kill_agent()
+    wait_for(lambda: "fqdn_policy_dns" not in env.nft("list", "tables"), 15, "the redirect removed")
+    assert _logged(node.workdir / "dns-guard.log", "dns.redirect_orphaned")
+    answer = env.dns("pod-a", "www.cloudflare.com", server=server)  # straight to the cluster DNS
+    assert answer["rcode"] == "NOERROR" and [a["data"] for a in answer["answers"]] == [CLOUDFLARE]
+    assert env.tcp("pod-a", GOOGLE, 443) == "connected"  # allowed before the crash: still allowed
+    assert env.tcp("pod-a", CLOUDFLARE, 443) == "timeout"  # nothing new is allowed
 
 
 def manifest_label_job() -> str:
