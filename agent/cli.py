@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
 import sys
 from pathlib import Path
@@ -125,9 +126,17 @@ def guard_mark(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fqdn-policy")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # `@FILE` reads more arguments from FILE, one per line: how the DaemonSet takes its ConfigMap.
     parser = argparse.ArgumentParser(prog="fqdn-policy", description=__doc__, fromfile_prefix_chars="@")
+    parser.add_argument("--version", action="version", version=f"fqdn-policy {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     d = argparse.ArgumentDefaultsHelpFormatter
 
@@ -144,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--kubeconfig",
         type=Path,
-        help="with --kubernetes: a kubeconfig file instead of the pod's in-cluster service account",
+        help="with --kubernetes: the kubeconfig file to use; without it $KUBECONFIG, then the pod's "
+        "in-cluster service account, then ~/.kube/config (kubectl's order)",
     )
     run.add_argument(
         "--listen",
@@ -310,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"{DEFAULT_METRICS[0]}:{DEFAULT_METRICS[1]}",  # a string: parsed by type, shown by --help
         metavar="IP:PORT|off",
         help="where to serve /metrics, /healthz, /readyz, /state and /explain over HTTP (docs/operations.md)",
+    )
+    run.add_argument(
+        "--public-metrics",
+        type=metrics_address,
+        default="off",
+        metavar="IP:PORT|off",
+        help="a second listener serving only /metrics, for a Prometheus on another host (the node's "
+        "address in a DaemonSet); /state and /explain stay on --metrics (docs/operations.md)",
     )
     run.add_argument(
         "--guard-mark",
@@ -483,13 +501,19 @@ def _source(args: argparse.Namespace) -> PolicySource:
     if not args.kubernetes:
         return FileSource(args.policy, args.watch_interval)
     # Imported here: standalone mode does not need the kubernetes client loaded.
+    from sources.eventsink import EventRecorder
     from sources.kubeapi import api_client, list_calls, node_name
     from sources.kubesource import KubernetesSource
 
     node = node_name()
-    client = api_client(args.kubeconfig)
+    client, choice = api_client(args.kubeconfig)
+    events = EventRecorder(client, node)
+    host = client.configuration.host
     return KubernetesSource(
-        list_calls(client, node), description=f"kubernetes {client.configuration.host} node {node}"
+        list_calls(client, node),
+        description=f"kubernetes {host} node {node} (configuration: {choice.describe()})",
+        notices=events.record,
+        close_notices=events.close,
     )
 
 
@@ -530,6 +554,7 @@ def _run(args: argparse.Namespace) -> int:
         nflog_group=args.nflog_group,
         drop_log_rate=args.drop_log_rate,
         metrics=args.metrics,
+        public_metrics=args.public_metrics,
         guard_mark=args.guard_mark,
         tcp_limits=TcpLimits(idle_timeout=args.tcp_idle_timeout, max_connections=args.tcp_max_connections),
         gc_young=args.gc_young,

@@ -28,7 +28,7 @@ from agent.health import Health
 from agent.histogram import Histogram
 from agent.httpserve import HttpServer
 from agent.logs import get
-from agent.opsapi import routes
+from agent.opsapi import public_routes, routes
 from agent.redirect import DnsRedirector, plan
 from agent.tables import EnforcerTables
 from dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
@@ -94,6 +94,7 @@ class AgentConfig:
     dns_services: list[tuple[str, int]] = field(default_factory=list)
     dns_table: str = DEFAULT_DNS_TABLE
     metrics: tuple[str, int] | None = DEFAULT_METRICS  # /metrics, /healthz, /readyz, /state; None = off
+    public_metrics: tuple[str, int] | None = None  # /metrics only, for a remote Prometheus; None = off
     mode: ruleset.Mode = ruleset.Mode.ENFORCE  # audit: denied packets are logged and accepted
     reject: bool = False  # every enforced pod gets a fast failure, not only those of rejecting policies
     nflog_group: int | None = ruleset.DEFAULT_NFLOG_GROUP  # None: denied packets are not logged
@@ -153,7 +154,7 @@ class Agent:
         self.gate: PolicyGate | None = None
         self.resolver: Resolver | None = None
         self.servers: list[DnsServer] = []
-        self.ops: HttpServer | None = None
+        self.ops: list[HttpServer] = []  # the --metrics listener, then --public-metrics
         self._reload_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -175,14 +176,21 @@ class Agent:
         return self.gate.index
 
     async def start(self) -> None:
-        if self.config.metrics is not None:
-            # First, so /healthz answers and /readyz says "starting" while the table is set up.
-            host, port = self.config.metrics
-            self.ops = HttpServer(host, port, routes(self))
-            try:
-                await self.ops.start()
-            except OSError as error:
-                raise StartupError(f"cannot serve metrics on {host}:{port}: {error}") from error
+        # First, so /healthz answers and /readyz says "starting" while the table is set up.
+        local = routes(self)
+        for what, address, table in (
+            ("metrics", self.config.metrics, local),
+            ("--public-metrics", self.config.public_metrics, public_routes(local)),
+        ):
+            if address is not None:
+                server = HttpServer(*address, table)
+                try:
+                    await server.start()
+                except OSError as error:
+                    raise StartupError(
+                        f"cannot serve {what} on {address[0]}:{address[1]}: {error}"
+                    ) from error
+                self.ops.append(server)
         try:
             policy_set = await self.source.first()
         except SourceRefused as error:
@@ -444,10 +452,10 @@ class Agent:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.ops is not None:
+        for ops in self.ops:
             # First: during a rolling update the new agent shares the port (SO_REUSEPORT), and probes
             # and scrapes should reach it, not this one while it drains.
-            await self.ops.stop()
+            await ops.stop()
         # New queries go to the cluster DNS from now on (unless a newer agent owns the redirect);
         # the ones already sent here are still answered below.
         try:

@@ -31,6 +31,8 @@ try:
         status, body = r.status, r.read()
 except urllib.error.HTTPError as e:
     status, body = e.code, e.read()
+except urllib.error.URLError as e:
+    status, body = 0, str(e.reason).encode()
 print(json.dumps({"status": status, "body": body.decode()}))
 """
 
@@ -173,9 +175,10 @@ class AgentLab:
         """`fqdn-policy ARGV` in the node namespace (where the agent and its table live)."""
         return self.lab.run("node", [AGENT, *argv], check=False)
 
-    def http(self, path: str, address: str = METRICS) -> tuple[int, str]:
-        """GET http://ADDRESS/PATH from inside the node namespace: (status, body)."""
-        out = self.lab.run("node", [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"], timeout=10)
+    def http(self, path: str, address: str = METRICS, ns: str = "node") -> tuple[int, str]:
+        """GET http://ADDRESS/PATH from inside namespace NS (the node's by default): (status, body);
+        status 0 when the connection is refused."""
+        out = self.lab.run(ns, [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"], timeout=10)
         result = json.loads(out.stdout)
         return result["status"], result["body"]
 
