@@ -7,7 +7,8 @@ One `inet` table holds everything; nothing outside it is ever touched. Layout:
     set allow_v4_proto / _v6_proto     pod . destination . protocol           (a protocol, any port)
     set allow_v4_port / _v6_port       pod . destination . protocol . port
     set exempt_v4 / exempt_v6          destinations never enforced (e.g. the cluster's own ranges)
-    set ipblock_v4 / _v6 (+ _port)     pod . network [. protocol . port range] from NetworkPolicy ipBlocks
+    set ipblock_v4 / _v6               pod . network, from NetworkPolicy ipBlocks without ports
+    set ipblock_v4_tcp / _udp / _sctp  pod . network . port range (the same for v6), with ports
     set reject_v4 / reject_v6          pods whose denied packets are rejected instead of dropped
     counter drops_unlogged             denied packets beyond the log rate limit (not logged)
     chain forward (hook forward)       established/related pass; enforced pods jump to egress_v4/v6
@@ -63,6 +64,11 @@ ND_TYPES = (
     "nd-redirect",
 )
 CHAINS = ("forward", "egress_v4", "egress_v6", "deny_v4", "deny_v6")
+# NetworkPolicy port protocols. An interval set per protocol, the protocol matched by the rule: a
+# concatenation with `meta l4proto` in an interval set cannot be looked up on Linux 7.2 (EOPNOTSUPP,
+# seen in the VM lane with Debian sid's 7.2.13; the same lookup works on 5.10-6.18), while
+# address . address . port ranges can everywhere.
+IPBLOCK_PROTOCOLS = ("tcp", "udp", "sctp")
 
 
 class Mode(StrEnum):
@@ -144,7 +150,8 @@ def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: in
         port_key = [addr, addr, "inet_proto", "inet_service"]
         cmds.append(_set(table, f"allow_v{v}_port", port_key, ["timeout"]))
         cmds.append(_set(table, f"ipblock_v{v}", [addr, addr], ["interval"]))
-        cmds.append(_set(table, f"ipblock_v{v}_port", port_key, ["interval"]))
+        for proto in IPBLOCK_PROTOCOLS:
+            cmds.append(_set(table, f"ipblock_v{v}_{proto}", [addr, addr, "inet_service"], ["interval"]))
     cmds.append({"add": {"counter": {"family": FAMILY, "table": table, "name": UNLOGGED_COUNTER}}})
     chains: dict[str, dict[str, Any]] = {name: {} for name in CHAINS}
     chains["forward"] = {"type": "filter", "hook": "forward", "prio": FORWARD_PRIORITY, "policy": "accept"}
@@ -185,13 +192,10 @@ def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: in
                             "right": {"set": list(ND_TYPES)}}}  # fmt: skip
             cmds.append(_rule(table, chain, [nd, {"accept": None}]))
         cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"ipblock_v{v}"), {"accept": None}]))
-        cmds.append(
-            _rule(
-                table,
-                chain,
-                [_match_set([saddr, daddr, l4proto, dport], f"ipblock_v{v}_port"), {"accept": None}],
-            )
-        )
+        for proto in IPBLOCK_PROTOCOLS:
+            is_proto = {"match": {"op": "==", "left": l4proto, "right": proto}}
+            lookup = _match_set([saddr, daddr, dport], f"ipblock_v{v}_{proto}")
+            cmds.append(_rule(table, chain, [is_proto, lookup, {"accept": None}]))
         cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"allow_v{v}"), {"accept": None}]))
         cmds.append(
             _rule(table, chain, [_match_set([saddr, daddr, l4proto], f"allow_v{v}_proto"), {"accept": None}])
@@ -362,7 +366,8 @@ def ipblock_commands(table: str, elements: Iterable[IpBlockElement]) -> list[Com
     by_set: dict[str, list[dict[str, Any]]] = {}
     for v in (4, 6):
         by_set[f"ipblock_v{v}"] = []
-        by_set[f"ipblock_v{v}_port"] = []
+        for proto in IPBLOCK_PROTOCOLS:
+            by_set[f"ipblock_v{v}_{proto}"] = []
     for src, network, ports in sorted(elements, key=str):
         addr, _, plen = network.partition("/")
         dst = {"prefix": {"addr": addr, "len": int(plen)}}
@@ -372,7 +377,7 @@ def ipblock_commands(table: str, elements: Iterable[IpBlockElement]) -> list[Com
         else:
             proto, first, last = ports
             port: int | dict[str, list[int]] = first if first == last else {"range": [first, last]}
-            by_set[f"ipblock_v{v}_port"].append({"concat": [src, dst, proto, port]})
+            by_set[f"ipblock_v{v}_{proto}"].append({"concat": [src, dst, port]})
     cmds: list[Command] = []
     for name, elems in by_set.items():
         cmds.append({"flush": {"set": {"family": FAMILY, "table": table, "name": name}}})

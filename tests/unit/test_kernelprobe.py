@@ -148,3 +148,20 @@ def test_each_probe_runs_in_the_scratch_table_only():
             (thing,) = body.values()
             assert thing.get("table", thing.get("name")) == "x_probe", (feature.name, command)
     assert scratch_table("fqdn_policy") == "fqdn_policy_probe"
+
+
+def test_no_interval_set_is_looked_up_with_a_protocol_field():
+    """Linux 7.2 refuses a lookup of `meta l4proto` in an interval set (EOPNOTSUPP, seen in the VM lane);
+    NetworkPolicy port ranges go in a set per protocol instead, and the probe looks its sets up."""
+    from enforcer.ruleset import IPBLOCK_PROTOCOLS, base_ruleset
+
+    commands = base_ruleset("t")
+    interval = {
+        c["add"]["set"]["name"]: c["add"]["set"]["type"]
+        for c in commands
+        if "set" in c.get("add", {}) and "interval" in c["add"]["set"].get("flags", [])
+    }
+    assert {f"ipblock_v4_{p}" for p in IPBLOCK_PROTOCOLS} <= interval.keys()
+    assert all("inet_proto" not in key for key in interval.values()), interval
+    probe = json.dumps(kf.CONCAT_INTERVAL.commands("x"))
+    assert '"right": "@s"' in probe and "l4proto" not in probe
