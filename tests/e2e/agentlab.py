@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from tests.lab.netlab import Lab
+from tests.lab.slowdown import patience
 from tests.lab.upstream import FakeInternet
 
 AGENT = str(Path(sys.executable).with_name("fqdn-policy"))
@@ -115,7 +116,7 @@ class AgentLab:
             return self.agent
         wait_for(
             lambda: self.count_log("agent.ready") > readies or self.agent.poll() is not None,
-            15,
+            patience(15),
             "agent ready",
         )
         assert self.agent.poll() is None, self.agent_log.read_text()
@@ -124,7 +125,7 @@ class AgentLab:
     def stop_agent(self, sig: int = signal.SIGTERM) -> int:
         assert self.agent is not None
         self.agent.send_signal(sig)
-        return self.agent.wait(timeout=10)
+        return self.agent.wait(timeout=patience(10))
 
     def logs(self, path: Path | None = None) -> list[dict[str, Any]]:
         path = path or self.agent_log
@@ -147,7 +148,7 @@ class AgentLab:
         )
 
     def probe(self, pod: str, *argv: str) -> dict[str, Any]:
-        out = self.lab.run(pod, [sys.executable, "-m", "tests.lab.probe", *argv], timeout=20)
+        out = self.lab.run(pod, [sys.executable, "-m", "tests.lab.probe", *argv], timeout=patience(20))
         return json.loads(out.stdout)
 
     def dns(
@@ -174,7 +175,9 @@ class AgentLab:
 
     def http(self, path: str, address: str = METRICS) -> tuple[int, str]:
         """GET http://ADDRESS/PATH from inside the node namespace: (status, body)."""
-        out = self.lab.run("node", [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"], timeout=10)
+        out = self.lab.run(
+            "node", [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"], timeout=patience(10)
+        )
         result = json.loads(out.stdout)
         return result["status"], result["body"]
 
