@@ -1,0 +1,43 @@
+#!/bin/sh
+# Runs inside the image's chroot while it is built (scripts/vmtest, a kernel of another suite):
+# fetch only that suite's kernel .deb files, unpack them without dpkg (their dependencies are that
+# suite's, the userland stays bookworm's), then depmod and build the initramfs with bookworm's tools.
+#   foreign-kernel.sh SOURCES-FILE PACKAGE
+set -eu
+sources=$1 package=$2
+work=/tmp/vmtest-kernel
+mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/debs"
+# The other suite's lists live in $work only: the image's own apt configuration stays bookworm's.
+set -- -o Dir::Etc::SourceList="$sources" -o Dir::Etc::SourceParts=/nonexistent \
+  -o Dir::State::Lists="$work/lists" -o Dir::Cache::archives="$work/archives" \
+  -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root \
+  -o Acquire::Languages=none
+apt-get -q "$@" update
+# The metapackage (linux-image-cloud-amd64) depends on the versioned image, which may depend on
+# an -unsigned one: follow Depends on linux-image-* down to the packages that hold the files.
+todo=$package all=""
+while [ -n "$todo" ]; do
+  next=""
+  for p in $todo; do
+    case " $all " in *" $p "*) continue ;; esac
+    all="$all $p"
+    deps=$(apt-cache "$@" depends --no-recommends --no-suggests --no-conflicts --no-breaks \
+      --no-replaces --no-enhances "$p" | sed -n 's/^ *|\{0,1\}Depends: \(linux-image-[a-z0-9.+-]*\)$/\1/p')
+    next="$next $deps"
+  done
+  todo=$(echo $next)
+done
+echo "foreign-kernel: downloading$all"
+cd "$work/debs"
+apt-get -q "$@" download $all
+for deb in ./*.deb; do
+  # --keep-directory-symlink: bookworm's /lib is a symlink to usr/lib; a deb's ./lib must go through it.
+  dpkg-deb --fsys-tarfile "$deb" | tar -x --keep-directory-symlink -C /
+done
+version=$(ls /lib/modules)
+[ "$(echo "$version" | wc -w)" = 1 ] || { echo "foreign-kernel: expected one kernel, found: $version"; exit 1; }
+depmod -a "$version"
+mkinitramfs -o "/boot/initrd.img-$version" "$version"
+cd /
+rm -rf "$work"
+echo "foreign-kernel: $version installed"
