@@ -22,6 +22,7 @@ from enforcer import ruleset
 from enforcer.dnsredirect import DEFAULT_DNS_TABLE
 from enforcer.guard import DEFAULT_GUARD_MARK, guard_table, validate_mark
 from enforcer.nft import Nft, NftError
+from enforcer.refresh import Refresh
 from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
 from policy.explain import PROTOCOLS
@@ -285,6 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(docs/failure-modes.md); 0 = no guard table",
     )
     run.add_argument(
+        "--element-refresh",
+        choices=["auto", *(r.value for r in Refresh)],
+        default="auto",
+        help="how an allowed element gets a later timeout: auto (probed at start: in-place update on "
+        "Linux 6.10+, else replace = delete and add in one transaction), or insist on one "
+        "(docs/kernels.md)",
+    )
+    run.add_argument(
         "--tcp-idle-timeout",
         type=float,
         default=TcpLimits().idle_timeout,
@@ -482,6 +491,7 @@ def _run(args: argparse.Namespace) -> int:
         guard_mark=args.guard_mark,
         tcp_limits=TcpLimits(idle_timeout=args.tcp_idle_timeout, max_connections=args.tcp_max_connections),
         gc_young=args.gc_young,
+        element_refresh=args.element_refresh,
     )
     try:
         eventloop.run(Agent(config, source).run_forever(), EventLoop(args.event_loop))

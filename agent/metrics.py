@@ -191,6 +191,14 @@ class AgentCollector(Collector):
             policies.add_metric([], len(index.policy_set.policies))
         yield pods
         yield policies
+        if agent.kernel is not None:
+            kernel = GaugeMetricFamily(
+                f"{PREFIX}_kernel_info",
+                "1, labelled with the kernel release and how allow elements are refreshed on it",
+                labels=["release", "element_refresh"],
+            )
+            kernel.add_metric([agent.kernel.release, agent.kernel.refresh.value], 1)
+            yield kernel
         ready = GaugeMetricFamily(f"{PREFIX}_ready", "1 when /readyz answers 200")
         ready.add_metric([], 0 if health.problems(time.monotonic()) else 1)
         yield ready

@@ -36,6 +36,10 @@ from dnsproxy.server import DnsServer, Resolver, TcpLimits
 from dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, Forwarder, UpstreamAddress
 from enforcer import guard, ruleset
 from enforcer.dnsredirect import DEFAULT_DNS_TABLE
+from enforcer.elementsocket import ElementSocket
+from enforcer.kernelfeatures import Needs
+from enforcer.kernelprobe import KernelReport, KernelUnsupported, probe_kernel
+from enforcer.refresh import Refresh
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
@@ -99,6 +103,16 @@ class AgentConfig:
     guard_mark: int = guard.DEFAULT_GUARD_MARK  # 0: no guard table (see enforcer/guard.py)
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     gc_young: int = GC_THRESHOLD  # young-generation collection threshold (objects); see gc.set_threshold
+    element_refresh: str = "auto"  # "auto" (probed), or a Refresh to insist on (refused if it fails)
+
+    @property
+    def kernel_needs(self) -> Needs:
+        return Needs(
+            reject=self.mode is ruleset.Mode.ENFORCE,
+            nflog=self.nflog_group is not None,
+            guard_mark=bool(self.guard_mark) and self.mode is ruleset.Mode.ENFORCE,
+            dns_redirect=bool(self.dns_services),
+        )
 
 
 class StartupError(RuntimeError):
@@ -145,6 +159,7 @@ class Agent:
         # in audit mode, the connections enforcement would have denied.
         self.drops_by_pod: dict[str, int] = {}
         self.drops: DropReporter | None = None
+        self.kernel: KernelReport | None = None  # what the start-up probe found (enforcer.kernelprobe)
 
     @property
     def index(self) -> PolicyIndex:
@@ -176,8 +191,9 @@ class Agent:
             decision_log=self.decision_log,
             names=self.names,
         )
+        await self._probe_kernel()
         try:
-            await self.writer.call(lambda nft: self.tables.install(nft, index))
+            await self.writer.call(lambda nft: self.tables.install(nft, index, refresh=self.writer.refresh))
         except Exception as error:
             raise StartupError(f"cannot program nftables table {self.config.table!r}: {error}") from error
         await self._reconcile(index)
@@ -240,7 +256,28 @@ class Agent:
             mode=self.config.mode.value,
             reject="all pods" if self.config.reject else "pods of policies annotated on-deny: reject",
             nflog_group=self.config.nflog_group,
+            kernel=self.kernel.release if self.kernel else None,
+            element_refresh=self.writer.refresh.value,
         )
+
+    async def _probe_kernel(self) -> None:
+        """Refuse a kernel that lacks a feature the tables use; choose how elements are refreshed."""
+        table, needs = self.config.table, self.config.kernel_needs
+        try:
+            self.kernel = await self.writer.call(lambda nft: probe_kernel(nft, ElementSocket(), table, needs))
+        except KernelUnsupported as error:
+            raise StartupError(str(error)) from error
+        except Exception as error:
+            raise StartupError(f"cannot probe the kernel's nf_tables: {error}") from error
+        chosen = self.config.element_refresh
+        if chosen != "auto" and chosen != self.kernel.refresh:
+            if chosen == Refresh.UPDATE:
+                raise StartupError(
+                    f"--element-refresh update: kernel {self.kernel.release} ignores element updates "
+                    "(Linux 6.10+); use auto or replace"
+                )
+            self.kernel = KernelReport(self.kernel.release, Refresh(chosen))
+        self.writer.refresh = self.kernel.refresh
 
     def _raise_open_file_limit(self) -> None:
         """Every TCP client holds a descriptor: with a soft limit of 1,024 (a common default) the
@@ -255,7 +292,7 @@ class Agent:
 
     async def _reconcile(self, index: PolicyIndex, previous: PolicyIndex | None = None) -> None:
         rec = self.table.reconcile(index, time.monotonic(), previous)
-        commands = ruleset.element_commands(self.config.table, rec.writes, rec.deletes)
+        commands = ruleset.element_commands(self.config.table, rec.writes, rec.deletes, self.writer.refresh)
         if previous is not None:
             commands = self.tables.change_commands(index, previous, commands)
         await self.writer.write(commands)
@@ -327,7 +364,8 @@ class Agent:
         """Recreate the table and write back everything allowed (someone deleted or flushed it)."""
         self.log.error("enforcer.repairing", reason=reason, table=f"{ruleset.FAMILY} {self.config.table}")
         try:
-            await self.writer.call(lambda nft: self.tables.install(nft, self.index, rewrite=True))
+            refresh = self.writer.refresh
+            await self.writer.call(lambda nft: self.tables.install(nft, self.index, True, refresh))
         except Exception as error:
             self.log.error("enforcer.repair_failed", error=str(error))
             self.health.record_repair(False, time.monotonic())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from enforcer import guard, ruleset
 from enforcer.inventory import allow_elements
 from enforcer.nft import Nft, NftError
+from enforcer.refresh import Refresh
 from policy.allowtable import AllowTable
 from policy.ruleindex import PolicyIndex
 
@@ -49,11 +50,14 @@ class EnforcerTables:
             return False
         return self.config.reject or any(p.rejects for p in client.rules.policies)
 
-    def install(self, nft: Nft, index: PolicyIndex, rewrite: bool = False) -> None:
+    def install(
+        self, nft: Nft, index: PolicyIndex, rewrite: bool = False, refresh: Refresh = Refresh.UPDATE
+    ) -> None:
         """Create or adopt both tables, all in one transaction, then take over the kernel's elements.
 
-        With `rewrite`, every element the agent knows is written back in the same transaction: the
-        repair after someone deleted the table or a set.
+        With `rewrite`, every element the agent knows is written back in the same transaction (as
+        `refresh` says, since some may still be there): the repair after someone deleted the table or
+        a set.
         """
         table = self.config.table
         mark = self.config.guard_mark if self.guard_table else 0
@@ -80,7 +84,7 @@ class EnforcerTables:
         commands += ruleset.ipblock_commands(table, index.ipblock_elements())
         now = time.monotonic()
         if rewrite:
-            commands += ruleset.element_commands(table, self.allowed.live_writes(now))
+            commands += ruleset.element_commands(table, self.allowed.live_writes(now), refresh=refresh)
         nft.run(commands)
         if self.guard_table:
             self._guard_drops = self._guard_counter(nft)

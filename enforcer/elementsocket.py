@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from enforcer.elementwire import Acknowledgements, ElementChange, ElementRefused, encode_batch
 from enforcer.netlink import NETLINK_CAP_ACK, NETLINK_NETFILTER
+from enforcer.refresh import Refresh
 
 SOL_NETLINK = 270
 ANSWER_TIMEOUT = 1.0  # seconds
@@ -33,13 +34,14 @@ class ElementSocket:
         self._receive_space = 0
         self._buffer = bytearray(65536)
 
-    def write(self, changes: Sequence[ElementChange]) -> None:
+    def write(self, changes: Sequence[ElementChange], refresh: Refresh = Refresh.UPDATE) -> None:
         """Apply the changes as one transaction; returns once the kernel acknowledged every message.
+        `refresh`: how an element that exists gets its new timeout (enforcer.refresh).
 
         Raises ValueError for an element that cannot be encoded (nothing sent), ElementRefused when the
         kernel refused (nothing applied), OSError when the socket failed (the socket is then replaced
         on the next call; whether the batch was applied is unknown, so the caller fails it)."""
-        batch = encode_batch(changes, self._seq)
+        batch = encode_batch(changes, self._seq, refresh)
         self._seq = batch.next_seq & 0x7FFFFFFF or 1
         if not batch.targets:
             return

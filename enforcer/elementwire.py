@@ -50,6 +50,7 @@ from enforcer.netlink import (
     nested,
 )
 from enforcer.nflogwire import PROTOCOLS
+from enforcer.refresh import Refresh, latest_writes
 from enforcer.ruleset import COMMENT_LENGTH, set_name
 from policy.allowtable import Element, ElementWrite
 
@@ -165,7 +166,8 @@ def write_element(write: ElementWrite) -> bytes:
 
     Packed in one go rather than attribute by attribute: this runs once per element an answer
     writes. Both times go: an element re-added with a timeout alone keeps its old expiry (Linux 6.10+
-    updates it only when the expiration is given), as element_commands writes `expires` too."""
+    updates it only when the expiration is given; older kernels not at all: enforcer.refresh), as
+    element_commands writes `expires` too."""
     key = element_key(write.element)
     text = comment(write.name)
     userdata = 4 + 2 + len(text) + 1  # attribute header, TLV type and length, the text, its NUL
@@ -202,17 +204,20 @@ class _Message:
     size: int = 0
 
 
-def _plan(changes: Iterable[ElementChange]) -> list[_Message]:
+def _plan(changes: Iterable[ElementChange], refresh: Refresh = Refresh.UPDATE) -> list[_Message]:
     """Element messages in an order with the effect of running the changes one after another.
 
     Changes to different sets commute, so a set's elements join its latest message of the same verb
     unless a message of the other verb for that set came since (an add, then a delete, then the same
-    add must stay in that order). Bursts of answers thus cost one message per set, not per answer."""
+    add must stay in that order). Bursts of answers thus cost one message per set, not per answer.
+    With Refresh.REPLACE see _plan_replace."""
+    if refresh is Refresh.REPLACE:
+        return _plan_replace(list(changes))
     out: list[_Message] = []
     latest: dict[tuple[str, str], _Message] = {}
 
     def place(verb: str, table: str, element: Element, encoded: bytes) -> None:
-        key = (table, _SET_NAMES[":" in element[1], element[2] is None, element[3] is None])
+        key = (table, _set_of(element))
         current = latest.get(key)
         if current is None or current.verb != verb or current.size + len(encoded) > ELEMENTS_LIMIT:
             current = latest[key] = _Message(verb, table, key[1])
@@ -228,6 +233,49 @@ def _plan(changes: Iterable[ElementChange]) -> list[_Message]:
     return out
 
 
+def _plan_replace(changes: list[ElementChange]) -> list[_Message]:
+    """The same end state for kernels that ignore a re-add (enforcer.refresh): per set, the deletes of
+    elements no change writes, then `add` (ensure), `delete`, `add` of every written element. An element
+    a later change deletes again is ensured and deleted, not added back; one written twice goes once,
+    with the later expiry."""
+    written = latest_writes((c.table, w) for c in changes for w in c.writes)
+    gone: dict[tuple[str, Element], None] = {}  # deleted after its last write, or never written
+    for change in changes:
+        for element in change.deletes:
+            gone[(change.table, element)] = None
+        for write in change.writes:
+            gone.pop((change.table, write.element), None)
+    messages: dict[tuple[str, str, int], _Message] = {}
+
+    def place(step: int, verb: str, table: str, element: Element, encoded: bytes) -> None:
+        key = (table, _set_of(element), step)
+        current = messages.get(key)
+        if current is None or current.size + len(encoded) > ELEMENTS_LIMIT:
+            current = _Message(verb, table, key[1])
+            messages[key] = current
+            ordered.append((key, current))
+        current.elements.append(encoded)
+        current.size += len(encoded)
+
+    ordered: list[tuple[tuple[str, str, int], _Message]] = []
+    for table, element in gone:
+        if (table, element) not in written:
+            place(0, DELETE, table, element, delete_element(element))
+    for (table, element), write in written.items():
+        encoded = write_element(write)
+        place(1, ADD, table, element, encoded)
+        place(2, DELETE, table, element, delete_element(element))
+        if (table, element) not in gone:
+            place(3, ADD, table, element, encoded)
+    # Sets commute; within a set the steps keep their order (a split message keeps its place).
+    ordered.sort(key=lambda item: item[0][2])
+    return [message for _, message in ordered]
+
+
+def _set_of(element: Element) -> str:
+    return _SET_NAMES[":" in element[1], element[2] is None, element[3] is None]
+
+
 @lru_cache(maxsize=256)
 def _names(table: str, set_name: str) -> bytes:
     return attribute(NFTA_SET_ELEM_LIST_TABLE, table.encode() + b"\0") + attribute(
@@ -235,13 +283,15 @@ def _names(table: str, set_name: str) -> bytes:
     )
 
 
-def encode_batch(changes: Iterable[ElementChange], seq: int) -> ElementBatch:
+def encode_batch(
+    changes: Iterable[ElementChange], seq: int, refresh: Refresh = Refresh.UPDATE
+) -> ElementBatch:
     """One transaction: all of it takes effect, or none. ValueError for an element that cannot be
-    encoded (nothing is sent then)."""
+    encoded (nothing is sent then). `refresh`: how an existing element gets its new timeout."""
     begin_seq = seq
     parts = [NLMSGHDR.pack(20, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0), _BATCH_GENMSG]
     targets: dict[int, Target] = {}
-    for planned in _plan(changes):
+    for planned in _plan(changes, refresh):
         seq += 1
         names = _names(planned.table, planned.set)
         length = NLMSGHDR.size + NFGENMSG.size + len(names) + NLA.size + planned.size

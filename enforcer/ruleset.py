@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from enforcer.refresh import Refresh, latest_writes
 from policy.allowtable import Element, ElementWrite
 from policy.networkpolicy import IpBlockElement
 
@@ -254,7 +255,10 @@ def element_set_name(element: Element) -> str:
 
 
 def element_commands(
-    table: str, writes: Iterable[ElementWrite], deletes: Iterable[Element] = ()
+    table: str,
+    writes: Iterable[ElementWrite],
+    deletes: Iterable[Element] = (),
+    refresh: Refresh = Refresh.UPDATE,
 ) -> list[Command]:
     """Deletes first, then writes, grouped one command per set: for the transactions that change
     elements together with other things (a policy change, a reinstall). An answer's own writes go over
@@ -264,14 +268,17 @@ def element_commands(
     (Linux 6.10+ element updates; with a timeout alone and the same value the kernel keeps the old
     expiry, measured on 6.18), so every write sets `expires` as well as `timeout`. Callers only write
     when the new expiry is later than what the kernel holds (policy.ttl): an update can also shorten.
+    Older kernels ignore the re-add: with Refresh.REPLACE each written element is added (ensured),
+    deleted and added again in the same transaction (enforcer.refresh).
     """
     cmds: list[Command] = []
     by_set: dict[str, list[dict[str, Any]]] = {}
     for element in deletes:
         by_set.setdefault(element_set_name(element), []).append(_element_value(element))
-    for name, elems in by_set.items():
-        cmds.append({"delete": {"element": {"family": FAMILY, "table": table, "name": name, "elem": elems}}})
+    cmds += _element_verb("delete", table, by_set)
     by_set = {}
+    if refresh is Refresh.REPLACE:
+        writes = list(latest_writes((None, w) for w in writes).values())
     for write in writes:
         elem = {
             "elem": {
@@ -282,9 +289,18 @@ def element_commands(
             }
         }
         by_set.setdefault(element_set_name(write.element), []).append(elem)
-    for name, elems in by_set.items():
-        cmds.append({"add": {"element": {"family": FAMILY, "table": table, "name": name, "elem": elems}}})
-    return cmds
+    if refresh is Refresh.REPLACE:
+        cmds += _element_verb("add", table, by_set)
+        keys = {name: [e["elem"]["val"] for e in elems] for name, elems in by_set.items()}
+        cmds += _element_verb("delete", table, keys)
+    return cmds + _element_verb("add", table, by_set)
+
+
+def _element_verb(verb: str, table: str, by_set: dict[str, list[Any]]) -> list[Command]:
+    return [
+        {verb: {"element": {"family": FAMILY, "table": table, "name": name, "elem": elems}}}
+        for name, elems in by_set.items()
+    ]
 
 
 def enforced_commands(table: str, add: Iterable[str], remove: Iterable[str]) -> list[Command]:

@@ -30,6 +30,7 @@ from typing import Protocol, TypeVar
 from enforcer.elementsocket import ElementSocket
 from enforcer.elementwire import ElementChange
 from enforcer.nft import Nft, NftError
+from enforcer.refresh import Refresh
 from enforcer.ruleset import Command
 from policy.allowtable import Element, ElementWrite
 
@@ -38,7 +39,7 @@ Done = Callable[[Exception | None], None]
 
 
 class ElementWriter(Protocol):
-    def write(self, changes: list[ElementChange]) -> None: ...
+    def write(self, changes: list[ElementChange], refresh: Refresh) -> None: ...
 
 
 @dataclass(slots=True)
@@ -84,6 +85,9 @@ class SetWriter:
         self._clock = clock
         self._oldest = 0.0  # when the oldest queued request was queued (kept only with max_wait)
         self.stats = WriterStats()
+        # How an existing element gets a new timeout on this kernel: the agent sets it from
+        # enforcer.kernelprobe before the first element write.
+        self.refresh = Refresh.UPDATE
 
     def submit(self, commands: list[Command], done: Done) -> None:
         """Queue libnftables commands; `done(None)` runs once they are in the kernel, else `done(error)`."""
@@ -159,7 +163,7 @@ class SetWriter:
         if work[0].change is not None:
             writer = self._element_writer()
             changes = [r.change for r in work if r.change is not None]
-            outcomes = _each_alone(changes, writer.write, Exception)
+            outcomes = _each_alone(changes, lambda cs: writer.write(cs, self.refresh), Exception)
         else:
             nft = self._context()
             parts = [r.commands for r in work if r.commands]

@@ -18,6 +18,7 @@ from enforcer.elementwire import (
     encode_batch,
 )
 from enforcer.netlink import NFGENMSG, NLMSG_ERROR, NLMSGHDR, attributes, message
+from enforcer.refresh import Refresh
 from policy.allowtable import ElementWrite
 
 # NFTA_SET_ELEM_LIST_ELEMENTS payloads, byte for byte as libnftables sent them.
@@ -189,3 +190,79 @@ def test_an_error_on_the_batch_itself_ends_the_wait():
     answers.feed(ack(40, errno.ENOMEM))
     assert answers.complete and answers.outcome().errno == errno.ENOMEM
     assert "refused the element batch" in str(answers.outcome())
+
+
+# Refresh.REPLACE: kernels before 6.10 ignore a re-add (enforcer.refresh).
+
+
+def replace_steps(changes):
+    batch = encode_batch(changes, 0, Refresh.REPLACE)
+    steps = []
+    for kind, _flags, seq, _family, _res, attrs in element_messages(batch)[1:-1]:
+        target = batch.targets[seq]
+        assert (kind & 0xFF) == (12 if target.verb == "add" else 14)
+        steps.append((target.verb, target.set, attrs[3]))
+    return steps
+
+
+def test_a_replace_ensures_deletes_and_adds_each_written_element_in_one_batch():
+    steps = replace_steps([ElementChange("fqdn_policy", (V4_PORT,))])
+    assert steps == [
+        ("add", "allow_v4_port", LIBNFTABLES_V4_PORT),  # creates it if the kernel expired it meanwhile
+        ("delete", "allow_v4_port", delete_of(V4_PORT)),
+        ("add", "allow_v4_port", LIBNFTABLES_V4_PORT),  # the new timeout
+    ]
+
+
+def delete_of(write):
+    (_, delete, _) = element_messages(encode_batch([ElementChange("t", (), (write.element,))], 0))
+    return delete[5][3]
+
+
+def test_a_replace_groups_a_burst_by_set_and_step():
+    other = ElementWrite(("10.244.0.6", "203.0.113.8", "tcp", 443), 60, 0.0, "b.example")
+    steps = replace_steps([ElementChange("t", (V4_PORT, V6)), ElementChange("t", (other,))])
+    assert [(verb, name) for verb, name, _ in steps] == [
+        ("add", "allow_v4_port"),
+        ("add", "allow_v6"),
+        ("delete", "allow_v4_port"),
+        ("delete", "allow_v6"),
+        ("add", "allow_v4_port"),
+        ("add", "allow_v6"),
+    ]
+    assert steps[0][2] == steps[4][2] and steps[0][2].startswith(LIBNFTABLES_V4_PORT)
+    assert steps[2][2] == delete_of(V4_PORT) + delete_of(other)
+
+
+def test_a_replace_writes_an_element_once_with_its_longest_timeout():
+    longer = V4_PORT._replace(timeout=900, expiry=900.0)
+    steps = replace_steps([ElementChange("t", (longer,)), ElementChange("t", (V4_PORT,))])
+    assert len(steps) == 3  # a second delete of the same element would fail the whole batch
+    assert steps[2][2] == only_message(longer)
+
+
+def only_message(write):
+    (_, add, _) = element_messages(encode_batch([ElementChange("t", (write,))], 0))
+    return add[5][3]
+
+
+def test_a_replace_keeps_the_end_state_of_deletes_and_writes_in_order():
+    evicted = ElementChange("t", (), (V4_PROTO.element,))
+    # written, then deleted: ensured and deleted, not added back
+    assert [v for v, _, _ in replace_steps([ElementChange("t", (V4_PROTO,)), evicted])] == ["add", "delete"]
+    # deleted, then written: replaced (the first delete would fail on an element the kernel lacks)
+    steps = replace_steps([evicted, ElementChange("t", (V4_PROTO,))])
+    assert [v for v, _, _ in steps] == ["add", "delete", "add"]
+    # deleted alone: a plain delete, before anything else
+    steps = replace_steps([ElementChange("t", (V4_PORT,)), evicted])
+    assert [(v, s) for v, s, _ in steps] == [
+        ("delete", "allow_v4_proto"),
+        ("add", "allow_v4_port"),
+        ("delete", "allow_v4_port"),
+        ("add", "allow_v4_port"),
+    ]
+
+
+def test_the_update_strategy_is_a_single_add():
+    batch = encode_batch([ElementChange("t", (V4_PORT,))], 0, Refresh.UPDATE)
+    assert [t.verb for t in batch.targets.values()] == ["add"]

@@ -2,6 +2,7 @@
 
 import asyncio
 
+from enforcer.refresh import Refresh
 from enforcer.writer import SetWriter
 
 
@@ -58,9 +59,11 @@ class RecordingElements:
     def __init__(self, log, bad=None):
         self.log = log
         self.bad = bad
+        self.refreshes = []
 
-    def write(self, changes):
+    def write(self, changes, refresh):
         self.log.append(("elements", [c.writes + c.deletes for c in changes]))
+        self.refreshes.append(refresh)
         if any(self.bad in c.deletes for c in changes):
             raise OSError(2, "no such element")
 
@@ -158,5 +161,20 @@ def test_without_max_wait_requests_wait_for_the_end_of_the_turn_however_long_the
         assert done == [] and log == []
         await asyncio.sleep(0)
         assert log == [("elements", [("a",), ("b",)])] and done == [None, None]
+
+    asyncio.run(main())
+
+
+def test_the_refresh_strategy_the_agent_chose_reaches_every_element_write():
+    async def main():
+        log = []
+        elements = RecordingElements(log)
+        writer = SetWriter(RecordingNft, elements_factory=lambda: elements)
+        writer.submit_elements("t", ["a"], [], lambda _: None)
+        await asyncio.sleep(0)
+        writer.refresh = Refresh.REPLACE
+        writer.submit_elements("t", ["b"], [], lambda _: None)
+        await asyncio.sleep(0)
+        assert elements.refreshes == [Refresh.UPDATE, Refresh.REPLACE]
 
     asyncio.run(main())
