@@ -8,7 +8,6 @@ mistaken for a cached one.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import subprocess
 import sys
@@ -94,12 +93,14 @@ def image_hooks(spec: plan.KernelSpec) -> list[str]:
         'rm -rf "$1/tmp/wheels"',
     ]
     if spec.foreign:
-        sources = " ".join(shlex.quote(line) for line in plan.apt_sources(spec.suite))
+        # Double quotes only: mmdebstrap runs each hook as sh -c '...'. A one-line-format list must
+        # not be named *.sources, which apt reads as deb822.
+        sources = " ".join(f'"{line}"' for line in plan.apt_sources(spec.suite))
         hooks += [
             'cp "$VMTEST_HERE/foreign-kernel.sh" "$1/tmp/foreign-kernel.sh"',
-            f'printf "%s\\n" {sources} >"$1/tmp/kernel.sources"',
-            f"{_CHROOT} sh /tmp/foreign-kernel.sh /tmp/kernel.sources {spec.package}",
-            'rm -f "$1/tmp/foreign-kernel.sh" "$1/tmp/kernel.sources"',
+            f'printf "%s\\n" {sources} >"$1/tmp/kernel.list"',
+            f"{_CHROOT} sh /tmp/foreign-kernel.sh /tmp/kernel.list {spec.package}",
+            'rm -f "$1/tmp/foreign-kernel.sh" "$1/tmp/kernel.list"',
         ]
     hooks.append('rm -rf "$1/var/cache/apt/archives"/*.deb "$1/var/lib/apt/lists"/*_Packages')
     return hooks

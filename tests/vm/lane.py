@@ -43,6 +43,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     )
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default=os.environ.get("VMTEST_ACCEL", "auto"))
     p.add_argument("--rebuild", action="store_true", help="build the kernel's image again even if cached")
+    p.add_argument("--build-only", action="store_true", help="build (or find) the images, boot nothing")
     p.add_argument(
         "--timeout", type=float, default=2700, help="seconds before a guest is killed (default 2700)"
     )
@@ -70,6 +71,10 @@ def run_kernel(kernel: str, args: argparse.Namespace, pytest_args: list[str]) ->
     venv = host_venv(CACHE)
     image = ensure_image(CACHE, spec, ensure_wheelhouse(CACHE, venv), rebuild=args.rebuild)
     built = time.monotonic() - started
+    if args.build_only:
+        line = f"{spec}: image {image} ({(image / 'kernel-release').read_text().strip()}), {built:.0f} s"
+        log(line)
+        return 0, line
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=CACHE))
     try:
         run_img = make_run_disk(workdir, venv, pytest_argv(pytest_args))

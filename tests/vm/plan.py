@@ -36,19 +36,24 @@ GUEST_PACKAGES: tuple[str, ...] = (
 )
 
 # The tests the lane runs by default: the article, the conformance table, lifecycle, restart, and
-# the continuous-resolution test that catches a refresh which the kernel silently ignores.
+# the continuous-resolution test that catches a refresh which the kernel silently ignores; and the
+# kernel-specific tests of the refresh strategies and of a missing feature (which only a guest may
+# run: it takes a module away from the kernel).
 DEFAULT_TESTS: tuple[str, ...] = (
     "tests/e2e/test_article.py",
     "tests/conformance",
     "tests/e2e/test_lifecycle.py",
     "tests/e2e/test_restart.py",
     "tests/e2e/test_never_dark.py",
+    "tests/e2e/test_kernel_features.py",
+    "tests/e2e/test_refresh.py",
+    "tests/unit/test_refresh_kernel.py",
 )
 
 # Debian 12's stock kernel; the newest Debian offers; the oldest LTS Debian still serves.
 MATRIX: tuple[str, ...] = (
     "linux-image-cloud-amd64",
-    "trixie:linux-image-cloud-amd64",
+    "sid:linux-image-cloud-amd64",
     "bullseye:linux-image-cloud-amd64",
 )
 
