@@ -168,6 +168,11 @@ def ensure_image(cache: Path, spec: plan.KernelSpec, wheels: Path, rebuild: bool
     quiet(["mkfs.ext4", "-q", "-F", "-L", "vmroot", "-d", str(rootdir), str(tmp / "root.img"), f"{size}M"])
     shutil.rmtree(rootdir)
     tmp.rename(path)
+    # Older images of the same kernel argument are never used again: their key is gone.
+    for stale in cache.glob(plan.image_dir_name(spec, "*")):
+        if stale != path and not stale.name.endswith(".tmp"):
+            log(f"removing the superseded image {stale}")
+            shutil.rmtree(stale)
     return path
 
 

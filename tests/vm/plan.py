@@ -20,7 +20,8 @@ SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 IMAGE_FORMAT = 1
 
 # The guest's userland: what the lab and the selected tests call (nft, ip/ss/tc, conntrack, sysctl,
-# dig), python3 for the venv, initramfs-tools and kmod to boot a kernel and load its nftables modules.
+# dig, mount, modinfo/rmmod), python3 for the venv, initramfs-tools and kmod to boot a kernel and
+# load its nftables modules.
 GUEST_PACKAGES: tuple[str, ...] = (
     "initramfs-tools",
     "kmod",
@@ -31,6 +32,9 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "dnsutils",
     "procps",
     "mount",
+    # /etc/protocols and /etc/services: libnftables resolves names such as "tcp" and "ipv6-icmp"
+    # through them (without it: "Could not resolve protocol name"); every real Debian node has it.
+    "netbase",
     "python3",
     "python3-venv",
 )
