@@ -169,7 +169,7 @@ def ensure_image(cache: Path, spec: plan.KernelSpec, wheels: Path, rebuild: bool
     shutil.rmtree(rootdir)
     tmp.rename(path)
     # Older images of the same kernel argument are never used again: their key is gone.
-    for stale in cache.glob(plan.image_dir_name(spec, "*")):
+    for stale in cache.glob(plan.image_dir_name(spec, "?" * 16)):
         if stale != path and not stale.name.endswith(".tmp"):
             log(f"removing the superseded image {stale}")
             shutil.rmtree(stale)
