@@ -8,10 +8,12 @@ sources=$1 package=$2
 work=/tmp/vmtest-kernel
 mkdir -p "$work/lists/partial" "$work/archives/partial" "$work/debs"
 # The other suite's lists live in $work only: the image's own apt configuration stays bookworm's.
+# Check-Valid-Until=false: the archive served here may be a snapshot whose Release of a moving suite
+# (sid, *-security) is past its Valid-Until; its signature is still checked.
 set -- -o Dir::Etc::SourceList="$sources" -o Dir::Etc::SourceParts=/nonexistent \
   -o Dir::State::Lists="$work/lists" -o Dir::Cache::archives="$work/archives" \
   -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root \
-  -o Acquire::Languages=none
+  -o Acquire::Languages=none -o Acquire::Check-Valid-Until=false
 apt-get -q "$@" update
 # The metapackage (linux-image-cloud-amd64) depends on the versioned image, which may depend on
 # an -unsigned one: follow Depends on linux-image-* down to the packages that hold the files.
