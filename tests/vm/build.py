@@ -133,7 +133,8 @@ def _mmdebstrap_argv(spec: plan.KernelSpec, rootdir: Path) -> list[str]:
 
 def ensure_image(cache: Path, spec: plan.KernelSpec, wheels: Path, rebuild: bool = False) -> Path:
     """The cached image for a kernel: root.img (ext4), vmlinuz, initrd.img and kernel-release."""
-    scripts = [(HERE / name).read_text() for name in ("guest-init.sh", "foreign-kernel.sh")]
+    names = ["guest-init.sh", *(["foreign-kernel.sh"] if spec.foreign else [])]
+    scripts = [(HERE / name).read_text() for name in names]
     key = plan.image_key(spec, [*image_packages(spec), *image_hooks(spec), *scripts], wheels.name)
     path = cache / plan.image_dir_name(spec, key)
     if rebuild:

@@ -15,8 +15,9 @@ set -- -o Dir::Etc::SourceList="$sources" -o Dir::Etc::SourceParts=/nonexistent 
   -o Dir::Cache::pkgcache= -o Dir::Cache::srcpkgcache= -o APT::Sandbox::User=root \
   -o Acquire::Languages=none -o Acquire::Check-Valid-Until=false
 apt-get -q "$@" update
-# The metapackage (linux-image-cloud-amd64) depends on the versioned image, which may depend on
-# an -unsigned one: follow Depends on linux-image-* down to the packages that hold the files.
+# The metapackage (linux-image-cloud-amd64) depends on the versioned image, which holds the files
+# (bullseye, trixie) or, in sid, depends on linux-binary-V (the kernel), linux-modules-V and
+# linux-base-V: follow those Depends down to the packages that hold the files.
 todo=$package all=""
 while [ -n "$todo" ]; do
   next=""
@@ -24,7 +25,7 @@ while [ -n "$todo" ]; do
     case " $all " in *" $p "*) continue ;; esac
     all="$all $p"
     deps=$(apt-cache "$@" depends --no-recommends --no-suggests --no-conflicts --no-breaks \
-      --no-replaces --no-enhances "$p" | sed -n 's/^ *|\{0,1\}Depends: \(linux-image-[a-z0-9.+-]*\)$/\1/p')
+      --no-replaces --no-enhances "$p" | sed -n 's/^ *|\{0,1\}Depends: \(linux-\(image\|binary\|modules\)-[a-z0-9.+-]*\|linux-base-[0-9][a-z0-9.+-]*\)$/\1/p')
     next="$next $deps"
   done
   todo=$(echo $next)
