@@ -107,7 +107,9 @@ def image_hooks(spec: plan.KernelSpec) -> list[str]:
 
 
 def image_packages(spec: plan.KernelSpec) -> list[str]:
-    return [*plan.GUEST_PACKAGES, *([] if spec.foreign else [spec.package])]
+    # zstd: newer kernels' initramfs is zstd-compressed (sid's accepts nothing else); bookworm's own
+    # kernel image does not need it, and its image key stays as it was.
+    return [*plan.GUEST_PACKAGES, *(["zstd"] if spec.foreign else [spec.package])]
 
 
 def _mmdebstrap_argv(spec: plan.KernelSpec, rootdir: Path) -> list[str]:

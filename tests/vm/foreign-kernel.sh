@@ -30,15 +30,25 @@ while [ -n "$todo" ]; do
   done
   todo=$(echo $next)
 done
-echo "foreign-kernel: downloading$all"
+# The metapackage itself holds nothing but documentation (and bullseye-security's was not served
+# when its dependency was): take only what it depends on, unless PACKAGE is itself the image.
+files=$(echo "$all" | tr ' ' '\n' | grep -vx "$package" | tr '\n' ' ')
+[ -n "$(echo $files)" ] || files=$package
+echo "foreign-kernel: downloading $files"
 cd "$work/debs"
-apt-get -q "$@" download $all
+apt-get -q "$@" download $files
 for deb in ./*.deb; do
   # --keep-directory-symlink: bookworm's /lib is a symlink to usr/lib; a deb's ./lib must go through it.
   dpkg-deb --fsys-tarfile "$deb" | tar -x --keep-directory-symlink -C /
 done
 version=$(ls /lib/modules)
 [ "$(echo "$version" | wc -w)" = 1 ] || { echo "foreign-kernel: expected one kernel, found: $version"; exit 1; }
+# initramfs-tools reads /boot/config-V for the compressions the kernel can unpack; sid's packages
+# keep the config elsewhere (linux-base-V).
+if [ ! -e "/boot/config-$version" ]; then
+  config=$(find /usr/lib /boot -name "config-$version" -o -name "config" -path "*/$version/*" | head -n 1)
+  [ -n "$config" ] && cp "$config" "/boot/config-$version"
+fi
 depmod -a "$version"
 mkinitramfs -o "/boot/initrd.img-$version" "$version"
 cd /
