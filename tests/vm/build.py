@@ -7,6 +7,7 @@ mistaken for a cached one.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -139,10 +140,18 @@ def ensure_image(cache: Path, spec: plan.KernelSpec, wheels: Path, rebuild: bool
     scripts = [(HERE / name).read_text() for name in names]
     key = plan.image_key(spec, [*image_packages(spec), *image_hooks(spec), *scripts], wheels.name)
     path = cache / plan.image_dir_name(spec, key)
-    if rebuild:
-        shutil.rmtree(path, ignore_errors=True)
-    if path.exists():
-        return path
+    # One builder per image at a time: a second one would delete the first one's rootfs while
+    # mmdebstrap has /proc and /dev mounted in it. A dead builder's mounts die with its namespace.
+    with open(cache / f"{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if rebuild:
+            shutil.rmtree(path, ignore_errors=True)
+        if not path.exists():
+            _build_image(cache, spec, wheels, path)
+    return path
+
+
+def _build_image(cache: Path, spec: plan.KernelSpec, wheels: Path, path: Path) -> None:
     log(f"building the image {path} (kernel {spec})")
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -176,7 +185,6 @@ def ensure_image(cache: Path, spec: plan.KernelSpec, wheels: Path, rebuild: bool
         if stale != path and not stale.name.endswith(".tmp"):
             log(f"removing the superseded image {stale}")
             shutil.rmtree(stale)
-    return path
 
 
 def _tree_mb(path: Path) -> int:
