@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from tests.e2e.agentlab import PROXY_V4, PROXY_V6, ZONE
+from tests.lab.slowdown import patience
 
 pytestmark = pytest.mark.netns
 
@@ -29,6 +30,8 @@ def test_name_resolved_every_second_for_three_ttls_never_goes_dark(agent_lab, qt
     seconds = 3 * TTL + 1.5
     argv = [sys.executable, "-m", "tests.lab.resolveloop", NAME, qtype, "443"]
     argv += ["--server", SERVER[qtype], "--seconds", str(seconds), "--interval", "1"]
+    # The answer may take the lab's patience (a slow guest); each connect gets one SYN's time, 1 s.
+    argv += ["--dns-timeout", str(patience(2)), "--connect-timeout", "1"]
     rounds = json.loads(env.lab.run("pod-a", argv, timeout=seconds + 60).stdout)["rounds"]
 
     # The loop really spanned more than three TTLs, a lookup a second (none skipped).

@@ -2,35 +2,61 @@
 each address the answer gave; prints one JSON object with every round.
 
     python -m tests.lab.resolveloop NAME TYPE PORT --server IP:PORT --seconds 13 [--interval 1]
+                                    [--dns-timeout 2] [--connect-timeout 1]
 
 For "a name resolved continuously never goes dark": each round is what a client with a caching
 resolver that honours the TTL does at worst, and each connect is a new flow the forward hook judges.
-Rounds start on a fixed schedule (start + i * interval), so a slow round does not stretch the run.
+A connect counts once the handshake completes (the SYN got through the policy; the SYN-ACK rides
+conntrack): no banner is awaited, so the fake internet's own speed is not measured. A connect timeout
+of 1 s sees only the first SYN (the retransmission comes after 1 s), so an allowance that appears a
+moment late is not hidden by a retry. Rounds start on a fixed schedule (start + i * interval), so a
+slow round does not stretch the run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import socket
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from tests.lab.hostport import parse_hostport
-from tests.lab.probe import probe_dns, probe_tcp
+from tests.lab.probe import probe_dns
+
+
+def connect(address: str, port: int, timeout: float) -> str:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect((address, port))
+        except TimeoutError:
+            return "timeout"
+        except OSError as exc:
+            return f"error: {exc}"
+    return "connected"
 
 
 def run(
-    name: str, qtype: str, port: int, server: tuple[str, int], seconds: float, interval: float, timeout: float
+    name: str,
+    qtype: str,
+    port: int,
+    server: tuple[str, int],
+    seconds: float,
+    interval: float,
+    dns_timeout: float,
+    connect_timeout: float,
 ) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     start = time.monotonic()
     while (at := len(rounds) * interval) < seconds:
         time.sleep(max(0.0, start + at - time.monotonic()))
         began = round(time.monotonic() - start, 3)
-        answer = probe_dns(name, qtype, server, timeout=timeout)
+        answer = probe_dns(name, qtype, server, timeout=dns_timeout)
         addresses = [a["data"] for a in answer["answers"] if a["type"] == qtype.upper()]
-        connects = {address: probe_tcp(address, port, timeout)["result"] for address in addresses}
+        connects = {address: connect(address, port, connect_timeout) for address in addresses}
         rounds.append(
             {"t": began, "rcode": answer.get("rcode"), "addresses": addresses, "connects": connects}
         )
@@ -45,9 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--server", type=lambda s: parse_hostport(s, default_port=53), required=True)
     p.add_argument("--seconds", type=float, required=True)
     p.add_argument("--interval", type=float, default=1.0)
-    p.add_argument("--timeout", type=float, default=1.0, help="for each lookup and each connect")
+    p.add_argument("--dns-timeout", type=float, default=2.0, help="for each lookup's answer")
+    p.add_argument("--connect-timeout", type=float, default=1.0, help="for each handshake")
     a = p.parse_args(argv)
-    print(json.dumps(run(a.name, a.type, a.port, a.server, a.seconds, a.interval, a.timeout)), flush=True)
+    result = run(a.name, a.type, a.port, a.server, a.seconds, a.interval, a.dns_timeout, a.connect_timeout)
+    print(json.dumps(result), flush=True)
     return 0
 
 

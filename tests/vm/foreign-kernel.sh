@@ -49,6 +49,10 @@ if [ ! -e "/boot/config-$version" ]; then
   config=$(find /usr/lib /boot -name "config-$version" -o -name "config" -path "*/$version/*" | head -n 1)
   [ -n "$config" ] && cp "$config" "/boot/config-$version"
 fi
+# sid's linux-binary-V ships the kernel as /usr/lib/modules/V/vmlinuz (its postinst would copy it).
+if [ ! -e "/boot/vmlinuz-$version" ] && [ -e "/lib/modules/$version/vmlinuz" ]; then
+  cp "/lib/modules/$version/vmlinuz" "/boot/vmlinuz-$version"
+fi
 depmod -a "$version"
 mkinitramfs -o "/boot/initrd.img-$version" "$version"
 cd /
