@@ -2,10 +2,12 @@
 each address the answer gave; prints one JSON object with every round.
 
     python -m tests.lab.resolveloop NAME TYPE PORT --server IP:PORT --seconds 13 [--interval 1]
-                                    [--dns-timeout 2] [--connect-timeout 1]
+                                    [--connects 4] [--dns-timeout 2] [--connect-timeout 1]
 
 For "a name resolved continuously never goes dark": each round is what a client with a caching
 resolver that honours the TTL does at worst, and each connect is a new flow the forward hook judges.
+`--connects N` spreads N connects over each round (right after the lookup, then every interval/N), so
+a gap between an element's expiry and the next lookup's write is hit wherever it falls.
 A connect counts once the handshake completes (the SYN got through the policy; the SYN-ACK rides
 conntrack): no banner is awaited, so the fake internet's own speed is not measured. A connect timeout
 of 1 s sees only the first SYN (the retransmission comes after 1 s), so an allowance that appears a
@@ -48,6 +50,7 @@ def run(
     interval: float,
     dns_timeout: float,
     connect_timeout: float,
+    per_round: int = 1,
 ) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     start = time.monotonic()
@@ -56,7 +59,11 @@ def run(
         began = round(time.monotonic() - start, 3)
         answer = probe_dns(name, qtype, server, timeout=dns_timeout)
         addresses = [a["data"] for a in answer["answers"] if a["type"] == qtype.upper()]
-        connects = {address: connect(address, port, connect_timeout) for address in addresses}
+        connects = []
+        for k in range(per_round):
+            time.sleep(max(0.0, start + at + k * interval / per_round - time.monotonic()))
+            t = round(time.monotonic() - start, 3)
+            connects += [{"t": t, "to": a, "result": connect(a, port, connect_timeout)} for a in addresses]
         rounds.append(
             {"t": began, "rcode": answer.get("rcode"), "addresses": addresses, "connects": connects}
         )
@@ -73,8 +80,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--dns-timeout", type=float, default=2.0, help="for each lookup's answer")
     p.add_argument("--connect-timeout", type=float, default=1.0, help="for each handshake")
+    p.add_argument("--connects", type=int, default=1, help="connects per round, spread over its interval")
     a = p.parse_args(argv)
-    result = run(a.name, a.type, a.port, a.server, a.seconds, a.interval, a.dns_timeout, a.connect_timeout)
+    result = run(
+        a.name, a.type, a.port, a.server, a.seconds, a.interval, a.dns_timeout, a.connect_timeout, a.connects
+    )
     print(json.dumps(result), flush=True)
     return 0
 
