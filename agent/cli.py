@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import ipaddress
 import sys
 from pathlib import Path
 
 from agent import eventloop, logs
 from agent.agentclient import DEFAULT_URL
-from agent.decisionlog import DEFAULT_WINDOW, LogMode
+from agent.decisionlog import DEFAULT_LINE_RATE, DEFAULT_WINDOW, LogMode
 from agent.dnsguard import DnsGuard
 from agent.eventloop import EventLoop
 from agent.explaincmd import run_explain
@@ -25,8 +26,9 @@ from enforcer.nft import Nft, NftError
 from enforcer.refresh import Refresh
 from policy import crd
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME
+from policy.budget import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_POD
 from policy.explain import PROTOCOLS
-from policy.fileloader import PolicyFileError, load_file
+from policy.fileloader import PolicyFileError, load_file, pattern_warnings
 from policy.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, MAX_REFRESH_SLACK
 from sources.base import PolicySource, SourceConfigError
 from sources.filesource import DEFAULT_WATCH_INTERVAL, FileSource
@@ -95,6 +97,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def line_rate(text: str) -> float:
+    try:
+        value = float(text)
+        if not value >= 0 or value == float("inf"):
+            raise ValueError
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of lines per second (0 = no limit)"
+        ) from None
+    return value
+
+
 def port_number(text: str) -> int:
     try:
         number = int(text)
@@ -112,9 +126,17 @@ def guard_mark(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fqdn-policy")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # `@FILE` reads more arguments from FILE, one per line: how the DaemonSet takes its ConfigMap.
     parser = argparse.ArgumentParser(prog="fqdn-policy", description=__doc__, fromfile_prefix_chars="@")
+    parser.add_argument("--version", action="version", version=f"fqdn-policy {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     d = argparse.ArgumentDefaultsHelpFormatter
 
@@ -131,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--kubeconfig",
         type=Path,
-        help="with --kubernetes: a kubeconfig file instead of the pod's in-cluster service account",
+        help="with --kubernetes: the kubeconfig file to use; without it $KUBECONFIG, then the pod's "
+        "in-cluster service account, then ~/.kube/config (kubectl's order)",
     )
     run.add_argument(
         "--listen",
@@ -171,6 +194,20 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_ADDRESSES_PER_NAME,
         help="addresses kept per pod and name; the oldest are dropped beyond it (logged)",
+    )
+    run.add_argument(
+        "--max-entries-per-pod",
+        type=positive_int,
+        default=DEFAULT_MAX_ENTRIES_PER_POD,
+        help="live allowed (name, address) entries one pod may hold; beyond it its soonest-ending "
+        "entries are evicted (dns.budget_exceeded, docs/semantics.md)",
+    )
+    run.add_argument(
+        "--max-entries",
+        type=positive_int,
+        default=DEFAULT_MAX_ENTRIES,
+        help="live allowed (pod, name, address) entries of the whole agent; beyond it the soonest-ending "
+        "entries of the pod holding the most are evicted",
     )
     run.add_argument(
         "--exempt",
@@ -215,6 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--log-window", type=float, default=DEFAULT_WINDOW, help="seconds over which repeats are counted"
+    )
+    run.add_argument(
+        "--log-rate",
+        type=line_rate,
+        default=DEFAULT_LINE_RATE,
+        help="decision lines per second per pod (bursts of twice that); beyond it lines are folded: "
+        "counted in dns.decisions_folded lines every 10 s and on /metrics; 0 = no limit",
     )
     run.add_argument(
         "--max-in-flight",
@@ -276,6 +320,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"{DEFAULT_METRICS[0]}:{DEFAULT_METRICS[1]}",  # a string: parsed by type, shown by --help
         metavar="IP:PORT|off",
         help="where to serve /metrics, /healthz, /readyz, /state and /explain over HTTP (docs/operations.md)",
+    )
+    run.add_argument(
+        "--public-metrics",
+        type=metrics_address,
+        default="off",
+        metavar="IP:PORT|off",
+        help="a second listener serving only /metrics, for a Prometheus on another host (the node's "
+        "address in a DaemonSet); /state and /explain stay on --metrics (docs/operations.md)",
     )
     run.add_argument(
         "--guard-mark",
@@ -412,7 +464,12 @@ def _check(path: Path) -> int:
     except PolicyFileError as error:
         print(error, file=sys.stderr)
         return EXIT_INVALID
-    print(f"{path}: OK: {len(policy_set.policies)} policies, {len(policy_set.pods)} pods")
+    # Warnings do not make the file invalid: these patterns can be meant (docs/semantics.md).
+    warnings = pattern_warnings(policy_set, str(path), path.read_text(encoding="utf-8"))
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    noted = f", {len(warnings)} warnings" if warnings else ""
+    print(f"{path}: OK: {len(policy_set.policies)} policies, {len(policy_set.pods)} pods{noted}")
     return EXIT_OK
 
 
@@ -444,13 +501,19 @@ def _source(args: argparse.Namespace) -> PolicySource:
     if not args.kubernetes:
         return FileSource(args.policy, args.watch_interval)
     # Imported here: standalone mode does not need the kubernetes client loaded.
+    from sources.eventsink import EventRecorder
     from sources.kubeapi import api_client, list_calls, node_name
     from sources.kubesource import KubernetesSource
 
     node = node_name()
-    client = api_client(args.kubeconfig)
+    client, choice = api_client(args.kubeconfig)
+    events = EventRecorder(client, node)
+    host = client.configuration.host
     return KubernetesSource(
-        list_calls(client, node), description=f"kubernetes {client.configuration.host} node {node}"
+        list_calls(client, node),
+        description=f"kubernetes {host} node {node} (configuration: {choice.describe()})",
+        notices=events.record,
+        close_notices=events.close,
     )
 
 
@@ -472,6 +535,8 @@ def _run(args: argparse.Namespace) -> int:
         max_ttl=args.max_ttl,
         refresh_slack=args.refresh_slack,
         max_addresses_per_name=args.max_addresses_per_name,
+        max_entries_per_pod=args.max_entries_per_pod,
+        max_entries=args.max_entries,
         exempt=args.exempt,
         protected=args.protect,
         upstream_timeout=args.upstream_timeout,
@@ -479,6 +544,7 @@ def _run(args: argparse.Namespace) -> int:
         watchdog_interval=args.watchdog_interval,
         log_decisions=LogMode(args.log_decisions),
         log_window=args.log_window,
+        log_rate=args.log_rate,
         max_in_flight=args.max_in_flight,
         client_rate=args.client_rate,
         dns_services=args.dns_service,
@@ -488,6 +554,7 @@ def _run(args: argparse.Namespace) -> int:
         nflog_group=args.nflog_group,
         drop_log_rate=args.drop_log_rate,
         metrics=args.metrics,
+        public_metrics=args.public_metrics,
         guard_mark=args.guard_mark,
         tcp_limits=TcpLimits(idle_timeout=args.tcp_idle_timeout, max_connections=args.tcp_max_connections),
         gc_young=args.gc_young,

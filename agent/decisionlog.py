@@ -15,6 +15,13 @@ Modes (`--log-decisions`):
   as one `dns.repeated` line per key when the window closes. Nothing is silent, and a pod hammering one
   name costs one line per window, not one per query.
 - `none`: only failures.
+
+Bounded per pod too (`--log-rate`): a pod flooding unique names would otherwise get a line per name,
+since each one is new and writes. Beyond `rate` lines a second (bursts of twice that) a pod's lines are
+folded: not written, counted, and reported as one `dns.decisions_folded` line per pod every
+FOLD_REPORT_SECONDS and in `fqdn_policy_decision_lines_folded_total{pod}`. A folded decision is not
+opened as a repeat key either, so the window's memory is bounded by the rate, not by the flood. Failures
+are never folded.
 """
 
 from __future__ import annotations
@@ -29,6 +36,13 @@ from typing import Any, TextIO
 import orjson
 
 DEFAULT_WINDOW = 60.0
+# Lines per second one pod's decisions may take (bursts of twice that). A pod's steady decisions in the
+# default mode are a line per new allowance: 50 a second is a pod resolving 3,000 new names a minute.
+DEFAULT_LINE_RATE = 50.0
+FOLD_REPORT_SECONDS = 10.0
+# Pods (or unknown clients' addresses) folded lines are counted for, at most; beyond, under OTHER_CLIENTS.
+MAX_FOLDED_KEYS = 4096
+OTHER_CLIENTS = "(other)"
 
 
 class LogMode(StrEnum):
@@ -39,7 +53,11 @@ class LogMode(StrEnum):
 
 class DecisionLog:
     def __init__(
-        self, stream: TextIO | None = None, mode: LogMode = LogMode.CHANGES, window: float = DEFAULT_WINDOW
+        self,
+        stream: TextIO | None = None,
+        mode: LogMode = LogMode.CHANGES,
+        window: float = DEFAULT_WINDOW,
+        rate: float = DEFAULT_LINE_RATE,
     ) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self._mode = mode
@@ -56,22 +74,30 @@ class DecisionLog:
         self._closed: deque[Iterator[dict[str, Any]]] = deque()  # closed windows' lines not yet written
         self.lines = 0
         self.suppressed = 0
+        self.rate = rate  # 0: no limit
+        self._buckets: dict[str, list[float]] = {}  # who -> [tokens, when last filled]
+        self.folded: dict[str, int] = {}  # who -> folded lines since start (the metric)
+        self._folded_since: dict[str, int] = {}  # who -> folded since the last dns.decisions_folded
+        self._fold_reported: float | None = None
 
     @property
     def mode(self) -> LogMode:
         return self._mode
 
-    def wants(self, key: tuple[Any, ...], wrote: bool, failed: bool, now: float) -> bool:
-        """Whether this decision gets a line; `key` is (client, name, type, outcome). Counts repeats.
+    def wants(self, key: tuple[Any, ...], wrote: bool, failed: bool, now: float, who: str = "") -> bool:
+        """Whether this decision gets a line; `key` is (client, name, type, outcome), `who` the pod
+        (or the client's address) whose line rate it counts against. Counts repeats and folds.
 
         Asked before the line's fields are built, so a suppressed repeat costs a dict probe.
         """
         if failed:
             return True
         if not self._counts_repeats:
-            return not self._silent
+            return not self._silent and self._take(who or key[0], now)
         client, qname, qtype, outcome = key
         if not wrote and self.counted_repeat(client, qname, qtype, outcome, now):
+            return False
+        if not self._take(who or client, now):
             return False
         # The first of its key in this window, or a write (which opens the key's window too: the
         # covered repeats after it are counted, not printed).
@@ -101,6 +127,58 @@ class DecisionLog:
         group[qname] = seen + 1  # type: ignore[index]
         self.suppressed += 1
         return True
+
+    def _take(self, who: str, now: float) -> bool:
+        """One line of `who`'s rate, or False (counted as folded) when it has none left."""
+        rate = self.rate
+        if rate <= 0:
+            return True
+        bucket = self._buckets.get(who)
+        if bucket is None:
+            if len(self._buckets) >= MAX_FOLDED_KEYS:
+                self._prune_buckets(now)
+            bucket = self._buckets[who] = [2 * rate, now]
+        tokens = min(2 * rate, bucket[0] + (now - bucket[1]) * rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            return True
+        bucket[0] = tokens
+        if who not in self.folded and len(self.folded) >= MAX_FOLDED_KEYS:
+            who = OTHER_CLIENTS
+        self.folded[who] = self.folded.get(who, 0) + 1
+        self._folded_since[who] = self._folded_since.get(who, 0) + 1
+        return False
+
+    def _prune_buckets(self, now: float) -> None:
+        """Forget the buckets that have filled up again: they are as a new one would be."""
+        rate = self.rate
+        full = [w for w, (tokens, last) in self._buckets.items() if tokens + (now - last) * rate >= 2 * rate]
+        for who in full:
+            del self._buckets[who]
+        if len(self._buckets) >= MAX_FOLDED_KEYS:  # every one busy: start again rather than grow
+            self._buckets.clear()
+
+    def report_folded(self, now: float, force: bool = False) -> None:
+        """Every FOLD_REPORT_SECONDS (or now, with `force`): one dns.decisions_folded line per pod that
+        had lines folded since the last report."""
+        if self._fold_reported is None:
+            self._fold_reported = now
+        seconds = now - self._fold_reported
+        if not force and seconds < FOLD_REPORT_SECONDS:
+            return
+        self._fold_reported = now
+        since, self._folded_since = self._folded_since, {}
+        for who, count in since.items():
+            fields = {
+                "pod": who,
+                "folded": count,
+                "folded_total": self.folded[who],
+                "seconds": round(seconds, 1),
+            }
+            self._write("dns.decisions_folded", "warning", fields)
+        if len(self._buckets) > 256:
+            self._prune_buckets(now)
 
     def write(self, fields: dict[str, Any], failed: bool = False) -> None:
         self._write("dns.decision", "error" if failed else "info", fields)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.budgetreport import BudgetReport
 from agent.decisionlog import DecisionLog
 from agent.histogram import Histogram
 from agent.logs import QTYPE_NAMES, get, qtype_name, rcode_name
@@ -19,7 +20,7 @@ from dnsproxy.server import Release
 from dnsproxy.wire import Answer, Query
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
+from policy.allowtable import AllowTable, Plan
 from policy.decision import AnsweredLookup, Decision, Outcome, decide
 from policy.decisioncache import DecisionCache, Remembered
 from policy.dropattribution import NameMemory
@@ -37,6 +38,7 @@ class GateStats:
     elements_written: int = 0
     held: int = 0  # answers waiting for their kernel write right now
     remembered: int = 0  # answers released on a remembered decision (policy.decisioncache)
+    evict_delete_failures: int = 0  # budget evictions' element deletes the kernel refused
 
     def by_outcome(self) -> dict[str, int]:
         out = {o.value: 0 for o in Outcome}
@@ -94,6 +96,8 @@ class PolicyGate:
         self.names = names if names is not None else NameMemory()
         # Repeats of an answer already covered skip `decide` (see policy.decisioncache for when).
         self.covered = DecisionCache()
+        self.budget_report = BudgetReport()
+        self._delete_failures_logged = (-math.inf, 0)  # when the last such line went, failures then
         self._counter_keys: dict[tuple[str, int, int], tuple[str, int, int]] = {}
         self._match_texts: dict[int, tuple[NameMatch, list[str], list[str]]] = {}
 
@@ -157,6 +161,9 @@ class PolicyGate:
         table = self.table
         lookup = AnsweredLookup(client_ip, query.qname, query.qtype, answer.rcode, answer.addresses)
         decision = decide(lookup, self._index, table, self.guard, decided)
+        plan = decision.plan
+        if plan is not None and plan.evictions:
+            self._evict(plan, decided)
         key = (decision.outcome.value, query.qtype if query.qtype in QTYPE_NAMES else 0, answer.rcode)
         lookups = self.stats.lookups
         lookups[key] = lookups.get(key, 0) + 1
@@ -164,7 +171,6 @@ class PolicyGate:
         if decision.outcome is _NOT_ALLOWED and lookup.addresses and decision.pod and lookup.qname:
             denied = tuple(a[1] for a in lookup.addresses)
             self.names.record_denied(decision.pod, lookup.qname, denied, decided)
-        plan = decision.plan
         if plan is None or not decision.needs_write:
             if plan is not None:
                 table.commit(plan)
@@ -177,7 +183,7 @@ class PolicyGate:
             self._log(lookup, query, transport, decision)
             return
 
-        index, guard, removals = self._index, self.guard, table.removals
+        index, guard, generation = self._index, self.guard, table.generation(plan.pod)
 
         def done(error: Exception | None) -> None:
             self.stats.held -= 1
@@ -193,13 +199,14 @@ class PolicyGate:
                     and not plan.evicted
                     and index is self._index
                     and guard is self.guard
-                    and removals == self.table.removals
+                    and generation == self.table.generation(plan.pod)
                 ):
                     self._remember(client_ip, query, answer, decision, key, denied, decided,
                                    plan.covered_after_write)  # fmt: skip
                 release(True)
                 self._log(lookup, query, transport, decision)
             else:
+                self.table.release(plan)
                 self.stats.write_failures += 1
                 release(False)
                 self._log(lookup, query, transport, decision, error=str(error))
@@ -207,7 +214,61 @@ class PolicyGate:
                     self.on_write_failure(error)
 
         self.stats.held += 1
+        table.hold(plan)
         self.writer.submit_elements(self.nft_table, plan.writes, plan.deletes, done)
+
+    def _evict(self, plan: Plan, now: float) -> None:
+        """Apply what an entry budget takes (policy.budget): the bookkeeping now, the elements in a
+        request of their own before the answer's (its failure must not fail the answer), the victims'
+        remembered decisions dropped (a repeat would renew an entry that is gone), counted and logged."""
+        self.table.evict(plan)
+        counts: dict[tuple[str, str], int] = {}
+        for e in plan.evictions:
+            counts[(e.pod, e.budget)] = counts.get((e.pod, e.budget), 0) + 1
+        due = {pod for (pod, budget), n in counts.items() if self.budget_report.record(pod, budget, n, now)}
+        for pod in {pod for pod, _ in counts}:
+            client = self._index.pod(pod)
+            for ip in client.pod.ips if client is not None else ():
+                self.covered.forget(ip)
+        for pod in sorted(due):
+            self._log_budget(self.budget_report.line(pod, now))
+        if plan.evict_deletes:
+            self.writer.submit_elements(self.nft_table, (), plan.evict_deletes, self._evicted)
+
+    def _evicted(self, error: Exception | None) -> None:
+        """An eviction's deletes are done. Refused (say, an element the kernel had already expired), the
+        elements are left to their timeout: what the bookkeeping forgot stays allowed a little longer."""
+        if error is None:
+            return
+        self.stats.evict_delete_failures += 1
+        last, failures = self._delete_failures_logged
+        now = self.clock()
+        if now - last >= self.budget_report.line_seconds:
+            self._delete_failures_logged = (now, self.stats.evict_delete_failures)
+            self.log.warning(
+                "dns.budget_delete_failed",
+                error=str(error),
+                failures=self.stats.evict_delete_failures - failures,
+                effect="the evicted elements stay until their timeout",
+            )
+
+    def report_budget(self, now: float) -> None:
+        """The budget lines whose interval is over (the agent's log flush task calls this)."""
+        for line in self.budget_report.due(now):
+            self._log_budget(line)
+
+    def _log_budget(self, line: dict[str, Any] | None) -> None:
+        if line is None:
+            return
+        resolutions, budget = self.table.resolutions, self.table.budget
+        self.log.warning(
+            "dns.budget_exceeded",
+            **line,
+            entries=resolutions.entries_of(line["pod"]),
+            max_entries_per_pod=budget.per_pod,
+            agent_entries=resolutions.total,
+            max_entries=budget.total,
+        )
 
     def _remember(
         self,
@@ -274,7 +335,8 @@ class PolicyGate:
         plan = decision.plan
         wrote = plan is not None and bool(plan.writes or plan.deletes)
         key = (lookup.client_ip, lookup.qname, lookup.qtype, decision.outcome)
-        if not self.decision_log.wants(key, wrote, error is not None, self.clock()):
+        who = decision.pod or lookup.client_ip
+        if not self.decision_log.wants(key, wrote, error is not None, self.clock(), who):
             return
         fields: dict[str, Any] = {
             "client": lookup.client_ip,
@@ -297,6 +359,8 @@ class PolicyGate:
             fields["elements_written"] = len(plan.writes)
             if plan.evicted:
                 fields["evicted"] = plan.evicted
+            if plan.over_budget:
+                fields["over_budget"] = plan.over_budget
         if decision.guarded:
             fields["guarded"] = list(decision.guarded)
         if error is not None:

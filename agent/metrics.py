@@ -51,6 +51,7 @@ class AgentCollector(Collector):
         yield from self._kernel(agent)
         yield from self._agent(agent)
         yield from self._denied(agent)
+        yield from self._budgets(agent)
 
     def _dns(self, agent: Agent) -> Iterator[Metric]:
         gate = agent.gate
@@ -134,6 +135,7 @@ class AgentCollector(Collector):
             ("upstream_rejected", stats.rejected),
             ("upstream_overloaded", stats.overloaded),
             ("malformed_query", resolver_stats.malformed if resolver_stats is not None else 0),
+            ("budget_delete", gate.stats.evict_delete_failures if gate is not None else 0),
         ):
             errors.add_metric([kind], n)
         yield errors
@@ -226,6 +228,32 @@ class AgentCollector(Collector):
         )
         unlogged.add_metric([], agent.drops.unlogged if agent.drops is not None else 0)
         yield unlogged
+
+    def _budgets(self, agent: Agent) -> Iterator[Metric]:
+        """The entry budgets (policy.budget) and the decision log's per-pod line rate."""
+        evictions = CounterMetricFamily(
+            f"{PREFIX}_budget_evictions",
+            "Entries evicted because an entry budget was exceeded, by the pod whose entries went and the "
+            "budget (pod: --max-entries-per-pod, agent: --max-entries)",
+            labels=["pod", "budget"],
+        )
+        if agent.gate is not None:
+            for (pod, budget), n in sorted(agent.gate.budget_report.evictions.items()):
+                evictions.add_metric([pod, budget], n)
+        yield evictions
+        entries = GaugeMetricFamily(
+            f"{PREFIX}_entries", "Live allowed (pod, name, address) entries the agent holds (--max-entries)"
+        )
+        entries.add_metric([], agent.table.resolutions.total)
+        yield entries
+        folded = CounterMetricFamily(
+            f"{PREFIX}_decision_lines_folded",
+            "Decision lines not written because their pod exceeded --log-rate (counted, not lost)",
+            labels=["pod"],
+        )
+        for pod, n in sorted(agent.decision_log.folded.items()):
+            folded.add_metric([pod], n)
+        yield folded
 
 
 def registry_for(agent: Agent) -> CollectorRegistry:

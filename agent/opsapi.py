@@ -1,4 +1,11 @@
-"""The agent's operator endpoints, served by agent.httpserve on the `--metrics` address.
+"""The agent's operator endpoints, served by agent.httpserve on the `--metrics` address, and /metrics
+alone on the `--public-metrics` address.
+
+Two listeners rather than one with paths gated by the client's address: /state and /explain say which
+pod resolved what, and a listener that is only ever bound to loopback cannot leak them whatever a
+request looks like, while a gate would have to tell local from remote clients correctly on every
+request (behind hostNetwork, a DNAT or a proxy the peer address may not say). The public listener has
+nothing to gate: it knows only /metrics (tests/e2e/test_operations.py tries both sides).
 
 /metrics   Prometheus text format (agent.metrics)
 /healthz   200 whenever the event loop that answers DNS is turning (it serves this very request)
@@ -77,6 +84,14 @@ def explain_query(agent: Agent, query: Mapping[str, str]) -> Response:
             return json_response(400, {"error": f"port {query['port']!r} is not 1-65535"})
     verdict = explain(agent.gate.index, pod, host, protocol, port, agent.config.reject)
     return json_response(200, verdict.to_json())
+
+
+PUBLIC_PATHS = ("/metrics",)
+
+
+def public_routes(local: dict[str, Handler]) -> dict[str, Handler]:
+    """What the `--public-metrics` listener serves: the same handlers (one registry), fewer paths."""
+    return {path: local[path] for path in PUBLIC_PATHS}
 
 
 def routes(agent: Agent) -> dict[str, Handler]:

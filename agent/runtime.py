@@ -21,14 +21,14 @@ from dataclasses import dataclass, field
 
 from agent.collector import CollectorRegime, WholeCollection
 from agent.collectorpauses import CollectorPauses
-from agent.decisionlog import DEFAULT_WINDOW, DecisionLog, LogMode
+from agent.decisionlog import DEFAULT_LINE_RATE, DEFAULT_WINDOW, DecisionLog, LogMode
 from agent.drops import DropReporter
 from agent.gate import PolicyGate, histogram_summary
 from agent.health import Health
 from agent.histogram import Histogram
 from agent.httpserve import HttpServer
 from agent.logs import get
-from agent.opsapi import routes
+from agent.opsapi import public_routes, routes
 from agent.redirect import DnsRedirector, plan
 from agent.tables import EnforcerTables
 from dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
@@ -43,6 +43,7 @@ from enforcer.refresh import Refresh
 from enforcer.writer import SetWriter
 from policy.addressguard import AddressGuard
 from policy.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
+from policy.budget import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_POD, EntryBudget
 from policy.dropattribution import NameMemory
 from policy.model import PolicySet
 from policy.ruleindex import PolicyIndex
@@ -76,6 +77,8 @@ class AgentConfig:
     max_ttl: int = DEFAULT_MAX_TTL
     refresh_slack: float = DEFAULT_REFRESH_SLACK
     max_addresses_per_name: int = DEFAULT_MAX_ADDRESSES_PER_NAME
+    max_entries_per_pod: int = DEFAULT_MAX_ENTRIES_PER_POD  # entry budgets (policy.budget)
+    max_entries: int = DEFAULT_MAX_ENTRIES
     exempt: list[str] = field(default_factory=list)
     protected: list[str] = field(default_factory=list)
     upstream_timeout: float = 1.0
@@ -83,6 +86,7 @@ class AgentConfig:
     watchdog_interval: float = 1.0
     log_decisions: LogMode = LogMode.CHANGES
     log_window: float = DEFAULT_WINDOW
+    log_rate: float = DEFAULT_LINE_RATE  # decision lines per second per pod; 0 = no limit
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
     client_rate: float = DEFAULT_RATE
     # Cluster DNS service addresses whose port-53 traffic from pods is DNATed to the first `listen`
@@ -90,6 +94,7 @@ class AgentConfig:
     dns_services: list[tuple[str, int]] = field(default_factory=list)
     dns_table: str = DEFAULT_DNS_TABLE
     metrics: tuple[str, int] | None = DEFAULT_METRICS  # /metrics, /healthz, /readyz, /state; None = off
+    public_metrics: tuple[str, int] | None = None  # /metrics only, for a remote Prometheus; None = off
     mode: ruleset.Mode = ruleset.Mode.ENFORCE  # audit: denied packets are logged and accepted
     reject: bool = False  # every enforced pod gets a fast failure, not only those of rejecting policies
     nflog_group: int | None = ruleset.DEFAULT_NFLOG_GROUP  # None: denied packets are not logged
@@ -131,7 +136,9 @@ class Agent:
         self.collector: CollectorRegime | None = None
         self.writer = SetWriter(on_latency=self.nft_latency.observe, max_wait=WRITE_BATCH_WAIT)
         self.table = AllowTable(
-            TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack), config.max_addresses_per_name
+            TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack),
+            config.max_addresses_per_name,
+            EntryBudget(config.max_entries_per_pod, config.max_entries),
         )
         self.tables = EnforcerTables(config, self.table)
         self.forwarder = Forwarder(
@@ -141,11 +148,13 @@ class Agent:
             max_in_flight=config.max_in_flight,
             on_latency=self.upstream_latency.observe,
         )
-        self.decision_log = DecisionLog(mode=config.log_decisions, window=config.log_window)
+        self.decision_log = DecisionLog(
+            mode=config.log_decisions, window=config.log_window, rate=config.log_rate
+        )
         self.gate: PolicyGate | None = None
         self.resolver: Resolver | None = None
         self.servers: list[DnsServer] = []
-        self.ops: HttpServer | None = None
+        self.ops: list[HttpServer] = []  # the --metrics listener, then --public-metrics
         self._reload_lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -167,14 +176,21 @@ class Agent:
         return self.gate.index
 
     async def start(self) -> None:
-        if self.config.metrics is not None:
-            # First, so /healthz answers and /readyz says "starting" while the table is set up.
-            host, port = self.config.metrics
-            self.ops = HttpServer(host, port, routes(self))
-            try:
-                await self.ops.start()
-            except OSError as error:
-                raise StartupError(f"cannot serve metrics on {host}:{port}: {error}") from error
+        # First, so /healthz answers and /readyz says "starting" while the table is set up.
+        local = routes(self)
+        for what, address, table in (
+            ("metrics", self.config.metrics, local),
+            ("--public-metrics", self.config.public_metrics, public_routes(local)),
+        ):
+            if address is not None:
+                server = HttpServer(*address, table)
+                try:
+                    await server.start()
+                except OSError as error:
+                    raise StartupError(
+                        f"cannot serve {what} on {address[0]}:{address[1]}: {error}"
+                    ) from error
+                self.ops.append(server)
         try:
             policy_set = await self.source.first()
         except SourceRefused as error:
@@ -395,7 +411,11 @@ class Agent:
         """Decision lines are written to a buffer; a crash loses at most this interval of them."""
         while True:
             await asyncio.sleep(LOG_FLUSH_SECONDS)
-            if self.decision_log.close_window_if_due(time.monotonic()):
+            now = time.monotonic()
+            self.decision_log.report_folded(now)
+            if self.gate is not None:
+                self.gate.report_budget(now)
+            if self.decision_log.close_window_if_due(now):
                 # A closed window's repeats go out in slices, with answers in between.
                 while self.decision_log.write_closed(REPEAT_LINES_PER_SLICE):
                     await asyncio.sleep(0)
@@ -432,10 +452,10 @@ class Agent:
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self.ops is not None:
+        for ops in self.ops:
             # First: during a rolling update the new agent shares the port (SO_REUSEPORT), and probes
             # and scrapes should reach it, not this one while it drains.
-            await self.ops.stop()
+            await ops.stop()
         # New queries go to the cluster DNS from now on (unless a newer agent owns the redirect);
         # the ones already sent here are still answered below.
         try:
@@ -458,6 +478,7 @@ class Agent:
         self.forwarder.close()
         await self.source.close()
         self.decision_log.flush_repeats(time.monotonic())
+        self.decision_log.report_folded(time.monotonic(), force=True)
         self.decision_log.flush()
         self.log_stats()
         self.collector_pauses.uninstall()

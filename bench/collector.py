@@ -49,7 +49,7 @@ def child(regime: str, answers: int, min_interval: float, young: int) -> dict[st
     index, names, client = load_workload(workload.WorkloadSpec().policies, answers)
     wires = aaaa_wires(names, 300)
     table = AllowTable(TTLPolicy(600, 86400, DEFAULT_REFRESH_SLACK))
-    log = DecisionLog(stream=_NullStream())  # type: ignore[arg-type]
+    log = DecisionLog(stream=_NullStream(), rate=0)  # type: ignore[arg-type]
     gate = PolicyGate(index, table, AddressGuard(), _ImmediateWriter(), "t", decision_log=log)  # type: ignore[arg-type]
     queries, upstream_answers = QueryMemo(), AnswerMemo()
 

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     clock = [1000.0]
     writer = _ImmediateWriter()
     table = AllowTable(TTLPolicy(600, 86400, DEFAULT_REFRESH_SLACK))
-    log = DecisionLog(stream=_NullStream())  # type: ignore[arg-type]
+    log = DecisionLog(stream=_NullStream(), rate=0)  # type: ignore[arg-type]
     gate = PolicyGate(index, table, AddressGuard(), writer, "t", clock=lambda: clock[0], decision_log=log)
     released: list[bool] = []
     release = released.append
@@ -197,7 +197,7 @@ def _first_answers_with_gaps(
     back-to-back pass above; only the idle time between calls differs, and with it what the caches
     (and, on a virtual machine, the host) have done to the process meanwhile."""
     table = AllowTable(TTLPolicy(600, 86400, DEFAULT_REFRESH_SLACK))
-    log = DecisionLog(stream=_NullStream())  # type: ignore[arg-type]
+    log = DecisionLog(stream=_NullStream(), rate=0)  # type: ignore[arg-type]
     gate = PolicyGate(index, table, AddressGuard(), _ImmediateWriter(), "t", decision_log=log)  # type: ignore[arg-type]
     released: list[bool] = []
     total = 0.0
@@ -232,7 +232,7 @@ def _whole_path(
         forwarder.close()  # the sockets go; their bookkeeping stays and is driven by hand below
         table = AllowTable(TTLPolicy(600, 86400, DEFAULT_REFRESH_SLACK))
         gate = PolicyGate(index, table, AddressGuard(), _ImmediateWriter(), "t",
-                          decision_log=DecisionLog(stream=_NullStream()))  # type: ignore[arg-type]  # fmt: skip
+                          decision_log=DecisionLog(stream=_NullStream(), rate=0))  # type: ignore[arg-type]  # fmt: skip
         return Resolver(forwarder, gate), forwarder
 
     resolver, forwarder = loop.run_until_complete(build())

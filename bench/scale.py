@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     index = PolicyIndex(policy_set)
     table = AllowTable(TTLPolicy(600, 86400, DEFAULT_REFRESH_SLACK))
     names = NameMemory()
-    log = DecisionLog(stream=_NullStream())  # type: ignore[arg-type]
+    log = DecisionLog(stream=_NullStream(), rate=0)  # type: ignore[arg-type]
     gate = PolicyGate(
         index,
         table,

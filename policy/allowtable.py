@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from policy import budget as budgets
+from policy.budget import ClientOf, EntryBudget, Eviction
 from policy.expirywheel import ExpiryWheel
 from policy.model import Grant
 from policy.policydiff import names_to_rematch, pods_gone, unchanged_pods
@@ -42,6 +44,13 @@ class Plan:
     resolved: dict[str, float] = field(default_factory=dict)  # destination -> expiry
     evicted: list[str] = field(default_factory=list)  # destinations dropped by the per-name cap
     deletes: list[Element] = field(default_factory=list)
+    # Entries of this or another pod an entry budget takes out (policy.budget), and the elements that
+    # go with them: applied by `evict` as soon as decided, written as their own request.
+    evictions: list[Eviction] = field(default_factory=list)
+    evict_deletes: list[Element] = field(default_factory=list)
+    over_budget: list[str] = field(default_factory=list)  # the answer's addresses no budget had room for
+    held: bool = False  # between `hold` and `commit`/`release`: its write is out
+    pending: int = 0  # while held: the new entries it counts against the budgets
     # The last moment at which the same answer would again need no write: the earliest over the
     # elements it implies of (what the kernel holds) - (the answer's timeout). Meaningful when `writes`
     # and `deletes` are empty; policy.decisioncache relies on it.
@@ -66,10 +75,30 @@ class Reconciliation:
     deletes: list[Element]
 
 
+# An element about to expire is not deleted for a budget: the kernel may have expired it already, and
+# deleting an element it does not hold fails the request (ENOENT).
+EXPIRY_MARGIN = 1.0
+
+
 class AllowTable:
-    def __init__(self, ttl: TTLPolicy, max_addresses_per_name: int = DEFAULT_MAX_ADDRESSES_PER_NAME) -> None:
+    def __init__(
+        self,
+        ttl: TTLPolicy,
+        max_addresses_per_name: int = DEFAULT_MAX_ADDRESSES_PER_NAME,
+        budget: EntryBudget | None = None,
+    ) -> None:
         self.ttl = ttl
         self.max_addresses_per_name = max_addresses_per_name
+        self.budget = budget if budget is not None else EntryBudget()
+        # pod -> evictions applied to it: a remembered decision of the pod is void once it moves (the
+        # gate checks it with `removals`, which counts what can take any pod's elements).
+        self.generations: dict[str, int] = {}
+        # pod -> address -> plans whose write is out: a budget does not delete what they rely on.
+        self._in_flight: dict[str, dict[str, int]] = {}
+        # pod -> new entries of plans whose write is out, and their sum: counted against the budgets,
+        # or every answer decided while others are written would see the same room.
+        self._pending: dict[str, int] = {}
+        self._pending_total = 0
         self.expiry: dict[Element, float] = {}
         self._wheel: ExpiryWheel[Element] = ExpiryWheel()  # elements by expiry, for forget_expired
         # Elements in `expiry` by IP version of the destination, kept as they come and go so the
@@ -93,11 +122,14 @@ class AllowTable:
         grants: Iterable[Grant],
         addresses: Iterable[tuple[int, str, int]],
         now: float,
+        client_of: ClientOf | None = None,
     ) -> Plan:
         """Elements to write for one allowed answer.
 
         `addresses` are (IP version, address, record TTL); `pod_ips` maps an IP version to the pod's
         addresses of that version, since an AAAA answer is used from the pod's IPv6 address.
+        `client_of(pod)` gives a pod's addresses and rules, for the elements of entries a budget evicts
+        (without it, evicted entries are forgotten but their elements left to expire).
         """
         plan = Plan(pod=pod, qname=qname)
         grants = tuple(grants)
@@ -124,7 +156,87 @@ class AllowTable:
         plan.covered_until = covered_until
         plan.covered_after_write = min(covered_until, covered_after_write)
         self._apply_cap(plan, pod_ips, grants)
+        self._apply_budget(plan, now, client_of)
         return plan
+
+    def _apply_budget(self, plan: Plan, now: float, client_of: ClientOf | None) -> None:
+        pod, qname, resolved = plan.pod, plan.qname, plan.resolved
+        resolutions, budget = self.resolutions, self.budget
+        if (
+            resolutions.entries_of(pod) + self._pending.get(pod, 0) + len(resolved) <= budget.per_pod
+            and resolutions.total + self._pending_total + len(resolved) <= budget.total
+        ):
+            return  # the common case: room in both budgets even if every address were new
+        new = sum(1 for dst in resolved if resolutions.until(pod, qname, dst) is None) - len(plan.evicted)
+        going = set(plan.evicted)
+
+        def own(name: str, dst: str) -> bool:
+            return name == qname and (dst in resolved or dst in going)
+
+        plan.evictions, trim = budgets.choose(
+            resolutions, self.budget, pod, new, own, self._pending, self._pending_total
+        )
+        if trim:
+            fresh = sorted(
+                (until, dst) for dst, until in resolved.items() if resolutions.until(pod, qname, dst) is None
+            )
+            plan.over_budget = [dst for _, dst in fresh[:trim]]
+            for dst in plan.over_budget:
+                del resolved[dst]
+            dropped = set(plan.over_budget)
+            plan.writes = [w for w in plan.writes if w.element[1] not in dropped]
+        if client_of is not None:
+            plan.evict_deletes = budgets.element_deletes(
+                plan.evictions, pod, resolved, resolutions, self.expiry, self._in_flight, client_of,
+                now + EXPIRY_MARGIN,
+            )  # fmt: skip
+
+    def evict(self, plan: Plan) -> None:
+        """Apply a plan's budget evictions now, before its write: the budgets hold at every moment, and
+        an answer decided meanwhile counts without them. The deleted elements go in their own request."""
+        for e in plan.evictions:
+            self.resolutions.remove(e.pod, e.qname, e.dst)
+            self.generations[e.pod] = self.generations.get(e.pod, 0) + 1
+        for element in plan.evict_deletes:
+            self._drop(element)
+
+    def generation(self, pod: str | None) -> int:
+        """What a remembered decision of `pod` is valid for: it moves with every change that can take an
+        element of the pod away before its expiry."""
+        return self.removals + (self.generations.get(pod, 0) if pod is not None else 0)
+
+    def hold(self, plan: Plan) -> None:
+        """The plan's write is out: until `commit` or `release`, no budget deletes its addresses."""
+        plan.held = True
+        pod, qname, until = plan.pod, plan.qname, self.resolutions.until
+        pending = self._in_flight.setdefault(pod, {})
+        for dst in plan.resolved:
+            pending[dst] = pending.get(dst, 0) + 1
+        plan.pending = sum(1 for dst in plan.resolved if until(pod, qname, dst) is None)
+        self._pending[pod] = self._pending.get(pod, 0) + plan.pending
+        self._pending_total += plan.pending
+
+    def release(self, plan: Plan) -> None:
+        """The plan's write is over (done or failed)."""
+        if not plan.held:
+            return
+        plan.held = False
+        left = self._pending.get(plan.pod, 0) - plan.pending
+        if left > 0:
+            self._pending[plan.pod] = left
+        else:
+            self._pending.pop(plan.pod, None)
+        self._pending_total -= plan.pending
+        plan.pending = 0
+        pending = self._in_flight.get(plan.pod, {})
+        for dst in plan.resolved:
+            left = pending.get(dst, 0) - 1
+            if left > 0:
+                pending[dst] = left
+            else:
+                pending.pop(dst, None)
+        if not pending:
+            self._in_flight.pop(plan.pod, None)
 
     def _apply_cap(self, plan: Plan, pod_ips: dict[int, tuple[str, ...]], grants: tuple[Grant, ...]) -> None:
         if self.resolutions.count(plan.pod, plan.qname) + len(plan.resolved) <= self.max_addresses_per_name:
@@ -165,6 +277,7 @@ class AllowTable:
 
     def commit(self, plan: Plan) -> None:
         """Record a plan once the kernel has acknowledged its writes."""
+        self.release(plan)
         for write in plan.writes:
             if self.expiry.get(write.element, 0.0) < write.expiry:
                 self._store(write.element, write.expiry)

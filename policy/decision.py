@@ -71,5 +71,5 @@ def decide(
             usable.append(address)
     if not usable:
         return Decision(Outcome.NO_ADDRESSES, pod, match, None, tuple(guarded))
-    plan = table.plan(pod, client.ips_by_version, lookup.qname, match.grants, usable, now)
+    plan = table.plan(pod, client.ips_by_version, lookup.qname, match.grants, usable, now, index.pod)
     return Decision(Outcome.ALLOWED, pod, match, plan, tuple(guarded))

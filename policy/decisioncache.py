@@ -12,7 +12,9 @@ read has changed. Two kinds of decision are remembered, those that wrote nothing
 It is the same decision while:
 
 - the policy index (rules, pods and their addresses) and the address guard are the same objects;
-- no element was taken out of the table before its expiry (`AllowTable.removals` is unchanged);
+- no element was taken out of the table before its expiry (`AllowTable.removals` is unchanged; an
+  entry budget's evictions, which take one pod's, drop that pod's remembered decisions instead:
+  `forget`);
 - `now` is at most the plan's `covered_until`, so every element the answer implies still outlives
   the answer's timeout (a decision that allows nothing has no such bound).
 
@@ -100,6 +102,12 @@ class DecisionCache:
                 entries = self._by_client[client] = {}
             self._size += 1
         entries[question] = entry
+
+    def forget(self, client: str) -> None:
+        """Drop one client's remembered decisions (an entry budget evicted some of its pod's entries)."""
+        entries = self._by_client.pop(client, None)
+        if entries is not None:
+            self._size -= len(entries)
 
     def clear(self) -> None:
         self._by_client.clear()

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from policy.breadth import policy_set_warnings
 from policy.documentcache import Digest, DocumentCache, Model, digest, split_documents
 from policy.documents import InvalidDocument, pod_from_document, policy_from_document
 from policy.model import Pod, Policy, PolicySet
@@ -125,6 +126,32 @@ def _chunk_models(chunk: str) -> tuple[Model, ...] | None:
         return tuple(_model(item) for doc in docs if doc is not None for _, item in _flatten_lists(doc))
     except (yaml.YAMLError, UnknownKind, InvalidDocument):
         return None
+
+
+def pattern_warnings(policy_set: PolicySet, filename: str, text: str | None = None) -> list[FileProblem]:
+    """The loaded file's patterns that match more than they seem (policy.breadth), named as errors
+    are. With the file's text each gets its document number and line; that parses the file again,
+    so the agent's reloads leave it out and name the document by kind and key only."""
+    found = policy_set_warnings(policy_set)
+    if not found:
+        return []
+    if text is None:
+        return [
+            FileProblem(filename, None, f"{POLICY_KIND} {policy.key}", format_path(path), message)
+            for policy, path, message in found
+        ]
+    where: dict[str, tuple[int, Path, str]] = {}
+    for index, doc in enumerate(yaml.load_all(text, Loader=_LOADER), start=1):
+        for item_path, item in _flatten_lists(doc) if doc is not None else ():
+            if isinstance(item, dict) and item.get("kind") == POLICY_KIND:
+                meta = item.get("metadata") or {}
+                key = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
+                where.setdefault(key, (index, item_path, _document_label(index, item_path, item)))
+    located = []
+    for policy, path, message in found:
+        index, item_path, label = where[policy.key]
+        located.append((index, (*item_path, *path), label, format_path(path), message))
+    return _locate(text, filename, located)
 
 
 class UnknownKind(ValueError):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import re
+import string
+import unicodedata
 from dataclasses import dataclass
 
 MAX_NAME_LENGTH = 253
@@ -26,10 +28,33 @@ class InvalidName(ValueError):
     """A name or pattern in a policy is not valid; the message says why and what would be."""
 
 
+# DNS names compare case-insensitively in ASCII only (RFC 4343). str.lower() folds Unicode too: U+212A
+# KELVIN SIGN becomes "k", so "\u212aubernetes.io" would pass the ASCII check as "kubernetes.io" here,
+# where the CRD's pattern refuses it and the DNS path (dnsproxy.wire) finds the name unmatchable.
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+
 def normalize(name: str) -> str:
-    """Lower-case a name and drop one trailing dot: the form every comparison uses."""
-    name = name.lower()
+    """Lower-case the ASCII letters of a name and drop one trailing dot: the form every comparison
+    uses. Other characters stay as they are, so the label check refuses them."""
+    name = name.translate(_ASCII_LOWER)
     return name[:-1] if name.endswith(".") else name
+
+
+def _shown(text: str) -> str:
+    """A name as a message quotes it: non-ASCII characters escaped, so a KELVIN SIGN cannot pass for K."""
+    return repr(text) if text.isascii() else ascii(text)
+
+
+def _not_ascii(label: str) -> str:
+    """A hint naming the first non-ASCII character of a refused label, if it has one."""
+    for char in label:
+        if not char.isascii():
+            what = unicodedata.name(char, "an unnamed character")
+            return (
+                f" (U+{ord(char):04X} {what} is not ASCII; write an internationalised name in its xn-- form)"
+            )
+    return ""
 
 
 def _check_length(text: str, what: str) -> None:
@@ -49,10 +74,10 @@ def validate_name(raw: str) -> str:
         if len(label) > MAX_LABEL_LENGTH:
             raise InvalidName(f"name {raw!r} has a label longer than {MAX_LABEL_LENGTH} characters")
         if not _NAME_LABEL.fullmatch(label):
-            hint = " (use `pattern` for wildcards)" if "*" in label else ""
+            hint = " (use `pattern` for wildcards)" if "*" in label else _not_ascii(label)
             raise InvalidName(
-                f"name {raw!r} has label {label!r} with characters other than letters, digits, '-' and '_'"
-                + hint
+                f"name {_shown(raw)} has label {_shown(label)} with characters other than letters, digits, "
+                "'-' and '_'" + hint
             )
     return name
 
@@ -69,8 +94,8 @@ def validate_pattern(raw: str) -> str:
             raise InvalidName(f"pattern {raw!r} has a label longer than {MAX_LABEL_LENGTH} characters")
         if not _PATTERN_LABEL.fullmatch(label):
             raise InvalidName(
-                f"pattern {raw!r} has label {label!r} with characters other than letters, digits, "
-                "'-', '_' and '*'"
+                f"pattern {_shown(raw)} has label {_shown(label)} with characters other than letters, "
+                "digits, '-', '_' and '*'" + _not_ascii(label)
             )
         if "**" in label and (label != "**" or index != 0 or len(labels) == 1):
             raise InvalidName(

@@ -24,6 +24,7 @@ from policy.documents import DEFAULT_NAMESPACE, InvalidDocument, pod_from_docume
 from policy.model import Pod
 from policy.networkpolicy import NETWORK_POLICY_API_VERSION, NETWORK_POLICY_KIND, network_policy_from_document
 from policy.schema import POLICY_KIND, PROJECT_GROUP, VERSION
+from sources.events import ObjectRef
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 
@@ -50,6 +51,7 @@ class Entry:
     key: str
     value: Any = None
     problems: tuple[str, ...] = ()
+    ref: ObjectRef | None = None  # the object, for an Event about it (sources.events)
 
 
 Decoder = Callable[[dict[str, Any]], Entry]
@@ -58,6 +60,18 @@ Decoder = Callable[[dict[str, Any]], Entry]
 def object_key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
     return f"{meta.get('namespace') or DEFAULT_NAMESPACE}/{meta.get('name') or '?'}"
+
+
+def object_ref(obj: dict[str, Any]) -> ObjectRef:
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    return ObjectRef(
+        api_version=str(obj.get("apiVersion") or ""),
+        kind=str(obj.get("kind") or ""),
+        namespace=str(meta.get("namespace") or DEFAULT_NAMESPACE),
+        name=str(meta.get("name") or "?"),
+        uid=str(meta.get("uid") or ""),
+        resource_version=str(meta.get("resourceVersion") or ""),
+    )
 
 
 def _problems(error: InvalidDocument) -> tuple[str, ...]:
@@ -69,18 +83,18 @@ def decode_policy(obj: dict[str, Any]) -> Entry:
     obj.setdefault("apiVersion", f"{PROJECT_GROUP}/{VERSION}")
     obj.setdefault("kind", POLICY_KIND)
     try:
-        return Entry(object_key(obj), policy_from_document(obj))
+        return Entry(object_key(obj), policy_from_document(obj), ref=object_ref(obj))
     except InvalidDocument as error:
-        return Entry(object_key(obj), problems=_problems(error))
+        return Entry(object_key(obj), problems=_problems(error), ref=object_ref(obj))
 
 
 def decode_network_policy(obj: dict[str, Any]) -> Entry:
     obj.setdefault("apiVersion", NETWORK_POLICY_API_VERSION)
     obj.setdefault("kind", NETWORK_POLICY_KIND)
     try:
-        return Entry(object_key(obj), network_policy_from_document(obj))
+        return Entry(object_key(obj), network_policy_from_document(obj), ref=object_ref(obj))
     except InvalidDocument as error:
-        return Entry(object_key(obj), problems=_problems(error))
+        return Entry(object_key(obj), problems=_problems(error), ref=object_ref(obj))
 
 
 def decode_pod(obj: dict[str, Any]) -> Entry:
@@ -95,7 +109,7 @@ def decode_pod(obj: dict[str, Any]) -> Entry:
     try:
         pod = pod_from_document(obj)
     except InvalidDocument as error:
-        return Entry(key, problems=_problems(error))
+        return Entry(key, problems=_problems(error), ref=object_ref(obj))
     meta = obj["metadata"]
     return Entry(
         key,

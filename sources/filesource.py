@@ -9,11 +9,14 @@ from typing import Any
 
 from agent.logs import get
 from policy.documentcache import DocumentCache
-from policy.fileloader import PolicyFileError, load_file
+from policy.fileloader import FileProblem, PolicyFileError, load_file, pattern_warnings
 from policy.model import PolicySet
 from sources.base import PolicyUpdate, SourceRefused
 
 DEFAULT_WATCH_INTERVAL = 1.0
+# One policy.warnings line per load carries at most this many (and the count): bounded however many
+# policies have a broad pattern.
+MAX_LOGGED_WARNINGS = 50
 
 Stamp = tuple[int, int, int]
 
@@ -33,9 +36,11 @@ class FileSource:
 
     async def first(self) -> PolicySet:
         try:
-            return self._load()
+            policy_set, warnings = self._load_and_check()
         except PolicyFileError as error:
             raise SourceRefused(f"policy file refused:\n{error}") from error
+        self._warn(warnings)
+        return policy_set
 
     def reload(self, reason: str) -> None:
         self._reload_requests.append(reason)
@@ -54,8 +59,9 @@ class FileSource:
             else:
                 continue  # unchanged, or being replaced: the next poll sees the new one
             try:
-                # Parsing runs in a thread: a large file must not stall lookups meanwhile.
-                policy_set = await asyncio.to_thread(self._load)
+                # Parsing (and finding the broad patterns) runs in a thread: a large file must not
+                # stall lookups meanwhile.
+                policy_set, warnings = await asyncio.to_thread(self._load_and_check)
             except PolicyFileError as error:
                 self.refused += 1
                 self.log.error(
@@ -66,6 +72,7 @@ class FileSource:
                     keeping="last good policy",
                 )
                 continue
+            self._warn(warnings)
             return PolicyUpdate(policy_set, reason)
 
     async def close(self) -> None:
@@ -78,7 +85,21 @@ class FileSource:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
-    def _load(self) -> PolicySet:
+    def _load_and_check(self) -> tuple[PolicySet, list[FileProblem]]:
+        """The file's PolicySet and its broad patterns (policy.breadth). The warnings name the document
+        by kind and key, without a line: lines would cost parsing the whole file again each reload."""
         # Stamped before reading, refused or not: a bad file is reported once, not at every poll.
         self._stamp = self._file_stamp()
-        return load_file(self.path, self.documents)
+        policy_set = load_file(self.path, self.documents)
+        return policy_set, pattern_warnings(policy_set, str(self.path))
+
+    def _warn(self, warnings: list[FileProblem]) -> None:
+        """One bounded line per load, written on the loop rather than in the parsing thread."""
+        if warnings:
+            self.log.warning(
+                "policy.warnings",
+                file=str(self.path),
+                count=len(warnings),
+                warnings=[str(w) for w in warnings[:MAX_LOGGED_WARNINGS]],
+                hint=f"fqdn-policy check {self.path} gives each one's line",
+            )

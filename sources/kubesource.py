@@ -21,11 +21,14 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.logs import get
-from policy.model import PolicySet
+from policy.breadth import policy_warnings
+from policy.model import Policy, PolicySet
+from policy.schemacheck import format_path
 from sources.backoff import Backoff
 from sources.base import PolicyUpdate
 from sources.clusterstate import ClusterState, Fold
-from sources.decode import DECODERS
+from sources.decode import DECODERS, NETWORK_POLICIES, POLICIES, Entry
+from sources.events import NOT_COMPOSED, REFUSED, Notice
 from sources.reflector import (
     WATCH_SECONDS,
     Changed,
@@ -39,6 +42,8 @@ from sources.reflector import (
 )
 
 BackoffFactory = Callable[[], Backoff]
+# Takes what deserves a Kubernetes Event (sources.eventsink.EventRecorder.record), on the loop.
+NoticeSink = Callable[[Notice], None]
 
 
 class KubernetesSource:
@@ -48,8 +53,12 @@ class KubernetesSource:
         description: str = "kubernetes",
         backoff: BackoffFactory = Backoff,
         watch_seconds: int = WATCH_SECONDS,
+        notices: NoticeSink | None = None,
+        close_notices: Callable[[], None] | None = None,
     ) -> None:
         self.description = description
+        self._notices = notices
+        self._close_notices = close_notices
         self.refused = 0
         self.log: Any = get("fqdn_policy.kubernetes")
         self.state = ClusterState(list_calls)
@@ -108,6 +117,8 @@ class KubernetesSource:
     async def close(self) -> None:
         reflectors, self._reflectors = self._reflectors, []
         await asyncio.gather(*(asyncio.to_thread(r.stop) for r in reflectors))
+        if self._close_notices is not None:
+            await asyncio.to_thread(self._close_notices)
 
     def _post(self, message: Message) -> None:
         """Called in a reflector thread."""
@@ -119,13 +130,18 @@ class KubernetesSource:
 
     def receive(self, message: Message) -> None:
         """Folds one reflector message into the state (on the loop)."""
+        if isinstance(message, (Listed, Changed)) and message.resource == POLICIES:
+            self._warn_broad(message)
         if isinstance(message, Listed):
+            self._notice_uncomposed(message.resource, message.entries)
             self._folded(
                 message.resource,
                 self.state.replace(message.resource, message.entries, message.resource_version),
                 listed=True,
             )
         elif isinstance(message, Changed):
+            if message.entry is not None and message.event_type != "DELETED":
+                self._notice_uncomposed(message.resource, [message.entry])
             self._folded(
                 message.resource,
                 self.state.apply(
@@ -144,6 +160,25 @@ class KubernetesSource:
                 action="relist",
             )
 
+    def _warn_broad(self, message: Listed | Changed) -> None:
+        """A policy whose patterns match more than they seem (policy.breadth) is accepted, with one
+        line when it is new or changed, not again at every relist."""
+        if isinstance(message, Changed) and message.event_type == "DELETED":
+            return
+        entries = message.entries if isinstance(message, Listed) else [message.entry]
+        known = self.state.stores[POLICIES].objects
+        for entry in entries:
+            if entry is None or not isinstance(entry.value, Policy) or known.get(entry.key) == entry.value:
+                continue
+            warnings = policy_warnings(entry.value)
+            if warnings:
+                self.log.warning(
+                    "kubernetes.object_warning",
+                    resource=POLICIES,
+                    object=entry.key,
+                    warnings=[f"{format_path(path)}: {text}" for path, text in warnings],
+                )
+
     def _folded(self, resource: str, fold: Fold, listed: bool = False) -> None:
         self.refused += len(fold.rejected)
         for entry in fold.rejected:
@@ -154,11 +189,35 @@ class KubernetesSource:
                 problems=list(entry.problems),
                 keeping="the last valid version, if any",
             )
+            self._notice(
+                entry,
+                REFUSED,
+                "refused by the fqdn-policy agent, which keeps enforcing the last valid version of this "
+                "object, if any: " + "; ".join(entry.problems),
+            )
         if fold.changed:
             self._changed_resources.add(resource)
             self._changed.set()
         if listed:
             self._listed.set()
+
+    def _notice_uncomposed(self, resource: str, entries: list[Entry]) -> None:
+        if resource != NETWORK_POLICIES:
+            return
+        for entry in entries:
+            ignored = getattr(entry.value, "ignored", ())
+            if ignored:
+                self._notice(
+                    entry,
+                    NOT_COMPOSED,
+                    "only partly composed by the fqdn-policy agent with FQDNNetworkPolicies (it composes "
+                    "ipBlock rules; these parts allow nothing for FQDN-selected pods, so exempt the "
+                    "cluster's ranges or let the CNI enforce them): " + "; ".join(ignored),
+                )
+
+    def _notice(self, entry: Entry, reason: str, message: str) -> None:
+        if self._notices is not None and entry.ref is not None:
+            self._notices(Notice(entry.ref, reason, message))
 
     def _reachable(self, resource: str) -> None:
         down_since = self._down_since.pop(resource, None)

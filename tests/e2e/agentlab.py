@@ -32,6 +32,8 @@ try:
         status, body = r.status, r.read()
 except urllib.error.HTTPError as e:
     status, body = e.code, e.read()
+except urllib.error.URLError as e:
+    status, body = 0, str(e.reason).encode()
 print(json.dumps({"status": status, "body": body.decode()}))
 """
 
@@ -80,6 +82,7 @@ class AgentLab:
         self.agent: subprocess.Popen[Any] | None = None
         # Where the policy comes from: the file by default; Kubernetes tests swap in --kubernetes.
         self.source_args = ["--policy", str(self.policy_file)]
+        self.upstream = "198.51.100.53:53"  # the fake internet's DNS; a test may point elsewhere
         self.env: dict[str, str] | None = None
 
     def write_policy(self, documents: list[dict[str, Any]]) -> None:
@@ -96,7 +99,7 @@ class AgentLab:
             *self.source_args,
             *listen_args,
             "--upstream",
-            "198.51.100.53:53",
+            self.upstream,
             *extra,
         ]
 
@@ -173,11 +176,11 @@ class AgentLab:
         """`fqdn-policy ARGV` in the node namespace (where the agent and its table live)."""
         return self.lab.run("node", [AGENT, *argv], check=False)
 
-    def http(self, path: str, address: str = METRICS) -> tuple[int, str]:
-        """GET http://ADDRESS/PATH from inside the node namespace: (status, body)."""
-        out = self.lab.run(
-            "node", [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"], timeout=patience(10)
-        )
+    def http(self, path: str, address: str = METRICS, ns: str = "node") -> tuple[int, str]:
+        """GET http://ADDRESS/PATH from inside namespace NS (the node's by default): (status, body);
+        status 0 when the connection is refused."""
+        argv = [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"]
+        out = self.lab.run(ns, argv, timeout=patience(10))
         result = json.loads(out.stdout)
         return result["status"], result["body"]
 

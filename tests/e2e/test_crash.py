@@ -1,4 +1,5 @@
-"""A crash (SIGKILL) under a supervisor: the restarted agent needs no cleanup.
+"""A crash (SIGKILL) under a supervisor: the restarted agent needs no cleanup; and a SIGTERM stop that
+leaves enforced pods closed.
 
 The test is the supervisor (deploy/systemd/fqdn-policy.service does the same with Restart=always,
 RestartSec=1): it kills the agent with SIGKILL while a pod resolves and holds a connection, waits the
@@ -61,3 +62,33 @@ def test_sigkill_then_restart_needs_no_cleanup(agent_lab):
     counts = json.loads(load.communicate(timeout=20)[0])
     print(f"down {down_for:.2f} s (kill to ready); load while it happened: {counts}")
     assert counts["first_try"] + counts["retried_ok"] > 0 and counts["not_noerror"] == 0
+
+
+def test_sigterm_leaves_new_flows_of_enforced_pods_closed(agent_lab):
+    """A stopped agent (SIGTERM: a node drain, `systemctl stop`, a rolling update) leaves its tables:
+    what was allowed stays allowed, and every other new flow of an enforced pod stays dropped,
+    including DNS sent straight to the upstream around the stopped proxy."""
+    env = agent_lab
+    env.write_policy([article_policy(ports=False), *lab_pods()])
+    env.start_agent()
+    env.dns("pod-a", "www.google.com")
+    env.dns("pod-a", "www.google.com", "AAAA")
+    tables_before = env.nft("list", "tables")
+    hold = env.lab.popen(
+        "pod-a",
+        [sys.executable, "-m", "tests.lab.probe", "hold", GOOGLE, "7", "--seconds", "4"],
+        stdout=subprocess.PIPE,
+    )
+    time.sleep(0.5)
+    assert env.stop_agent(signal.SIGTERM) == 0
+    assert env.has_log("agent.stopped")
+    assert env.nft("list", "tables") == tables_before  # nothing deleted or flushed on the way out
+    for host in (CLOUDFLARE, "2001:db8:100::20", "198.51.100.30"):
+        assert env.tcp("pod-a", host, 443, timeout=0.5) == "timeout", host  # new flows: closed
+    direct = env.dns("pod-a", "www.cloudflare.com", server="198.51.100.53:53")
+    assert direct["result"] == "timeout" and direct["answers"] == []  # no way around the stopped proxy
+    assert env.tcp("pod-a", GOOGLE, 443) == "connected"  # allowed before the stop: a new flow too
+    assert env.tcp("pod-a", "2001:db8:100::10", 443) == "connected"
+    assert env.tcp("pod-b", CLOUDFLARE, 443) == "connected"  # a pod no policy selects: untouched
+    assert env.dns("pod-b", "www.cloudflare.com", server="198.51.100.53:53")["rcode"] == "NOERROR"
+    assert json.loads(hold.communicate(timeout=20)[0])["result"] == "held"  # established: lived on

@@ -66,6 +66,24 @@ def test_failed_write_gives_servfail_then_the_table_is_rebuilt(agent_lab):
     assert env.tcp("pod-a", "198.51.100.30", 443) == "connected"
 
 
+def test_failed_write_gives_servfail_over_tcp_too(agent_lab):
+    env = agent_lab
+    env.start_agent("--watchdog-interval", "60")
+    env.lab.run("node", ["nft", "delete", "table", "inet", "fqdn_policy"])
+    answer = env.dns("pod-a", "api.yourdomain.com", tcp=True)
+    assert answer["rcode"] == "SERVFAIL" and answer["answers"] == []
+    wait_for(lambda: env.has_log("enforcer.repaired"), 5, "repair")
+
+    def failed():
+        return [e for e in env.logs() if e.get("event") == "dns.decision" and e.get("answer") == "SERVFAIL"]
+
+    wait_for(failed, 3, "the failed decision's line")  # decision lines are flushed twice a second
+    assert [(e["transport"], e["qname"]) for e in failed()] == [("tcp", "api.yourdomain.com")]
+    assert env.tcp("pod-a", "198.51.100.30", 443) == "timeout"  # the SERVFAILed answer allowed nothing
+    answer = env.dns("pod-a", "api.yourdomain.com", tcp=True)
+    assert answer["rcode"] == "NOERROR" and env.tcp("pod-a", "198.51.100.30", 443) == "connected"
+
+
 def test_watchdog_rebuilds_a_deleted_table_without_traffic(agent_lab):
     env = agent_lab
     env.start_agent()

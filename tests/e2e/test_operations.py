@@ -115,6 +115,22 @@ def test_a_taken_metrics_port_refuses_to_start(agent_lab):
     assert "cannot serve metrics on 127.0.0.1:9153" in result.stderr
 
 
+def test_public_metrics_serve_metrics_only_while_state_and_explain_stay_local(agent_lab):
+    """--public-metrics on the node's pod-facing address: reachable from a pod (as from the cluster's
+    Prometheus), with /metrics only; /state and /explain answer on loopback only."""
+    env = agent_lab
+    env.start_agent("--public-metrics", "10.244.1.1:9154")
+    status, body = env.http("/metrics", "10.244.1.1:9154", ns="pod-b")
+    assert status == 200 and "fqdn_policy_ready 1.0" in body
+    for path in ("/state", f"/explain?pod={POD}&host=www.google.com", "/healthz", "/readyz"):
+        status, body = env.http(path, "10.244.1.1:9154", ns="pod-b")
+        assert status == 404 and "try /metrics" in body, (path, status, body)
+    # The local listener is loopback only: nothing of it answers from a pod, and all of it locally.
+    assert env.http("/state", "10.244.1.1:9153", ns="pod-b")[0] == 0
+    assert env.http("/state")[0] == 200
+    assert env.http(f"/explain?pod={POD}&host=www.google.com")[0] == 200
+
+
 def test_metrics_off_serves_nothing(agent_lab):
     env = agent_lab
     env.start_agent("--metrics", "off")

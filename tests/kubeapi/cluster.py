@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,7 @@ class FakeCluster:
         self.expiries = 0  # generation: open watches end with a 410 ERROR event
         self.drops = 0  # generation: open watches are cut without a closing chunk
         self.bookmarks = 0  # generation: open watches (with allowWatchBookmarks) get a BOOKMARK
+        self.events: dict[tuple[str, str], dict[str, Any]] = {}  # core/v1 Events by (namespace, name)
 
     def put(self, resource: str, obj: dict[str, Any]) -> int:
         info = RESOURCES[resource]
@@ -84,6 +86,9 @@ class FakeCluster:
         meta.setdefault("namespace", "default")
         meta.setdefault("creationTimestamp", "2026-11-26T00:00:00Z")
         with self.changed:
+            previous = self.objects[resource].get(key_of(obj))
+            # The API server gives each object a uid at creation and keeps it through updates.
+            meta.setdefault("uid", previous["metadata"]["uid"] if previous else str(uuid.uuid4()))
             self.resource_version += 1
             meta["resourceVersion"] = str(self.resource_version)
             key = key_of(obj)
@@ -122,7 +127,39 @@ class FakeCluster:
             self.bookmarks += 1
             self.changed.notify_all()
 
+    def create_event(self, namespace: str, event: dict[str, Any]) -> bool:
+        """False if an Event of that name exists (409 AlreadyExists)."""
+        with self.changed:
+            key = (namespace, event["metadata"]["name"])
+            if key in self.events:
+                return False
+            self.resource_version += 1
+            event["metadata"]["resourceVersion"] = str(self.resource_version)
+            self.events[key] = copy.deepcopy(event)
+            self.changed.notify_all()
+            return True
+
+    def patch_event(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        """A JSON merge patch (RFC 7386); None if there is no such Event (404)."""
+        with self.changed:
+            event = self.events.get((namespace, name))
+            if event is None:
+                return None
+            merge_patch(event, patch)
+            self.changed.notify_all()
+            return copy.deepcopy(event)
+
     def snapshot(self, resource: str) -> tuple[list[dict[str, Any]], int]:
         with self.changed:
             items = [copy.deepcopy(self.objects[resource][k]) for k in sorted(self.objects[resource])]
             return items, self.resource_version
+
+
+def merge_patch(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            merge_patch(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)

@@ -27,7 +27,7 @@ def make_source(
 ) -> KubernetesSource:
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(api.kubeconfig())
-    client = api_client(kubeconfig)
+    client, _ = api_client(kubeconfig)
     return KubernetesSource(list_calls(client, NODE), backoff=backoff, **kwargs)
 
 

@@ -3,7 +3,8 @@
     python -m tests.kubeapi.serve --listen 10.244.1.1:6443 --token T --seed seed.json
     python -m tests.kubeapi.serve --control http://10.244.1.1:6443 put fqdnnetworkpolicies '{...}'
     python -m tests.kubeapi.serve --control URL delete pods default/curl-client
-    python -m tests.kubeapi.serve --control URL expire|drop|bookmark
+    python -m tests.kubeapi.serve --control URL expire|drop|bookmark|events   (events: prints them)
+    python -m tests.kubeapi.serve --listen ... --tls-cert CERT --tls-key KEY   (HTTPS)
     python -m tests.kubeapi.serve --control URL wait
 
 `seed.json` is a list of {"resource": plural, "object": {...}}.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import ssl
 import sys
 import time
 import urllib.request
@@ -22,9 +24,9 @@ from pathlib import Path
 from tests.kubeapi.server import FakeApiServer
 
 
-def serve(listen: str, token: str | None, seed: Path | None) -> None:
+def serve(listen: str, token: str | None, seed: Path | None, tls: tuple[str, str] | None = None) -> None:
     host, _, port = listen.rpartition(":")
-    server = FakeApiServer(host.strip("[]"), int(port), token)
+    server = FakeApiServer(host.strip("[]"), int(port), token, tls)
     if seed:
         for item in json.loads(seed.read_text()):
             server.cluster.put(item["resource"], item["object"])
@@ -35,11 +37,15 @@ def serve(listen: str, token: str | None, seed: Path | None) -> None:
 
 
 def control(url: str, command: list[str]) -> None:
+    """`url` may be https with the lab's self-signed certificate, not verified: a test drives its own fake."""
+    context = ssl._create_unverified_context() if url.startswith("https") else None
     if command[0] == "wait":
         deadline = time.monotonic() + 10
         while True:
             try:
-                urllib.request.urlopen(f"{url}/_fake/bookmark", data=b"null", timeout=1).read()
+                urllib.request.urlopen(
+                    f"{url}/_fake/bookmark", data=b"null", timeout=1, context=context
+                ).read()
                 return
             except OSError:
                 if time.monotonic() > deadline:
@@ -54,7 +60,7 @@ def control(url: str, command: list[str]) -> None:
     request = urllib.request.Request(
         f"{url}/_fake/{path}", data=body, headers={"Content-Type": "application/json"}
     )
-    print(urllib.request.urlopen(request, timeout=5).read().decode())
+    print(urllib.request.urlopen(request, timeout=5, context=context).read().decode())
 
 
 def main() -> None:
@@ -62,13 +68,16 @@ def main() -> None:
     parser.add_argument("--listen")
     parser.add_argument("--token")
     parser.add_argument("--seed", type=Path)
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
     parser.add_argument("--control")
     parser.add_argument("command", nargs="*")
     args = parser.parse_args()
     if args.control:
         control(args.control, args.command)
     else:
-        serve(args.listen, args.token, args.seed)
+        tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+        serve(args.listen, args.token, args.seed, tls)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@
   socket (connections refused) until `come_back()`.
 - `failures`: the next requests are answered with these HTTP errors (403 without RBAC, 410, 5xx);
 - a bearer token, when set, is required (401 otherwise); every request is recorded in `requests`.
+- Events: `POST /api/v1/namespaces/NS/events` creates one (409 if the name exists), `PATCH
+  .../events/NAME` applies a JSON merge patch (415 for any other patch type); both need the token;
+  each is recorded in `event_requests` as (method, path, content type).
 - `/_fake/...` endpoints drive it from another process (the end-to-end tests): put, delete, expire,
   drop, bookmark.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,12 +36,20 @@ WATCH_POLL = 0.2  # how often a waiting watch re-checks its timeout
 
 
 class FakeApiServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        token: str | None = None,
+        tls: tuple[str, str] | None = None,  # (certificate, key) files: serve HTTPS, as a real one does
+    ) -> None:
         self.cluster = FakeCluster()
+        self.tls = tls
         self.host = host
         self.port = port
         self.token = token
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.event_requests: list[tuple[str, str, str]] = []
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._httpd: ThreadingHTTPServer | None = None
@@ -47,11 +59,15 @@ class FakeApiServer:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self) -> FakeApiServer:
         handler = type("Handler", (_Handler,), {"api": self})
         self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
+        if self.tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*self.tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05})
@@ -146,7 +162,7 @@ class _Handler(BaseHTTPRequestHandler):
         with cluster.changed:  # before the request is visible: a test acting once it sees it is not missed
             generations = (cluster.expiries, cluster.drops, cluster.bookmarks)
         self.api.requests.append((url.path, query))
-        if self.api.token and self.headers.get("Authorization") != f"Bearer {self.api.token}":
+        if not self._authorised():
             self._status(401, "Unauthorized", "no or wrong bearer token")
             return
         if self.api.failures:
@@ -255,9 +271,67 @@ class _Handler(BaseHTTPRequestHandler):
             cluster.bookmarks,
         ) != (expiries, drops, marks)
 
+    def _authorised(self) -> bool:
+        # The auth scheme is case-insensitive (RFC 7235): the client's in-cluster loader sends "bearer".
+        scheme, _, token = (self.headers.get("Authorization") or "").partition(" ")
+        return not self.api.token or (scheme.lower() == "bearer" and token == self.api.token)
+
+    # --- Events ---
+
+    def _event_request(self, method: str) -> tuple[list[str], Any] | None:
+        """The path's parts and the body, once authorised; None if answered already."""
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"null")
+        self.api.event_requests.append((method, url.path, self.headers.get("Content-Type") or ""))
+        if not self._authorised():
+            self._status(401, "Unauthorized", "no or wrong bearer token")
+            return None
+        return url.path.strip("/").split("/"), body
+
+    def _create_event(self, namespace: str, body: Any) -> None:
+        if not isinstance(body, dict) or body.get("kind", "Event") != "Event" or not body.get("metadata"):
+            self._status(400, "BadRequest", "not an Event")
+        elif (body["metadata"].get("namespace") or namespace) != namespace:
+            self._status(400, "BadRequest", "the namespace of the object does not match the request")
+        elif not self.api.cluster.create_event(namespace, body):
+            self._status(409, "AlreadyExists", f"events {body['metadata']['name']!r} already exists")
+        else:
+            self._json(201, self.api.cluster.events[(namespace, body["metadata"]["name"])])
+
+    def do_PATCH(self) -> None:
+        request = self._event_request("PATCH")
+        if request is None:
+            return
+        parts, body = request
+        if len(parts) != 6 or parts[:3] != ["api", "v1", "namespaces"] or parts[4] != "events":
+            self._status(404, "NotFound", self.path)
+        elif self.headers.get("Content-Type") != "application/merge-patch+json":
+            self._status(
+                415,
+                "UnsupportedMediaType",
+                f"this fake takes merge patches, not {self.headers.get('Content-Type')}",
+            )
+        else:
+            patched = self.api.cluster.patch_event(parts[3], parts[5], body)
+            if patched is None:
+                self._status(404, "NotFound", f'events "{parts[5]}" not found')
+            else:
+                self._json(200, patched)
+
     # --- control endpoints for other processes ---
 
     def do_POST(self) -> None:
+        if self.path.startswith("/api/"):
+            request = self._event_request("POST")
+            if request is None:
+                return
+            parts, body = request
+            if len(parts) == 5 and parts[:3] == ["api", "v1", "namespaces"] and parts[4] == "events":
+                self._create_event(parts[3], body)
+            else:
+                self._status(404, "NotFound", self.path)
+            return
         url = urlsplit(self.path)
         parts = url.path.strip("/").split("/")
         length = int(self.headers.get("Content-Length") or 0)
@@ -276,6 +350,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts == ["_fake", "bookmark"]:
             cluster.bookmark()
             rv = cluster.resource_version
+        elif parts == ["_fake", "events"]:
+            with cluster.changed:
+                self._json(200, {"items": list(cluster.events.values())})
+            return
         else:
             self._status(404, "NotFound", url.path)
             return

@@ -118,6 +118,33 @@ def test_invalid_policy_is_logged_and_skipped(api, tmp_path):
     assert "spec.egress[0].ports[0].protocol: 'TCPP' is not one of: TCP, UDP, ALL" in refused[0]["problems"]
 
 
+def test_a_broad_pattern_is_accepted_with_one_warning_not_one_per_relist(api, tmp_path):
+    seed(api)
+    broad = policy("broad")
+    broad["spec"]["egress"][0]["matches"] = [{"name": "a.example.com"}, {"pattern": "*foobar.com"}]
+
+    async def scenario():
+        source = make_source(api, tmp_path)
+        await source.first()
+        try:
+            await eventually(lambda: len(api.watches(POLICIES)) == 1, 5, "the policies' watch")
+            await in_thread(api.cluster.put, POLICIES, broad)
+            await until(source, lambda s: names(s)[0] == ["default/allow", "default/broad"])
+            await in_thread(api.cluster.expire)  # a relist brings the same object again: no new line
+            await eventually(lambda: len(api.lists(POLICIES)) == 2, 5, "a relist of policies")
+            await in_thread(api.cluster.put, PODS, pod("b", "10.244.1.11"))
+            await until(source, lambda s: names(s)[1] == ["default/a", "default/b"])
+        finally:
+            await source.close()
+
+    with capture_logs() as logs:
+        run(scenario())
+    warned = [e for e in logs if e["event"] == "kubernetes.object_warning"]
+    assert [(e["object"], e["resource"]) for e in warned] == [("default/broad", POLICIES)]
+    (warning,) = warned[0]["warnings"]
+    assert warning.startswith("spec.egress[0].matches[1].pattern: '*foobar.com' has '*' in '*foobar'")
+
+
 def test_watch_expiry_relists(api, tmp_path):
     seed(api)
 

@@ -84,3 +84,38 @@ def test_run_metrics_default_and_off():
     base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
     assert build_parser().parse_args(base).metrics == ("127.0.0.1", 9153)
     assert build_parser().parse_args([*base, "--metrics", "off"]).metrics is None
+
+
+@pytest.mark.parametrize("flag", ["--max-entries-per-pod", "--max-entries"])
+@pytest.mark.parametrize("text", ["0", "-5", "many", "1.5"])
+def test_entry_budgets_refuse_what_is_not_a_whole_number_of_at_least_one(flag, text, capsys):
+    from agent.cli import build_parser
+
+    base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*base, flag, text])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}" in err and repr(text) in err
+
+
+@pytest.mark.parametrize("text", ["-1", "fast", "nan", "inf"])
+def test_log_rate_refuses_what_is_not_a_rate(text, capsys):
+    from agent.cli import build_parser
+
+    base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args([*base, "--log-rate", text])
+    assert exit_info.value.code == 2 and "argument --log-rate" in capsys.readouterr().err
+
+
+def test_budget_and_log_rate_defaults_and_values_reach_the_agent():
+    from agent.cli import build_parser
+
+    base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
+    args = build_parser().parse_args(base)
+    assert (args.max_entries_per_pod, args.max_entries, args.log_rate) == (10_000, 100_000, 50.0)
+    args = build_parser().parse_args(
+        [*base, "--max-entries-per-pod", "7", "--max-entries", "9", "--log-rate", "0"]
+    )
+    assert (args.max_entries_per_pod, args.max_entries, args.log_rate) == (7, 9, 0.0)

@@ -38,6 +38,6 @@ def test_kubernetes_needs_node_name(capsys, monkeypatch, tmp_path):
 def test_unreadable_kubeconfig_and_missing_in_cluster_config_are_usage_errors(tmp_path, monkeypatch):
     with pytest.raises(SourceConfigError, match="cannot load kubeconfig"):
         api_client(tmp_path / "missing")
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    in_pod = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
     with pytest.raises(SourceConfigError, match="cannot load in-cluster configuration"):
-        api_client(None)
+        api_client(None, in_pod, tmp_path)  # no service account token here, and no ~/.kube/config

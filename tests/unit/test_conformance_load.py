@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from policy.names import InvalidName, validate_name, validate_pattern
+from policy.breadth import pattern_warnings
+from policy.names import InvalidName, compile_pattern, validate_name, validate_pattern
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = yaml.safe_load((ROOT / "tests/conformance/cases.yaml").read_text())
@@ -17,6 +18,18 @@ def test_invalid_rows_are_refused(row):
     with pytest.raises(InvalidName) as caught:
         check(row.get("pattern", row.get("name")))
     assert row["error"] in str(caught.value)
+
+
+@pytest.mark.parametrize("row", TABLE["warnings"], ids=lambda r: r["pattern"])
+def test_warning_rows_are_accepted_with_their_warning(row):
+    pattern = validate_pattern(row["pattern"])  # accepted: a warning never refuses
+    warnings = pattern_warnings(pattern)
+    if row["warning"] is None:
+        assert warnings == ()
+    else:
+        assert any(row["warning"] in w for w in warnings), warnings
+    if "matches" in row:  # what the warning is about: a name its author likely did not mean
+        assert compile_pattern(row["pattern"]).matches(row["matches"])
 
 
 def test_every_row_is_documented():

@@ -118,7 +118,7 @@ def test_repeats_are_counted_per_client_name_type_and_outcome():
 
 def test_a_closed_window_is_written_in_slices_and_nothing_is_lost():
     stream = io.StringIO()
-    log = DecisionLog(stream, LogMode.CHANGES, window=60.0)
+    log = DecisionLog(stream, LogMode.CHANGES, window=60.0, rate=0)  # 250 names at once: no line rate
     names = [f"n{i}.example.com" for i in range(250)]
     for t in (0.0, 1.0, 2.0):
         for name in names:
@@ -168,3 +168,65 @@ def test_counted_repeat_is_wants_for_a_decision_that_would_only_be_counted():
         ]
         assert logs[0].suppressed == logs[1].suppressed
         assert declined < 2_000 or mode is LogMode.ALL  # the shortcut was taken, not always declined
+
+
+def flood(log, who, names, now, wrote=True, failed=False, client="10.244.1.10"):
+    """`names` new names of one pod at one moment: how many got a line."""
+    written = 0
+    for i in range(names):
+        if log.wants((client, f"n{i}.flood.example", 1, "allowed"), wrote, failed, now, who):
+            written += 1
+    return written
+
+
+def test_a_pods_lines_beyond_its_rate_are_folded_and_other_pods_keep_theirs():
+    log = DecisionLog(io.StringIO(), LogMode.CHANGES, rate=10.0)
+    assert flood(log, "default/a", 100, now=0.0) == 20  # a burst of twice the rate
+    assert flood(log, "default/b", 5, now=0.0, client="10.244.1.11") == 5
+    assert flood(log, "default/a", 100, now=1.0) == 10  # refilled at the rate
+    assert log.folded == {"default/a": 170}
+
+
+def test_failures_are_never_folded():
+    log = DecisionLog(io.StringIO(), LogMode.CHANGES, rate=1.0)
+    flood(log, "default/a", 10, now=0.0)
+    assert flood(log, "default/a", 10, now=0.0, failed=True) == 10
+
+
+def test_mode_all_is_bounded_too_and_none_stays_silent():
+    assert flood(DecisionLog(io.StringIO(), LogMode.ALL, rate=2.0), "default/a", 10, now=0.0) == 4
+    assert flood(DecisionLog(io.StringIO(), LogMode.NONE, rate=2.0), "default/a", 10, now=0.0) == 0
+    assert flood(DecisionLog(io.StringIO(), LogMode.ALL, rate=0.0), "default/a", 10, now=0.0) == 10
+
+
+def test_a_folded_decision_opens_no_repeat_key():
+    """The repeat window holds only what got a line: its memory follows the rate, not the flood."""
+    log = DecisionLog(io.StringIO(), LogMode.CHANGES, rate=1.0)
+    flood(log, "default/a", 1000, now=0.0)
+    assert sum(len(group) for group in log._repeats.values()) == 2
+    # A folded name asked again is not a counted repeat: it is decided (and folded or written) again.
+    assert not log.counted_repeat("10.244.1.10", "n500.flood.example", 1, "allowed", 0.5)
+    assert log.counted_repeat("10.244.1.10", "n0.flood.example", 1, "allowed", 0.5)
+
+
+def test_folded_lines_are_reported_per_pod_every_interval():
+    stream = io.StringIO()
+    log = DecisionLog(stream, LogMode.CHANGES, rate=1.0)
+    log.report_folded(0.0)
+    flood(log, "default/a", 12, now=1.0)
+    log.report_folded(5.0)
+    assert lines(stream) == []  # the interval is not over
+    log.report_folded(10.0)
+    (line,) = lines(stream)
+    assert line["event"] == "dns.decisions_folded" and line["level"] == "warning"
+    assert (line["pod"], line["folded"], line["folded_total"], line["seconds"]) == ("default/a", 10, 10, 10.0)
+    log.report_folded(20.0)
+    assert len(lines(stream)) == 1  # nothing folded since: no line
+
+
+def test_the_folded_count_is_bounded_in_pods():
+    log = DecisionLog(io.StringIO(), LogMode.CHANGES, rate=1.0)
+    for i in range(4096 + 50):
+        flood(log, f"10.99.{i // 250}.{i % 250}", 3, now=0.0, client=f"10.99.{i // 250}.{i % 250}")
+    assert len(log.folded) <= 4097 and log.folded["(other)"] > 0
+    assert len(log._buckets) <= 4096

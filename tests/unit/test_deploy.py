@@ -56,11 +56,13 @@ def test_one_containerfile_and_it_has_what_the_agent_runs():
         "deploy/Containerfile"
     ]
     text = (DEPLOY / "Containerfile").read_text()
+    assert "COPY deploy/image/packages /tmp/packages" in text  # installed from the shared list
+    packages = (DEPLOY / "image" / "packages").read_text().split()
     for package in ("libnftables1", "conntrack", "iproute2"):
-        assert package in text
+        assert package in packages
 
 
-def test_cluster_role_grants_only_reads():
+def test_cluster_role_grants_reads_and_only_the_event_writes_it_makes():
     rules = {
         (tuple(r["apiGroups"]), tuple(r["resources"])): r["verbs"] for r in manifest("ClusterRole")["rules"]
     }
@@ -68,6 +70,7 @@ def test_cluster_role_grants_only_reads():
         (("fqdn.policy.dev",), ("fqdnnetworkpolicies",)): ["list", "watch"],
         (("",), ("pods",)): ["list", "watch"],
         (("networking.k8s.io",), ("networkpolicies",)): ["list", "watch"],
+        (("",), ("events",)): ["create", "patch"],  # sources/eventsink.py: create, and patch the count
     }
     binding = manifest("ClusterRoleBinding")
     account = manifest("ServiceAccount")

@@ -1,5 +1,6 @@
 """The gate between DNS and kernel: an answer is released only after its write, SERVFAIL if it fails."""
 
+import asyncio
 import io
 
 import orjson
@@ -79,6 +80,57 @@ def test_failed_write_means_servfail_and_nothing_remembered(gate):
     assert released == [False]
     assert len(gate.table) == 0
     assert gate.stats.write_failures == 1
+
+
+def test_a_failed_write_asks_for_a_repair_with_its_error():
+    # The agent rebuilds the table on this call (Agent._write_failed); without it a deleted table
+    # would give SERVFAIL until the watchdog's next look.
+    failures = []
+    gate = PolicyGate(
+        PolicyIndex(load_text(POLICY)), AllowTable(TTLPolicy(5, 3600)), AddressGuard(), HeldWriter(), "t",
+        clock=lambda: 100.0, on_write_failure=failures.append,
+    )  # fmt: skip
+    released = []
+    gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.10"), released.append)
+    gate.writer.pending.pop()[1](None)
+    assert failures == []  # a write that worked asks for nothing
+    gate.admit("10.244.1.10", "udp", query(), answer("198.51.100.11"), released.append)
+    error = RuntimeError("netlink: no such table")
+    gate.writer.pending.pop()[1](error)
+    assert failures == [error] and released == [True, False]
+    assert gate.stats.write_failures == 1
+
+
+def test_the_agent_repairs_once_per_failure_burst():
+    async def main():
+        from pathlib import Path
+
+        from agent.runtime import Agent, AgentConfig
+        from dnsproxy.upstream import UpstreamAddress
+        from sources.filesource import FileSource
+
+        agent = Agent(AgentConfig([("127.0.0.1", 53)], [UpstreamAddress("192.0.2.53", 53)]),
+                      FileSource(Path("unused.yaml")))  # fmt: skip
+        reasons = []
+        gate_open = asyncio.Event()
+
+        async def repair(reason):
+            reasons.append(reason)
+            await gate_open.wait()
+
+        agent.repair = repair
+        for _ in range(3):  # a burst of failed writes while one repair runs: one repair
+            agent._write_failed(RuntimeError("no such table"))
+        await asyncio.sleep(0)
+        assert reasons == ["write failed: no such table"]
+        gate_open.set()
+        await agent._repairing
+        agent._write_failed(RuntimeError("again"))  # after it finished, a new failure repairs again
+        await asyncio.sleep(0)
+        assert reasons[-1] == "write failed: again" and len(reasons) == 2
+        await agent._repairing
+
+    asyncio.run(main())
 
 
 def test_covered_answer_is_released_at_once(gate):

@@ -1,6 +1,8 @@
 """agent.metrics and agent.httpserve: the agent's counters as Prometheus families, over real HTTP."""
 
 import asyncio
+import gc
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +12,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
+from agent import collector as collector_module
 from agent.collector import CollectorRegime
 from agent.gate import PolicyGate
 from agent.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
@@ -291,14 +294,60 @@ def test_stats_line_carries_the_histograms_and_the_collectors_pauses(agent):
     assert line["gc_pauses"]["longest_ms"] == 4.0
 
 
-def test_a_whole_collection_is_logged_with_its_duration_and_what_it_freed(agent):
+class SteppedPerfCounter:
+    """Stands in for agent.collector's `time`: each perf_counter reading is the next of `readings`."""
+
+    def __init__(self, *readings):
+        self.readings = iter(readings)
+
+    def perf_counter(self):
+        return next(self.readings)
+
+
+CYCLES = 300
+
+
+def test_a_whole_collection_is_logged_with_its_duration_and_what_it_freed(agent, monkeypatch):
+    monkeypatch.setattr(collector_module, "time", SteppedPerfCounter(7.0, 7.04213))
     regime = CollectorRegime(20_000, lambda fn: None, agent._collected_whole)  # as Agent.start wires it
     regime.install()
     try:
         with capture_logs() as logs:
+            gc.collect()  # a full collection: nothing else unreachable is left lying around
+            # Garbage that slipped into the frozen heap (as young survivors are frozen at once): only a
+            # whole collection, which unfreezes first, can find it. One self-referencing list each.
+            for _ in range(CYCLES):
+                cycle: list = []
+                cycle.append(cycle)
+            del cycle
+            gc.freeze()
             regime.collect_whole()
     finally:
         regime.uninstall()
     (line,) = [entry for entry in logs if entry["event"] == "gc.whole_collection"]
-    assert line["seconds"] >= 0 and line["unreachable"] >= 0
-    assert line["allocated_blocks_before"] > 0 and line["allocated_blocks_after"] > 0
+    assert line["seconds"] == 0.0421  # the stepped readings' difference, rounded as logged
+    assert line["unreachable"] == CYCLES
+    assert line["allocated_blocks_after"] < line["allocated_blocks_before"]  # the lists were freed
+
+
+def test_budget_evictions_entries_and_folded_lines(agent):
+    config = AgentConfig(
+        [("127.0.0.1", 53)], [UpstreamAddress("192.0.2.53", 53)], max_entries_per_pod=1, log_rate=1.0
+    )
+    agent = Agent(config, FileSource(Path("unused.yaml")))
+    agent.decision_log.stream = io.StringIO()
+    clock = iter(float(t) / 100 for t in range(100, 10_000))  # 10 ms a tick: lines outrun the rate
+    agent.gate = PolicyGate(
+        PolicyIndex(load_text(POLICY)), agent.table, AddressGuard(), HeldWriter(), "t",
+        clock=lambda: next(clock), decision_log=agent.decision_log,
+    )  # fmt: skip
+    assert value(agent, "fqdn_policy_entries") == 0
+    for address in ("198.51.100.10", "198.51.100.20"):  # the name moved: its old address is evicted
+        agent.gate.admit("10.244.1.10", "udp", query(), answer(address), lambda ok: None)
+        agent.gate.writer.pending.pop()[1](None)
+    assert value(agent, "fqdn_policy_budget_evictions_total", pod="default/c", budget="pod") == 1
+    assert value(agent, "fqdn_policy_entries") == 1
+    for name in ("a.example", "b.example", "c.example"):
+        agent.gate.admit("10.244.1.11", "udp", query(name), answer("198.51.100.10"), lambda ok: None)
+    # Three not-selected decisions of pod o in 30 ms, each new to the log: a burst of 2, one folded.
+    assert value(agent, "fqdn_policy_decision_lines_folded_total", pod="default/o") == 1

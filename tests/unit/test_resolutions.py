@@ -75,3 +75,52 @@ def test_matches_a_plain_model_under_random_operations() -> None:
                 want = {n for (p, n), v in model.items() if p == pod and dst in v}
                 assert r.names_of(pod, dst) == want, step
         assert len(r) == len(model)
+
+
+def test_counts_soonest_and_expiry_match_a_plain_model():
+    """Per-pod entry counts, the total, `soonest` (exact, whatever was extended or removed) and
+    `expire_due` agree with a plain model under records, extensions, removals and retains."""
+    rng = random.Random(11)
+    r = Resolutions()
+    model: dict[tuple[str, str, str], float] = {}
+    pods, names, dsts = ["p/a", "p/b"], ["a.t", "b.t", "c.t", "d.t"], [f"198.51.100.{i}" for i in range(6)]
+    now = 0.0
+    for step in range(4000):
+        pod, qname, dst = rng.choice(pods), rng.choice(names), rng.choice(dsts)
+        roll = rng.random()
+        if roll < 0.5:
+            until = now + rng.randrange(1, 200)
+            r.record(pod, qname, {dst: until})
+            model[(pod, qname, dst)] = max(model.get((pod, qname, dst), 0.0), until)
+        elif roll < 0.6:
+            assert r.remove(pod, qname, dst) == ((pod, qname, dst) in model)
+            model.pop((pod, qname, dst), None)
+        elif roll < 0.65:
+            cut = now + rng.randrange(100)
+            r.retain(pod, lambda _n, _d, until, cut=cut: until > cut)
+            model = {k: u for k, u in model.items() if k[0] != pod or u > cut}
+        elif roll < 0.9:
+            n = rng.randrange(1, 4)
+            skipped = rng.choice(names)
+            got = r.soonest(pod, n, lambda name, _dst, skipped=skipped: name == skipped)
+            mine = sorted((u, q, d) for (p, q, d), u in model.items() if p == pod and q != skipped)
+            assert [u for _, _, u in got] == [u for u, _, _ in mine[:n]], step
+            assert all(model[(pod, q, d)] == u for q, d, u in got)
+        else:
+            now += rng.randrange(1, 30)
+            expired = r.expire_due(now)
+            gone = {k: u for k, u in model.items() if u <= now}
+            assert sorted(expired) == sorted((p, q, d, u) for (p, q, d), u in gone.items()), step
+            model = {k: u for k, u in model.items() if u > now}
+        for p in pods:
+            assert r.entries_of(p) == sum(1 for k in model if k[0] == p), step
+        assert r.total == len(model)
+
+
+def test_a_limited_expiry_sweep_says_more_is_due():
+    r = Resolutions()
+    for i in range(5):
+        r.record("p/a", f"n{i}.t", {"198.51.100.1": 10.0 + i})
+    assert len(r.expire_due(20.0, limit=3)) == 3 and r.has_due(20.0)
+    assert len(r.expire_due(20.0, limit=3)) == 2 and not r.has_due(20.0)
+    assert r.total == 0 and r.pods() == []

@@ -2,6 +2,7 @@
 
 import asyncio
 
+from enforcer import writer as writer_module
 from enforcer.refresh import Refresh
 from enforcer.writer import SetWriter
 
@@ -43,12 +44,42 @@ def test_flush_writes_now_and_the_scheduled_call_finds_nothing():
     asyncio.run(main())
 
 
-def test_each_transaction_reports_its_duration():
+class SteppedClock:
+    """Stands in for the writer's `time` module: perf_counter reads a clock the kernel stand-in moves."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def perf_counter(self):
+        return self.now
+
+
+class SlowNft(RecordingNft):
+    """A kernel call that takes `seconds` on the stepped clock."""
+
+    def __init__(self, clock, seconds):
+        super().__init__()
+        self.clock = clock
+        self.seconds = seconds
+
+    def run(self, commands):
+        self.clock.now += self.seconds
+        return super().run(commands)
+
+
+def test_each_transaction_reports_its_duration(monkeypatch):
+    clock = SteppedClock()
+    monkeypatch.setattr(writer_module, "time", clock)
+
     async def main():
         seconds = []
-        writer = SetWriter(RecordingNft, on_latency=seconds.append)
+        nft = SlowNft(clock, 0.25)
+        writer = SetWriter(lambda: nft, on_latency=seconds.append)
         await writer.write([{"a": 1}])
-        assert len(seconds) == 1 and seconds[0] >= 0.0
+        clock.now += 5.0  # time between transactions is no part of either
+        nft.seconds = 0.5
+        await writer.write([{"b": 2}])
+        assert seconds == [0.25, 0.5] and writer.stats.last_seconds == 0.5
 
     asyncio.run(main())
 

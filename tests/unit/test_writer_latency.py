@@ -2,16 +2,32 @@
 
 import asyncio
 
+import pytest
+
+from enforcer import writer as writer_module
 from enforcer.nft import NftError
 from enforcer.writer import SetWriter
 
 
+class SteppedClock:
+    """Stands in for the writer's `time` module; only the kernel stand-in moves it."""
+
+    def __init__(self):
+        self.now = 50.0
+
+    def perf_counter(self):
+        return self.now
+
+
 class FakeNft:
-    def __init__(self, fail=False):
+    def __init__(self, clock, seconds=0.125, fail=False):
+        self.clock = clock
+        self.seconds = seconds
         self.fail = fail
         self.runs = []
 
     def run(self, commands):
+        self.clock.now += self.seconds  # each kernel call, empty or not, takes this long
         if commands:
             self.runs.append(commands)
             if self.fail:
@@ -19,9 +35,16 @@ class FakeNft:
         return []
 
 
-def test_transactions_are_timed_and_barriers_are_not():
+@pytest.fixture
+def clock(monkeypatch):
+    stepped = SteppedClock()
+    monkeypatch.setattr(writer_module, "time", stepped)
+    return stepped
+
+
+def test_transactions_are_timed_and_barriers_are_not(clock):
     observed = []
-    nft = FakeNft()
+    nft = FakeNft(clock)
     writer = SetWriter(lambda: nft, on_latency=observed.append)
 
     async def main():
@@ -31,12 +54,12 @@ def test_transactions_are_timed_and_barriers_are_not():
 
     asyncio.run(main())
     assert len(nft.runs) == 1
-    assert len(observed) == 1 and observed[0] >= 0.0
+    assert observed == [0.125]
 
 
-def test_failed_transactions_are_timed_too():
+def test_failed_transactions_are_timed_too(clock):
     observed = []
-    writer = SetWriter(lambda: FakeNft(fail=True), on_latency=observed.append)
+    writer = SetWriter(lambda: FakeNft(clock, seconds=0.375, fail=True), on_latency=observed.append)
 
     async def main():
         try:
@@ -46,4 +69,4 @@ def test_failed_transactions_are_timed_too():
         return False
 
     assert asyncio.run(main()) is True
-    assert len(observed) == 1
+    assert observed == [0.375]  # one request alone: its failed call is the whole transaction
