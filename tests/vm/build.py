@@ -53,11 +53,13 @@ def host_venv(cache: Path) -> Path:
     ).stdout.strip()
     if version != "3.11":
         raise SystemExit(f"vmtest: {HOST_PYTHON} is Python {version}; the bookworm guest's is 3.11")
-    venv = cache / "hostvenv-3.11"
+    # The project's wheel is built in it without isolation: it holds pyproject.toml's build requirements.
+    build_requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    venv = cache / f"hostvenv-3.11-{plan.digest(build_requires)}"
     if not (venv / "ok").exists():
         shutil.rmtree(venv, ignore_errors=True)
         run([HOST_PYTHON, "-m", "venv", str(venv)])
-        run([str(venv / "bin/pip"), "install", "-q", "--upgrade", "pip", "setuptools>=68", "wheel"])
+        quiet([str(venv / "bin/pip"), "install", "-q", "--upgrade", "pip", "wheel", *build_requires])
         (venv / "ok").touch()
     return venv
 
