@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from tests.lab.netlab import Lab
+from tests.lab.slowdown import patience
 from tests.lab.upstream import FakeInternet
 
 AGENT = str(Path(sys.executable).with_name("fqdn-policy"))
@@ -118,7 +119,7 @@ class AgentLab:
             return self.agent
         wait_for(
             lambda: self.count_log("agent.ready") > readies or self.agent.poll() is not None,
-            15,
+            patience(15),
             "agent ready",
         )
         assert self.agent.poll() is None, self.agent_log.read_text()
@@ -127,7 +128,7 @@ class AgentLab:
     def stop_agent(self, sig: int = signal.SIGTERM) -> int:
         assert self.agent is not None
         self.agent.send_signal(sig)
-        return self.agent.wait(timeout=10)
+        return self.agent.wait(timeout=patience(10))
 
     def logs(self, path: Path | None = None) -> list[dict[str, Any]]:
         path = path or self.agent_log
@@ -150,7 +151,7 @@ class AgentLab:
         )
 
     def probe(self, pod: str, *argv: str) -> dict[str, Any]:
-        out = self.lab.run(pod, [sys.executable, "-m", "tests.lab.probe", *argv], timeout=20)
+        out = self.lab.run(pod, [sys.executable, "-m", "tests.lab.probe", *argv], timeout=patience(20))
         return json.loads(out.stdout)
 
     def dns(
@@ -178,7 +179,8 @@ class AgentLab:
     def http(self, path: str, address: str = METRICS, ns: str = "node") -> tuple[int, str]:
         """GET http://ADDRESS/PATH from inside namespace NS (the node's by default): (status, body);
         status 0 when the connection is refused."""
-        out = self.lab.run(ns, [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"], timeout=10)
+        argv = [sys.executable, "-c", _HTTP_GET, f"http://{address}{path}"]
+        out = self.lab.run(ns, argv, timeout=patience(10))
         result = json.loads(out.stdout)
         return result["status"], result["body"]
 

@@ -17,6 +17,7 @@ from tests.lab.addressing import DNS_V4, DNS_V6
 from tests.lab.hostport import format_hostport
 from tests.lab.netlab import INET, Lab
 from tests.lab.pyrun import REPO_ROOT, module_argv, module_env
+from tests.lab.slowdown import patience
 
 DEFAULT_DNS: tuple[str, ...] = (format_hostport(DNS_V4, 53), format_hostport(DNS_V6, 53))
 
@@ -86,7 +87,7 @@ class FakeInternet:
                 cwd=REPO_ROOT,
             )
         try:
-            self._wait(lambda: self.ready_path.exists(), timeout, "ready file")
+            self._wait(lambda: self.ready_path.exists(), patience(timeout), "ready file")
         except BaseException:
             self.stop()
             raise
@@ -124,7 +125,7 @@ class FakeInternet:
         before = self.stats()["zone_version"]
         self._zone = dict(zone)
         write_zone(self.zone_path, self._zone)
-        self._wait(lambda: self.stats()["zone_version"] > before, timeout, "zone reload")
+        self._wait(lambda: self.stats()["zone_version"] > before, patience(timeout), "zone reload")
 
     # -- statistics -------------------------------------------------------------------------
 
