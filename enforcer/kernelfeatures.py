@@ -74,6 +74,10 @@ _L4PROTO = {"meta": {"key": "l4proto"}}
 _DPORT = {"payload": {"protocol": "th", "field": "dport"}}
 
 
+def _nfproto(family: str) -> dict[str, Any]:
+    return {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": family}}
+
+
 def _l4(protocol: str) -> dict[str, Any]:
     return {"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": protocol}}
 
@@ -152,8 +156,10 @@ REJECT = KernelFeature(
     "the fast failure of --reject and the on-deny: reject annotation",
     lambda t: [
         *_rule(t, _l4("tcp"), {"reject": {"type": "tcp reset"}}),
-        *_rule(t, _l4("icmp"), {"reject": {"type": "icmp", "expr": "admin-prohibited"}}),
-        *_rule(t, _l4("ipv6-icmp"), {"reject": {"type": "icmpv6", "expr": "admin-prohibited"}}),
+        # By family, as the deny chains do: a protocol name such as icmp would need /etc/protocols,
+        # which minimal images lack (libnftables resolves tcp and udp itself).
+        *_rule(t, _nfproto("ipv4"), {"reject": {"type": "icmp", "expr": "admin-prohibited"}}),
+        *_rule(t, _nfproto("ipv6"), {"reject": {"type": "icmpv6", "expr": "admin-prohibited"}}),
     ],
 )
 NFLOG = KernelFeature(

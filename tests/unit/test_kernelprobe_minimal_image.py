@@ -1,0 +1,46 @@
+"""The start-up probe and the ruleset on a system without /etc/protocols (netbase), as in minimal
+container images: the probe must not refuse a kernel feature for a missing protocol-name file (it
+once did, for `reject`, in the agent's own image). /etc/protocols is hidden in a private mount
+namespace, in a throw-away network namespace."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+pytestmark = [
+    pytest.mark.netns,
+    pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root for namespaces"),
+]
+
+SCRIPT = """
+import sys
+from enforcer import guard, ruleset
+from enforcer.elementsocket import ElementSocket
+from enforcer.kernelfeatures import Needs
+from enforcer.kernelprobe import probe_kernel
+from enforcer.nft import Nft
+nft = Nft()
+print(probe_kernel(nft, ElementSocket(), "fqdn_policy", Needs(dns_redirect=True)).refresh.value)
+nft.run(ruleset.base_ruleset("fqdn_policy", ruleset.Denial(), 2) + guard.guard_ruleset("fqdn_policy_guard", 2))
+print("installed")
+"""
+
+
+def test_probe_and_ruleset_need_no_protocol_names_file(tmp_path):
+    empty = tmp_path / "protocols"
+    empty.write_text("")
+    shell = f'mount --bind {empty} /etc/protocols && exec "$0" -c "$1"'
+    done = subprocess.run(
+        ["unshare", "-m", "-n", "sh", "-c", shell, sys.executable, SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-1] == "installed", done.stdout
