@@ -7,13 +7,11 @@ however it ends) and compares what the netlink path wrote with what the libnftab
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.lab.unshared import run_unshared
 
 pytestmark = [
     pytest.mark.netns,
@@ -53,13 +51,7 @@ def refusal(fn):
 
 def in_namespace(script: str):
     """Run PRELUDE + script in a new network namespace; what it printed, as JSON."""
-    done = subprocess.run(
-        ["unshare", "-n", sys.executable, "-c", PRELUDE + textwrap.dedent(script)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = run_unshared(PRELUDE + textwrap.dedent(script))
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 

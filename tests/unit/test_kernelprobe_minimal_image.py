@@ -5,12 +5,10 @@ namespace, in a throw-away network namespace."""
 
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.lab.unshared import run_unshared
 
 pytestmark = [
     pytest.mark.netns,
@@ -34,13 +32,6 @@ print("installed")
 def test_probe_and_ruleset_need_no_protocol_names_file(tmp_path):
     empty = tmp_path / "protocols"
     empty.write_text("")
-    shell = f'mount --bind {empty} /etc/protocols && exec "$0" -c "$1"'
-    done = subprocess.run(
-        ["unshare", "-m", "-n", "sh", "-c", shell, sys.executable, SCRIPT],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = run_unshared(SCRIPT, mounts={str(empty): "/etc/protocols"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-1] == "installed", done.stdout

@@ -9,13 +9,11 @@ Each script runs in a throw-away network namespace (`unshare -n`).
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.lab.unshared import run_unshared
 
 pytestmark = [
     pytest.mark.netns,
@@ -70,13 +68,7 @@ print(json.dumps(out))
 
 
 def test_what_the_kernel_holds_after_refreshes_is_what_the_agent_recorded():
-    done = subprocess.run(
-        ["unshare", "-n", sys.executable, "-c", textwrap.dedent(SCRIPT)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-    )
+    done = run_unshared(textwrap.dedent(SCRIPT))
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     release = tuple(int(p) for p in os.uname().release.split("-")[0].split(".")[:2])
