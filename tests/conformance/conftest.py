@@ -4,15 +4,19 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conformance import timescale
 from tests.e2e.agentlab import AgentLab, lab_pods
 from tests.lab.netlab import Lab
 
 CASES_FILE = Path(__file__).with_name("cases.yaml")
-BASE_FLAGS = ("--min-ttl", "1")
 
 
-def load_cases() -> dict:
-    return yaml.safe_load(CASES_FILE.read_text())
+def load_cases(factor: float | None = None) -> dict:
+    """The table with every row on the lab's clock (tests/conformance/timescale.py)."""
+    factor = timescale.lab_factor() if factor is None else factor
+    table = yaml.safe_load(CASES_FILE.read_text())
+    table["cases"] = [timescale.scale_case(case, factor) for case in table["cases"]]
+    return table
 
 
 def zone_of(cases: list[dict]) -> dict:
@@ -46,7 +50,7 @@ class Conformance:
             return
         if self.env.agent is not None and self.env.agent.poll() is None:
             self.env.stop_agent()
-        self.env.start_agent(*BASE_FLAGS, *flags)
+        self.env.start_agent(*timescale.base_flags(timescale.lab_factor()), *flags)
         self.flags = flags
 
 
