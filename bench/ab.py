@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.runtime import DEFAULT_METRICS
 from bench import dnsperf, report, services, workload
+from fqdn_policy.agent.runtime import DEFAULT_METRICS
 from tests.lab.addressing import PodSpec
 from tests.lab.netlab import Lab
 

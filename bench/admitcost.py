@@ -24,14 +24,14 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = r"""
 import io, json, sys, time
 from dnslib import DNSRecord
-from agent.decisionlog import DecisionLog, LogMode
-from agent.gate import PolicyGate
-from dnsproxy.wire import Answer, Query, parse_query
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
-from policy.fileloader import load_file
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.ops.decisionlog import DecisionLog, LogMode
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.dnsproxy.wire import Answer, Query, parse_query
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.sources.fileloader import load_file
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.ttl import TTLPolicy
 
 class AckWriter:
     def submit(self, commands, done):  # the gate of a tree from before the netlink element writes

@@ -9,11 +9,11 @@ decisions, allowed elements and their resolutions pile up. The kernel writer is 
 acknowledges at once; nothing needs root. Reported per regime: collections by generation, the
 longest pause, the total of the pauses, and the pass's CPU time.
 
-- `cpython`: the agent's regime before agent.collector: what exists at start frozen, then young
+- `cpython`: the agent's regime before fqdn_policy.agent.collector: what exists at start frozen, then young
   collections every `--young` allocations (the agent's default) and CPython's middle and old
   generations (thresholds 20 and 100), whose middle collections rescan everything that survived
   the last 20 young ones.
-- `agent`: agent.collector.CollectorRegime (survivors frozen at once; the frozen heap collected
+- `agent`: fqdn_policy.agent.collector.CollectorRegime (survivors frozen at once; the frozen heap collected
   whole after growing by a quarter, at most once a minute, which a pass of a few seconds never reaches
   unless `--min-interval` is lowered).
 """
@@ -29,22 +29,22 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.runtime import GC_THRESHOLD
+from fqdn_policy.agent.runtime import GC_THRESHOLD
 
 REGIMES = ("cpython", "agent")
 
 
 def child(regime: str, answers: int, min_interval: float, young: int) -> dict[str, Any]:
-    from agent import collector
-    from agent.collectorpauses import CollectorPauses
-    from agent.decisionlog import DecisionLog
-    from agent.gate import PolicyGate
     from bench import workload
     from bench.micro import _ImmediateWriter, _NullStream, aaaa_wires, load_workload
-    from dnsproxy.parsememo import AnswerMemo, QueryMemo
-    from policy.addressguard import AddressGuard
-    from policy.allowtable import AllowTable
-    from policy.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
+    from fqdn_policy.agent import collector
+    from fqdn_policy.agent.gate import PolicyGate
+    from fqdn_policy.dnsproxy.parsememo import AnswerMemo, QueryMemo
+    from fqdn_policy.ops.collectorpauses import CollectorPauses
+    from fqdn_policy.ops.decisionlog import DecisionLog
+    from fqdn_policy.policy.match.addressguard import AddressGuard
+    from fqdn_policy.policy.state.allowtable import AllowTable
+    from fqdn_policy.policy.state.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
 
     index, names, client = load_workload(workload.WorkloadSpec().policies, answers)
     wires = aaaa_wires(names, 300)

@@ -60,18 +60,18 @@ def destination(i: int, family: int) -> str:
 
 def measure(entries: int, pods: int, family: int, trace: bool, top: int) -> dict[str, Any]:
     """In this interpreter: the flood, then RSS (and traced bytes) per live entry."""
-    from agent.decisionlog import DecisionLog
-    from agent.gate import PolicyGate
     from bench.micro import _ImmediateWriter, _NullStream
     from bench.scale import answer_wire, query_wire, rss_kb
-    from dnsproxy.wire import parse_answer, parse_query
-    from policy.addressguard import AddressGuard
-    from policy.allowtable import AllowTable
-    from policy.budget import EntryBudget
-    from policy.dropattribution import NameMemory
-    from policy.fileloader import load_text
-    from policy.ruleindex import PolicyIndex
-    from policy.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
+    from fqdn_policy.agent.gate import PolicyGate
+    from fqdn_policy.dnsproxy.wire import parse_answer, parse_query
+    from fqdn_policy.ops.decisionlog import DecisionLog
+    from fqdn_policy.policy.diagnose.dropattribution import NameMemory
+    from fqdn_policy.policy.match.addressguard import AddressGuard
+    from fqdn_policy.policy.match.ruleindex import PolicyIndex
+    from fqdn_policy.policy.state.allowtable import AllowTable
+    from fqdn_policy.policy.state.budget import EntryBudget
+    from fqdn_policy.policy.state.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
+    from fqdn_policy.sources.fileloader import load_text
 
     index = PolicyIndex(load_text(policy_text(pods)))
     table = AllowTable(TTLPolicy(60, 86400, DEFAULT_REFRESH_SLACK), budget=EntryBudget(entries, entries))

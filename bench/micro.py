@@ -25,19 +25,19 @@ from typing import Any
 
 from dnslib import AAAA, QTYPE, RR, DNSRecord
 
-from agent.collector import CollectorRegime
-from agent.decisionlog import DecisionLog
-from agent.gate import PolicyGate
-from agent.runtime import GC_THRESHOLD
 from bench import workload
-from dnsproxy.wire import parse_answer, parse_query
-from enforcer.elementwire import ElementChange, encode_batch
-from enforcer.ruleset import element_commands
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
-from policy.fileloader import load_file
-from policy.ruleindex import PolicyIndex
-from policy.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
+from fqdn_policy.agent.collector import CollectorRegime
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.agent.runtime import GC_THRESHOLD
+from fqdn_policy.dnsproxy.wire import parse_answer, parse_query
+from fqdn_policy.enforcer.elementwire import ElementChange, encode_batch
+from fqdn_policy.enforcer.ruleset import element_commands
+from fqdn_policy.ops.decisionlog import DecisionLog
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
+from fqdn_policy.sources.fileloader import load_file
 
 
 class _NullStream:
@@ -220,8 +220,8 @@ def _whole_path(
     call is one pass over the next of `passes` (in turn), after a first pass that did the writes."""
     import asyncio
 
-    from dnsproxy.server import Resolver
-    from dnsproxy.upstream import Forwarder, UpstreamAddress
+    from fqdn_policy.dnsproxy.server import Resolver
+    from fqdn_policy.dnsproxy.upstream import Forwarder, UpstreamAddress
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

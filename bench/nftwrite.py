@@ -1,5 +1,5 @@
-"""The cost of one allow-set write: libnftables JSON (enforcer.nft) against the netlink batch
-(enforcer.elementsocket), in the same run, at empty sets and at ~50,000 elements.
+"""The cost of one allow-set write: libnftables JSON (fqdn_policy.enforcer.nft) against the netlink batch
+(fqdn_policy.enforcer.elementsocket), in the same run, at empty sets and at ~50,000 elements.
 
     sudo .venv/bin/python -m bench.nftwrite [--rounds 5] [--fill 50000]
 
@@ -23,11 +23,11 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from enforcer.elementsocket import ElementSocket
-from enforcer.elementwire import ElementChange, encode_batch
-from enforcer.nft import Nft
-from enforcer.ruleset import base_ruleset, element_commands
-from policy.allowtable import ElementWrite
+from fqdn_policy.enforcer.elementsocket import ElementSocket
+from fqdn_policy.enforcer.elementwire import ElementChange, encode_batch
+from fqdn_policy.enforcer.nft import Nft
+from fqdn_policy.enforcer.ruleset import base_ruleset, element_commands
+from fqdn_policy.policy.state.allowtable import ElementWrite
 
 TABLE = "bench_nftwrite"
 SIZES = (1, 16, 64)

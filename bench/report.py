@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.histogram import HistogramSnapshot
+from fqdn_policy.ops.histogram import HistogramSnapshot
 
 # name -> (description, threshold); thresholds in the unit of the compared value.
 TARGETS = {

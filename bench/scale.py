@@ -29,18 +29,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.decisionlog import DecisionLog
-from agent.gate import PolicyGate
 from bench import workload
 from bench.micro import _ImmediateWriter, _NullStream
-from dnsproxy.wire import parse_answer, parse_query
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
-from policy.documentcache import DocumentCache
-from policy.dropattribution import NameMemory
-from policy.fileloader import load_file
-from policy.ruleindex import PolicyIndex
-from policy.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.dnsproxy.wire import parse_answer, parse_query
+from fqdn_policy.ops.decisionlog import DecisionLog
+from fqdn_policy.policy.diagnose.dropattribution import NameMemory
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
+from fqdn_policy.sources.documentcache import DocumentCache
+from fqdn_policy.sources.fileloader import load_file
 
 QTYPES = {"A": 1, "AAAA": 28}
 
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # type: ignore[arg-type]
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 100)  # as agent.runtime does after its start
+    gc.set_threshold(20_000, 20, 100)  # as fqdn_policy.agent.runtime does after its start
     print(f"rss after start: {rss_kb() / 1024:.1f} MB (file load {load_s:.3f} s)")
     if args.tracemalloc:
         start_snapshot = tracemalloc.take_snapshot()

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
-from agent.gate import PolicyGate
-from agent.metrics import registry_for
-from agent.runtime import Agent, AgentConfig
-from dnsproxy.upstream import UpstreamAddress
-from policy.addressguard import AddressGuard
-from policy.fileloader import load_file
-from policy.ruleindex import PolicyIndex
-from sources.filesource import FileSource
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.agent.runtime import Agent, AgentConfig
+from fqdn_policy.dnsproxy.upstream import UpstreamAddress
+from fqdn_policy.ops.metrics import registry_for
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.sources.fileloader import load_file
+from fqdn_policy.sources.filesource import FileSource
 
 REPO = Path(__file__).resolve().parents[1]
 

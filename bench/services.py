@@ -78,8 +78,10 @@ def agent_command(tree: Path | None = None) -> list[str]:
     worktree, run with this venv's interpreter and packages; bench.ab compares code versions so)."""
     if tree is None:
         return [str(AGENT)]
-    # -P: not the working directory first on sys.path, which would put this checkout before `tree`
-    return ["env", f"PYTHONPATH={tree.resolve()}", sys.executable, "-P", "-m", "agent.cli"]
+    # -P: not the working directory first on sys.path, which would put this checkout before `tree`.
+    # A checkout from before the fqdn_policy namespace (886f587 and earlier) has its command in agent.cli.
+    module = "fqdn_policy" if (tree / "fqdn_policy").is_dir() else "agent.cli"
+    return ["env", f"PYTHONPATH={tree.resolve()}", sys.executable, "-P", "-m", module]
 
 
 def start_agent(

@@ -1,6 +1,6 @@
 """Fail-closed: a deleted, flushed or emptied main table never gives a selected pod open egress.
 
-The guard table (enforcer/guard.py) drops new flows of enforced pods that the main table did not judge.
+The guard table (fqdn_policy/enforcer/guard.py) drops new flows of enforced pods that the main table did not judge.
 The gap is held open on purpose by stopping the agent (SIGSTOP) before deleting the table, so the probes
 run while nothing can repair it; then the agent continues and rebuilds. A control run without the guard
 shows the same probe does see open egress, so the check can fail.

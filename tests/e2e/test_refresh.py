@@ -1,4 +1,4 @@
-"""Element refresh on this kernel, through the running agent (enforcer.refresh, docs/kernels.md).
+"""Element refresh on this kernel, through the running agent (fqdn_policy.enforcer.refresh, docs/kernels.md).
 
 The agent probes at start how an existing element gets a new timeout and says what it chose. Under the
 replace strategy (delete and add in one transaction, the only one that works below Linux 6.10) no packet

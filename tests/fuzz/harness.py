@@ -22,19 +22,19 @@ from collections.abc import Callable, Iterable
 
 from dnslib import AAAA, CNAME, QTYPE, RR, A, DNSRecord
 
-from agent.decisionlog import DecisionLog, LogMode
-from agent.gate import PolicyGate
-from dnsproxy.parsememo import AnswerMemo, QueryMemo
-from dnsproxy.ratelimit import ClientRateLimiter
-from dnsproxy.server import Resolver
-from dnsproxy.wire import Answer, Query, WireError, parse_query, with_id
-from enforcer.elementwire import ElementChange, encode_batch
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable, Element, ElementWrite
-from policy.decisioncache import DecisionCache
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.dnsproxy.parsememo import AnswerMemo, QueryMemo
+from fqdn_policy.dnsproxy.ratelimit import ClientRateLimiter
+from fqdn_policy.dnsproxy.server import Resolver
+from fqdn_policy.dnsproxy.wire import Answer, Query, WireError, parse_query, with_id
+from fqdn_policy.enforcer.elementwire import ElementChange, encode_batch
+from fqdn_policy.ops.decisionlog import DecisionLog, LogMode
+from fqdn_policy.policy.decide.decisioncache import DecisionCache
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable, Element, ElementWrite
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 
 # Exact names only: whatever the fuzzer invents, the allow table stays bounded by names x pods x the
 # per-name cap, so memory growth means a leak, not a bigger policy.

@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from policy.model import PolicySet
-from sources.backoff import Backoff
-from sources.base import PolicyUpdate
-from sources.kubeapi import api_client, list_calls
-from sources.kubesource import KubernetesSource
+from fqdn_policy.policy.model import PolicySet
+from fqdn_policy.sources.backoff import Backoff
+from fqdn_policy.sources.base import PolicyUpdate
+from fqdn_policy.sources.kubeapi import api_client, list_calls
+from fqdn_policy.sources.kubesource import KubernetesSource
 from tests.kubeapi.server import FakeApiServer
 
 NODE = "node-1"

@@ -5,9 +5,9 @@ import asyncio
 
 import pytest
 
-from sources import events as events_module
-from sources.eventsink import EventRecorder
-from sources.kubeapi import api_client
+from fqdn_policy.sources import events as events_module
+from fqdn_policy.sources.eventsink import EventRecorder
+from fqdn_policy.sources.kubeapi import api_client
 from tests.kubeapi.harness import NODE, eventually, fast_backoff, in_thread, policy
 from tests.kubeapi.test_source import POLICIES, run, seed
 
@@ -15,8 +15,8 @@ NETWORK_POLICIES = "networkpolicies"
 
 
 def make(api, tmp_path):
-    from sources.kubeapi import list_calls
-    from sources.kubesource import KubernetesSource
+    from fqdn_policy.sources.kubeapi import list_calls
+    from fqdn_policy.sources.kubesource import KubernetesSource
 
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(api.kubeconfig())

@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from sources.backoff import Backoff
+from fqdn_policy.sources.backoff import Backoff
 from tests.kubeapi.harness import (
     NODE,
     eventually,

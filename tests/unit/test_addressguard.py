@@ -1,6 +1,6 @@
 import pytest
 
-from policy.addressguard import AddressGuard
+from fqdn_policy.policy.match.addressguard import AddressGuard
 
 ROWS = [
     (4, "127.0.0.1", True),

@@ -2,11 +2,11 @@
 
 import pytest
 
-from policy.allowtable import AllowTable
-from policy.expirywheel import DEFAULT_SLOT_SECONDS
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.expirywheel import DEFAULT_SLOT_SECONDS
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 
 POD = "default/p"
 IPS = {4: ("10.244.1.10",), 6: ("2001:db8:244::10",)}

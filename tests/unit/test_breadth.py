@@ -6,11 +6,11 @@ import asyncio
 import pytest
 from structlog.testing import capture_logs
 
-from agent.cli import EXIT_OK, main
-from policy.breadth import pattern_warnings
-from policy.fileloader import load_text
-from policy.fileloader import pattern_warnings as file_warnings
-from sources.filesource import MAX_LOGGED_WARNINGS, FileSource
+from fqdn_policy.cli.main import EXIT_OK, main
+from fqdn_policy.policy.spec.breadth import pattern_warnings
+from fqdn_policy.sources.fileloader import load_text
+from fqdn_policy.sources.fileloader import pattern_warnings as file_warnings
+from fqdn_policy.sources.filesource import MAX_LOGGED_WARNINGS, FileSource
 
 POLICY = """\
 apiVersion: networking.gke.io/v1alpha1

@@ -1,13 +1,13 @@
-"""Entry budgets (policy.budget) in the name manager, with time passed in: who is evicted, which
+"""Entry budgets (fqdn_policy.policy.state.budget) in the name manager, with time passed in: who is evicted, which
 elements go with them, and what never goes."""
 
 import pytest
 
-from policy.allowtable import AllowTable
-from policy.budget import AGENT, POD, EntryBudget
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.budget import AGENT, POD, EntryBudget
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 
 POLICY = """
 apiVersion: networking.gke.io/v1alpha1

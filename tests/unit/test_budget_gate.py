@@ -7,16 +7,16 @@ import orjson
 import structlog
 from dnslib import DNSRecord
 
-from agent.budgetreport import BudgetReport
-from agent.decisionlog import DecisionLog, LogMode
-from agent.gate import PolicyGate
-from dnsproxy.wire import Answer, Query, parse_query
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
-from policy.budget import EntryBudget
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.dnsproxy.wire import Answer, Query, parse_query
+from fqdn_policy.ops.budgetreport import BudgetReport
+from fqdn_policy.ops.decisionlog import DecisionLog, LogMode
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.budget import EntryBudget
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 from tests.unit.test_budget import POLICY
 
 A_IP, B_IP = "10.244.1.10", "10.244.1.11"

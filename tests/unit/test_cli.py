@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import EXIT_INVALID, EXIT_OK, EXIT_USAGE, main, metrics_address, port_number
+from fqdn_policy.cli.main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, main, metrics_address, port_number
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,7 +79,7 @@ def test_port_number_refuses(text):
 
 
 def test_run_metrics_default_and_off():
-    from agent.cli import build_parser
+    from fqdn_policy.cli.main import build_parser
 
     base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
     assert build_parser().parse_args(base).metrics == ("127.0.0.1", 9153)
@@ -89,7 +89,7 @@ def test_run_metrics_default_and_off():
 @pytest.mark.parametrize("flag", ["--max-entries-per-pod", "--max-entries"])
 @pytest.mark.parametrize("text", ["0", "-5", "many", "1.5"])
 def test_entry_budgets_refuse_what_is_not_a_whole_number_of_at_least_one(flag, text, capsys):
-    from agent.cli import build_parser
+    from fqdn_policy.cli.main import build_parser
 
     base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
     with pytest.raises(SystemExit) as exit_info:
@@ -101,7 +101,7 @@ def test_entry_budgets_refuse_what_is_not_a_whole_number_of_at_least_one(flag, t
 
 @pytest.mark.parametrize("text", ["-1", "fast", "nan", "inf"])
 def test_log_rate_refuses_what_is_not_a_rate(text, capsys):
-    from agent.cli import build_parser
+    from fqdn_policy.cli.main import build_parser
 
     base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
     with pytest.raises(SystemExit) as exit_info:
@@ -110,7 +110,7 @@ def test_log_rate_refuses_what_is_not_a_rate(text, capsys):
 
 
 def test_budget_and_log_rate_defaults_and_values_reach_the_agent():
-    from agent.cli import build_parser
+    from fqdn_policy.cli.main import build_parser
 
     base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.53:53"]
     args = build_parser().parse_args(base)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from agent.cli import EXIT_USAGE, main
-from sources.base import SourceConfigError
-from sources.kubeapi import api_client, node_name
+from fqdn_policy.cli.main import EXIT_USAGE, main
+from fqdn_policy.sources.base import SourceConfigError
+from fqdn_policy.sources.kubeapi import api_client, node_name
 
 RUN = ["run", "--upstream", "192.0.2.53"]
 

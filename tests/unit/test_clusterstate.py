@@ -1,10 +1,17 @@
-"""The pure fold of list results and watch events into a PolicySet (sources.clusterstate, sources.decode)."""
+"""The pure fold of list results and watch events into a PolicySet (fqdn_policy.sources.clusterstate, fqdn_policy.sources.decode)."""
 
 import pytest
 
-from sources.backoff import Backoff
-from sources.clusterstate import ClusterState, ObjectStore
-from sources.decode import NETWORK_POLICIES, PODS, POLICIES, decode_network_policy, decode_pod, decode_policy
+from fqdn_policy.sources.backoff import Backoff
+from fqdn_policy.sources.clusterstate import ClusterState, ObjectStore
+from fqdn_policy.sources.decode import (
+    NETWORK_POLICIES,
+    PODS,
+    POLICIES,
+    decode_network_policy,
+    decode_pod,
+    decode_policy,
+)
 
 
 def policy(name="allow", app="web", match="www.example.com", ns="default"):

@@ -1,11 +1,11 @@
-"""The agent's collector regime (agent.collector): with the real collector, in this process."""
+"""The agent's collector regime (fqdn_policy.agent.collector): with the real collector, in this process."""
 
 import gc
 import weakref
 
 import pytest
 
-from agent.collector import MIN_GROWTH_BLOCKS, MIN_INTERVAL, CollectorRegime, whole_collection_due
+from fqdn_policy.agent.collector import MIN_GROWTH_BLOCKS, MIN_INTERVAL, CollectorRegime, whole_collection_due
 
 
 class Node:

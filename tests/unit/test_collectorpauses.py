@@ -1,10 +1,10 @@
-"""agent.collectorpauses: every collection of the cyclic collector is timed, by generation."""
+"""fqdn_policy.ops.collectorpauses: every collection of the cyclic collector is timed, by generation."""
 
 import gc
 
 import pytest
 
-from agent.collectorpauses import CollectorPauses
+from fqdn_policy.ops.collectorpauses import CollectorPauses
 
 
 @pytest.fixture

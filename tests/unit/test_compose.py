@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.cli import build_parser
-from policy.fileloader import load_file
-from policy.ruleindex import PolicyIndex
+from fqdn_policy.cli.main import build_parser
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.sources.fileloader import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from policy.breadth import pattern_warnings
-from policy.names import InvalidName, compile_pattern, validate_name, validate_pattern
+from fqdn_policy.policy.match.names import InvalidName, compile_pattern, validate_name, validate_pattern
+from fqdn_policy.policy.spec.breadth import pattern_warnings
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = yaml.safe_load((ROOT / "tests/conformance/cases.yaml").read_text())

@@ -1,4 +1,4 @@
-"""The CRD: generated from policy.schema, structural, and agreeing with the file loader's checks.
+"""The CRD: generated from fqdn_policy.policy.spec.schema, structural, and agreeing with the file loader's checks.
 
 The API server is not here, so each of its checks is run by the library that implements the same
 language: JSON-Schema keywords by `jsonschema`, regexes by RE2 (the API server's Go regexp is RE2),
@@ -16,16 +16,17 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.cli import main
-from policy import crd, names
-from policy.schema import (
+from fqdn_policy.cli.main import main
+from fqdn_policy.policy.match import names
+from fqdn_policy.policy.spec import crd
+from fqdn_policy.policy.spec.schema import (
     NAME_REGEX,
     PATTERN_REGEX,
     PATTERN_STARS_REGEX,
     POLICY_DOCUMENT_SCHEMA,
     crd_document_schema,
 )
-from policy.schemacheck import validate
+from fqdn_policy.policy.spec.schemacheck import validate
 
 ROOT = Path(__file__).resolve().parents[2]
 MATCH_SCHEMA = crd_document_schema()["properties"]["spec"]["properties"]["egress"]["items"]["properties"][

@@ -8,16 +8,16 @@ import orjson
 import pytest
 from dnslib import DNSRecord
 
-import agent.gate
-from agent.decisionlog import DecisionLog
-from agent.gate import PolicyGate
-from dnsproxy.wire import Answer
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
-from policy.decisioncache import DecisionCache, Remembered
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+import fqdn_policy.agent.gate
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.dnsproxy.wire import Answer
+from fqdn_policy.ops.decisionlog import DecisionLog
+from fqdn_policy.policy.decide.decisioncache import DecisionCache, Remembered
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 from tests.unit.test_gate import POLICY, query
 
 CLIENT = "10.244.1.10"
@@ -54,13 +54,13 @@ def make_gate(now, cache=None, table=None, writer=None, log=None):
 @pytest.fixture
 def decided(monkeypatch):
     calls = []
-    real = agent.gate.decide
+    real = fqdn_policy.agent.gate.decide
 
     def counting(*args):
         calls.append(args[0].qname)
         return real(*args)
 
-    monkeypatch.setattr(agent.gate, "decide", counting)
+    monkeypatch.setattr(fqdn_policy.agent.gate, "decide", counting)
     return calls
 
 
@@ -259,7 +259,7 @@ def test_the_server_releases_a_covered_repeat_at_once_and_decides_the_rest():
     `admit`); a first answer, and the repeat that opens a log window, go through `admit`."""
     import asyncio
 
-    from dnsproxy.server import Resolver
+    from fqdn_policy.dnsproxy.server import Resolver
 
     now = [100.0]
     gate = make_gate(now, log=DecisionLog(io.StringIO(), window=10.0))

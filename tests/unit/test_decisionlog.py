@@ -3,7 +3,7 @@
 import io
 import json
 
-from agent.decisionlog import DecisionLog, LogMode
+from fqdn_policy.ops.decisionlog import DecisionLog, LogMode
 
 KEY = ("10.244.1.10", "www.example.com", 1, "name-not-allowed")
 
@@ -75,7 +75,7 @@ def test_a_write_opens_the_window_so_covered_repeats_are_counted():
 def test_timestamps_match_the_other_log_lines_format():
     from datetime import UTC, datetime
 
-    from agent.decisionlog import UtcTimestamps
+    from fqdn_policy.ops.decisionlog import UtcTimestamps
 
     stamps = UtcTimestamps()
     # Within one second (the cached prefix), across a second, a minute, a day and a year boundary,

@@ -2,13 +2,13 @@
 
 import pytest
 
-from agent.cli import build_parser
-from enforcer import ruleset
-from policy.documents import policy_from_document
-from policy.fileloader import PolicyFileError, load_text
-from policy.ruleindex import PolicyIndex
-from policy.schema import POD_DOCUMENT_SCHEMA
-from policy.schemacheck import validate
+from fqdn_policy.cli.main import build_parser
+from fqdn_policy.enforcer import ruleset
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.spec.documents import policy_from_document
+from fqdn_policy.policy.spec.schema import POD_DOCUMENT_SCHEMA
+from fqdn_policy.policy.spec.schemacheck import validate
+from fqdn_policy.sources.fileloader import PolicyFileError, load_text
 
 POLICY = """
 apiVersion: networking.gke.io/v1alpha1

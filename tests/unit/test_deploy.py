@@ -11,8 +11,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from agent.cli import build_parser
-from policy.documents import InvalidDocument, policy_from_document
+from fqdn_policy.cli.main import build_parser
+from fqdn_policy.policy.spec.documents import InvalidDocument, policy_from_document
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -70,7 +70,10 @@ def test_cluster_role_grants_reads_and_only_the_event_writes_it_makes():
         (("fqdn.policy.dev",), ("fqdnnetworkpolicies",)): ["list", "watch"],
         (("",), ("pods",)): ["list", "watch"],
         (("networking.k8s.io",), ("networkpolicies",)): ["list", "watch"],
-        (("",), ("events",)): ["create", "patch"],  # sources/eventsink.py: create, and patch the count
+        (("",), ("events",)): [
+            "create",
+            "patch",
+        ],  # fqdn_policy/sources/eventsink.py: create, and patch the count
     }
     binding = manifest("ClusterRoleBinding")
     account = manifest("ServiceAccount")

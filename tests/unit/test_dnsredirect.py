@@ -2,11 +2,11 @@
 
 import pytest
 
-from agent import dnsguard
-from agent.cli import main
-from agent.redirect import plan
-from enforcer import conntrack, dnsredirect
-from enforcer.dnsredirect import Redirect
+from fqdn_policy.agent import dnsguard
+from fqdn_policy.agent.redirect import plan
+from fqdn_policy.cli.main import main
+from fqdn_policy.enforcer import conntrack, dnsredirect
+from fqdn_policy.enforcer.dnsredirect import Redirect
 
 V4 = Redirect(service=("10.96.0.10", 53), target=("169.254.20.53", 53))
 V6 = Redirect(service=("fd00:96::a", 53), target=("fd00:20::53", 5353))

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from bench import workload
-from policy.documentcache import DocumentCache, split_documents
-from policy.fileloader import PolicyFileError, load_text
+from fqdn_policy.sources.documentcache import DocumentCache, split_documents
+from fqdn_policy.sources.fileloader import PolicyFileError, load_text
 from tests.unit.test_loader import ARTICLE, ERROR_ROWS
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,14 +1,14 @@
-"""Why a packet was denied: a table of cases over the pure attribution (policy.dropattribution)."""
+"""Why a packet was denied: a table of cases over the pure attribution (fqdn_policy.policy.diagnose.dropattribution)."""
 
 import pytest
 
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
-from policy.decision import AnsweredLookup, decide
-from policy.dropattribution import NameMemory, Reason, attribute
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.policy.decide.decision import AnsweredLookup, decide
+from fqdn_policy.policy.diagnose.dropattribution import NameMemory, Reason, attribute
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 
 POLICY = """
 apiVersion: networking.gke.io/v1alpha1

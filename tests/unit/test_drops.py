@@ -6,14 +6,14 @@ import socket
 import pytest
 import structlog
 
-from agent.drops import DropReporter, RecentConnections
-from enforcer.nflogsocket import GroupBusy
-from enforcer.nflogwire import LoggedPacket
-from policy.allowtable import AllowTable
-from policy.dropattribution import NameMemory
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.agent.drops import DropReporter, RecentConnections
+from fqdn_policy.enforcer.nflogsocket import GroupBusy
+from fqdn_policy.enforcer.nflogwire import LoggedPacket
+from fqdn_policy.policy.diagnose.dropattribution import NameMemory
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 
 POLICY = """
 apiVersion: networking.gke.io/v1alpha1
@@ -147,7 +147,7 @@ class FakeSocket:
 
 
 def test_a_busy_group_is_retried_until_the_other_reader_lets_go(reporter, monkeypatch):
-    monkeypatch.setattr("agent.drops.BIND_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr("fqdn_policy.agent.drops.BIND_RETRY_SECONDS", 0.01)
     FakeSocket.attempts = 0
     reporter._socket_factory = FakeSocket
 

@@ -20,13 +20,13 @@ pytestmark = [
 
 PRELUDE = """
 import asyncio, errno, json, time
-from enforcer.elementsocket import ElementSocket
-from enforcer.elementwire import ElementChange, ElementRefused
-from enforcer.inventory import allow_elements
-from enforcer.nft import Nft
-from enforcer.ruleset import base_ruleset, element_commands
-from enforcer.writer import SetWriter
-from policy.allowtable import ElementWrite
+from fqdn_policy.enforcer.elementsocket import ElementSocket
+from fqdn_policy.enforcer.elementwire import ElementChange, ElementRefused
+from fqdn_policy.enforcer.inventory import allow_elements
+from fqdn_policy.enforcer.nft import Nft
+from fqdn_policy.enforcer.ruleset import base_ruleset, element_commands
+from fqdn_policy.enforcer.writer import SetWriter
+from fqdn_policy.policy.state.allowtable import ElementWrite
 
 nft = Nft()
 nft.run(base_ruleset("fqdn_policy"))

@@ -1,4 +1,4 @@
-"""enforcer.elementwire against fixed bytes.
+"""fqdn_policy.enforcer.elementwire against fixed bytes.
 
 The expected element lists are what libnftables 1.0.6 sent for the same JSON `add element` / `delete
 element` (captured with `strace -e sendmsg -xx` on Nft.run(element_commands(...))): the element path
@@ -10,16 +10,16 @@ import struct
 
 import pytest
 
-from enforcer.elementwire import (
+from fqdn_policy.enforcer.elementwire import (
     ELEMENTS_LIMIT,
     Acknowledgements,
     ElementChange,
     element_key,
     encode_batch,
 )
-from enforcer.netlink import NFGENMSG, NLMSG_ERROR, NLMSGHDR, attributes, message
-from enforcer.refresh import Refresh
-from policy.allowtable import ElementWrite
+from fqdn_policy.enforcer.netlink import NFGENMSG, NLMSG_ERROR, NLMSGHDR, attributes, message
+from fqdn_policy.enforcer.refresh import Refresh
+from fqdn_policy.policy.state.allowtable import ElementWrite
 
 # NFTA_SET_ELEM_LIST_ELEMENTS payloads, byte for byte as libnftables sent them.
 LIBNFTABLES_V4_PORT = bytes.fromhex(
@@ -192,7 +192,7 @@ def test_an_error_on_the_batch_itself_ends_the_wait():
     assert "refused the element batch" in str(answers.outcome())
 
 
-# Refresh.REPLACE: kernels before 6.10 ignore a re-add (enforcer.refresh).
+# Refresh.REPLACE: kernels before 6.10 ignore a re-add (fqdn_policy.enforcer.refresh).
 
 
 def replace_steps(changes):

@@ -4,7 +4,7 @@ import asyncio
 
 import uvloop
 
-from agent.eventloop import EventLoop, run
+from fqdn_policy.agent.eventloop import EventLoop, run
 
 
 async def _loop_type() -> type:
@@ -22,7 +22,7 @@ def test_the_standard_loop_is_used_when_chosen():
 
 
 def test_the_cli_defaults_to_the_standard_loop():
-    from agent.cli import build_parser
+    from fqdn_policy.cli.main import build_parser
 
     args = build_parser().parse_args(["run", "--policy", "p.yaml", "--upstream", "192.0.2.1:53"])
     assert args.event_loop == "asyncio"
@@ -31,8 +31,8 @@ def test_the_cli_defaults_to_the_standard_loop():
 def test_the_young_generation_threshold_is_a_positive_flag():
     import pytest
 
-    from agent.cli import build_parser
-    from agent.runtime import GC_THRESHOLD
+    from fqdn_policy.agent.runtime import GC_THRESHOLD
+    from fqdn_policy.cli.main import build_parser
 
     base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.1:53"]
     assert build_parser().parse_args(base).gc_young == GC_THRESHOLD

@@ -1,8 +1,17 @@
-"""sources.events: which notices become Events, and when a repeat patches the count (time passed in)."""
+"""fqdn_policy.sources.events: which notices become Events, and when a repeat patches the count (time passed in)."""
 
 from datetime import UTC, datetime
 
-from sources.events import BURST, REFILL_SECONDS, REPEAT_INTERVAL, Create, EventBook, Notice, ObjectRef, Patch
+from fqdn_policy.sources.events import (
+    BURST,
+    REFILL_SECONDS,
+    REPEAT_INTERVAL,
+    Create,
+    EventBook,
+    Notice,
+    ObjectRef,
+    Patch,
+)
 
 WALL = datetime(2026, 12, 2, 15, 0, 0, tzinfo=UTC)
 REF = ObjectRef("fqdn.policy.dev/v1alpha1", "FQDNNetworkPolicy", "team-a", "allow-out", "uid-1", "7")

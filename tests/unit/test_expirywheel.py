@@ -2,7 +2,7 @@
 
 import pytest
 
-from policy.expirywheel import ExpiryWheel
+from fqdn_policy.policy.state.expirywheel import ExpiryWheel
 
 
 def test_a_key_comes_due_when_its_slot_is_over():

@@ -1,10 +1,10 @@
-"""policy.explain: the verdict for (pod, name, port) over a PolicyIndex, one row per reason."""
+"""fqdn_policy.policy.diagnose.explain: the verdict for (pod, name, port) over a PolicyIndex, one row per reason."""
 
 import pytest
 
-from policy.explain import Verdict, explain, grant_covers
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
+from fqdn_policy.policy.diagnose.explain import Verdict, explain, grant_covers
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.sources.fileloader import load_text
 
 POLICY = """
 apiVersion: networking.gke.io/v1alpha1

@@ -6,8 +6,8 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from sources.base import SourceRefused
-from sources.filesource import FileSource
+from fqdn_policy.sources.base import SourceRefused
+from fqdn_policy.sources.filesource import FileSource
 
 POLICY = {
     "apiVersion": "fqdn.policy.dev/v1alpha1",

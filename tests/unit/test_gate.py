@@ -7,14 +7,14 @@ import orjson
 import pytest
 from dnslib import DNSRecord
 
-from agent.decisionlog import DecisionLog, LogMode
-from agent.gate import PolicyGate
-from dnsproxy.wire import Answer, Query, parse_query
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.dnsproxy.wire import Answer, Query, parse_query
+from fqdn_policy.ops.decisionlog import DecisionLog, LogMode
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 
 POLICY = """
 apiVersion: networking.gke.io/v1alpha1
@@ -105,9 +105,9 @@ def test_the_agent_repairs_once_per_failure_burst():
     async def main():
         from pathlib import Path
 
-        from agent.runtime import Agent, AgentConfig
-        from dnsproxy.upstream import UpstreamAddress
-        from sources.filesource import FileSource
+        from fqdn_policy.agent.runtime import Agent, AgentConfig
+        from fqdn_policy.dnsproxy.upstream import UpstreamAddress
+        from fqdn_policy.sources.filesource import FileSource
 
         agent = Agent(AgentConfig([("127.0.0.1", 53)], [UpstreamAddress("192.0.2.53", 53)]),
                       FileSource(Path("unused.yaml")))  # fmt: skip

@@ -2,8 +2,8 @@
 
 import pytest
 
-from agent.cli import build_parser
-from enforcer import guard, ruleset
+from fqdn_policy.cli.main import build_parser
+from fqdn_policy.enforcer import guard, ruleset
 
 
 @pytest.mark.parametrize("mark", [0, 0x1, 0x2, 0x80000000])

@@ -1,6 +1,6 @@
-"""agent.health: what makes /readyz say ready, with time passed in."""
+"""fqdn_policy.ops.health: what makes /readyz say ready, with time passed in."""
 
-from agent.health import UPSTREAM_WINDOW, Health
+from fqdn_policy.ops.health import UPSTREAM_WINDOW, Health
 
 
 def started(now=100.0):

@@ -1,6 +1,6 @@
 import pytest
 
-from agent.histogram import Histogram
+from fqdn_policy.ops.histogram import Histogram
 
 
 def test_observations_land_in_the_bucket_whose_upper_bound_holds_them():

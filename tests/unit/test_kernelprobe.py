@@ -1,4 +1,4 @@
-"""enforcer.kernelprobe against model kernels: which features it asks for, what it says when one is
+"""fqdn_policy.enforcer.kernelprobe against model kernels: which features it asks for, what it says when one is
 missing, and which refresh strategy it picks from what the kernel reads back."""
 
 import errno
@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from enforcer import kernelfeatures as kf
-from enforcer.elementwire import ElementRefused
-from enforcer.kernelprobe import KernelUnsupported, choose_refresh, probe_kernel, scratch_table
-from enforcer.nft import NftError
-from enforcer.refresh import Refresh
+from fqdn_policy.enforcer import kernelfeatures as kf
+from fqdn_policy.enforcer.elementwire import ElementRefused
+from fqdn_policy.enforcer.kernelprobe import KernelUnsupported, choose_refresh, probe_kernel, scratch_table
+from fqdn_policy.enforcer.nft import NftError
+from fqdn_policy.enforcer.refresh import Refresh
 
 
 class ModelKernel:
@@ -153,7 +153,7 @@ def test_each_probe_runs_in_the_scratch_table_only():
 def test_no_interval_set_is_looked_up_with_a_protocol_field():
     """Linux 7.2 refuses a lookup of `meta l4proto` in an interval set (EOPNOTSUPP, seen in the VM lane);
     NetworkPolicy port ranges go in a set per protocol instead, and the probe looks its sets up."""
-    from enforcer.ruleset import IPBLOCK_PROTOCOLS, base_ruleset
+    from fqdn_policy.enforcer.ruleset import IPBLOCK_PROTOCOLS, base_ruleset
 
     commands = base_ruleset("t")
     interval = {

@@ -17,11 +17,12 @@ pytestmark = [
 
 SCRIPT = """
 import sys
-from enforcer import guard, ruleset
-from enforcer.elementsocket import ElementSocket
-from enforcer.kernelfeatures import Needs
-from enforcer.kernelprobe import probe_kernel
-from enforcer.nft import Nft
+from fqdn_policy.enforcer import guard
+from fqdn_policy.enforcer import ruleset
+from fqdn_policy.enforcer.elementsocket import ElementSocket
+from fqdn_policy.enforcer.kernelfeatures import Needs
+from fqdn_policy.enforcer.kernelprobe import probe_kernel
+from fqdn_policy.enforcer.nft import Nft
 nft = Nft()
 print(probe_kernel(nft, ElementSocket(), "fqdn_policy", Needs(dns_redirect=True)).refresh.value)
 nft.run(ruleset.base_ruleset("fqdn_policy", ruleset.Denial(), 2) + guard.guard_ruleset("fqdn_policy_guard", 2))

@@ -6,9 +6,9 @@ import json
 import pytest
 from kubernetes.config import incluster_config
 
-from agent.cli import main
-from sources.base import SourceConfigError
-from sources.kubeapi import ENV, FLAG, HOME, IN_CLUSTER, ConfigChoice, api_client, config_choices
+from fqdn_policy.cli.main import main
+from fqdn_policy.sources.base import SourceConfigError
+from fqdn_policy.sources.kubeapi import ENV, FLAG, HOME, IN_CLUSTER, ConfigChoice, api_client, config_choices
 
 IN_POD = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}
 

@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from policy.fileloader import PolicyFileError, load_file, load_text
-from policy.model import Protocol
+from fqdn_policy.policy.model import Protocol
+from fqdn_policy.sources.fileloader import PolicyFileError, load_file, load_text
 
 ARTICLE = """
 apiVersion: networking.gke.io/v1alpha1

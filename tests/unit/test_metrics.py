@@ -1,4 +1,4 @@
-"""agent.metrics and agent.httpserve: the agent's counters as Prometheus families, over real HTTP."""
+"""fqdn_policy.ops.metrics and fqdn_policy.ops.httpserve: the agent's counters as Prometheus families, over real HTTP."""
 
 import asyncio
 import gc
@@ -12,18 +12,18 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from agent import collector as collector_module
-from agent.collector import CollectorRegime
-from agent.gate import PolicyGate
-from agent.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
-from agent.metrics import registry_for
-from agent.opsapi import routes
-from agent.runtime import Agent, AgentConfig
-from dnsproxy.upstream import UpstreamAddress
-from policy.addressguard import AddressGuard
-from policy.fileloader import load_text
-from policy.ruleindex import PolicyIndex
-from sources.filesource import FileSource
+from fqdn_policy.agent import collector as collector_module
+from fqdn_policy.agent.collector import CollectorRegime
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.agent.runtime import Agent, AgentConfig
+from fqdn_policy.dnsproxy.upstream import UpstreamAddress
+from fqdn_policy.ops.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
+from fqdn_policy.ops.metrics import registry_for
+from fqdn_policy.ops.opsapi import routes
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.sources.fileloader import load_text
+from fqdn_policy.sources.filesource import FileSource
 from tests.unit.test_gate import POLICY, HeldWriter, answer, query
 
 
@@ -295,7 +295,7 @@ def test_stats_line_carries_the_histograms_and_the_collectors_pauses(agent):
 
 
 class SteppedPerfCounter:
-    """Stands in for agent.collector's `time`: each perf_counter reading is the next of `readings`."""
+    """Stands in for fqdn_policy.agent.collector's `time`: each perf_counter reading is the next of `readings`."""
 
     def __init__(self, *readings):
         self.readings = iter(readings)

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from agent.cli import build_parser
-from agent.metrics import registry_for
+from fqdn_policy.cli.main import build_parser
+from fqdn_policy.ops.metrics import registry_for
 from tests.cluster.monitoring import (
     MONITORING,
     SCRAPE_SERIES,

@@ -10,13 +10,13 @@ import struct
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from policy.addressguard import AddressGuard
-from policy.allowtable import AllowTable
-from policy.decision import AnsweredLookup, decide
-from policy.explain import explain
-from policy.fileloader import PolicyFileError, load_text
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.policy.decide.decision import AnsweredLookup, decide
+from fqdn_policy.policy.diagnose.explain import explain
+from fqdn_policy.policy.match.addressguard import AddressGuard
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import PolicyFileError, load_text
 from tests.unit.test_crd import crd_accepts
 
 KELVIN = "\u212aubernetes.io"
@@ -58,7 +58,7 @@ def wire_query(name: str) -> bytes:
 
 
 def dns_qname(name: str) -> str | None:
-    from dnsproxy.wire import parse_query
+    from fqdn_policy.dnsproxy.wire import parse_query
 
     return parse_query(wire_query(name)).qname
 
@@ -119,7 +119,7 @@ def test_loader_and_crd_agree_on_what_is_a_pattern(pattern):
 
 
 def test_check_refuses_a_look_alike_name_and_says_which_character(tmp_path, capsys):
-    from agent.cli import EXIT_INVALID, main
+    from fqdn_policy.cli.main import EXIT_INVALID, main
 
     path = tmp_path / "policy.yaml"
     path.write_text(policy_text(KELVIN), encoding="utf-8")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from policy.names import InvalidName, compile_name, compile_pattern, normalize, suffixes
+from fqdn_policy.policy.match.names import InvalidName, compile_name, compile_pattern, normalize, suffixes
 
 MATCH_ROWS = [
     # (kind, policy text, query name, matches)

@@ -1,9 +1,14 @@
 import pytest
 
-from policy.documents import InvalidDocument
-from policy.fileloader import PolicyFileError, load_text
-from policy.model import Pod
-from policy.networkpolicy import IpBlockRule, ipblock_elements, network_policy_from_document, subtract
+from fqdn_policy.policy.model import Pod
+from fqdn_policy.policy.spec.documents import InvalidDocument
+from fqdn_policy.policy.spec.networkpolicy import (
+    IpBlockRule,
+    ipblock_elements,
+    network_policy_from_document,
+    subtract,
+)
+from fqdn_policy.sources.fileloader import PolicyFileError, load_text
 
 
 def netpol(spec, name="np", namespace="default"):

@@ -4,7 +4,7 @@ import struct
 
 import pytest
 
-from enforcer.nflogwire import (
+from fqdn_policy.enforcer.nflogwire import (
     LoggedPacket,
     NetlinkError,
     bind_request,

@@ -1,4 +1,4 @@
-"""enforcer.nftcounter: one named counter read over netlink, against libnftables and a real kernel."""
+"""fqdn_policy.enforcer.nftcounter: one named counter read over netlink, against libnftables and a real kernel."""
 
 import os
 import shutil
@@ -9,8 +9,8 @@ import textwrap
 
 import pytest
 
-from enforcer.netlink import NLMSG_ERROR, NLMSGHDR, attribute, message
-from enforcer.nftcounter import (
+from fqdn_policy.enforcer.netlink import NLMSG_ERROR, NLMSGHDR, attribute, message
+from fqdn_policy.enforcer.nftcounter import (
     NFNL_SUBSYS_NFTABLES,
     NFT_MSG_NEWOBJ,
     NFTA_COUNTER_BYTES,
@@ -52,7 +52,7 @@ def test_reply_parsing_and_errors():
 KERNEL_CHECK = textwrap.dedent(
     """
     import socket, subprocess
-    from enforcer.nft import Nft, NftError
+    from fqdn_policy.enforcer.nft import Nft, NftError
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     subprocess.run(["nft", "-f", "-"], check=True, text=True, input='''
     table inet t {

@@ -3,8 +3,8 @@
 import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 
-from dnsproxy.parsememo import MAX_REMEMBERED, AnswerMemo, QueryMemo
-from dnsproxy.wire import WireError, parse_answer, parse_query, with_id
+from fqdn_policy.dnsproxy.parsememo import MAX_REMEMBERED, AnswerMemo, QueryMemo
+from fqdn_policy.dnsproxy.wire import WireError, parse_answer, parse_query, with_id
 
 
 def query_wire(name="www.example.com", ident=0x1234, qtype="A"):

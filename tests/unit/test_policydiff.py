@@ -7,11 +7,11 @@ import random
 
 import pytest
 
-from policy.allowtable import AllowTable
-from policy.fileloader import load_text
-from policy.policydiff import names_to_rematch
-from policy.ruleindex import PolicyIndex
-from policy.ttl import TTLPolicy
+from fqdn_policy.policy.match.policydiff import names_to_rematch
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import TTLPolicy
+from fqdn_policy.sources.fileloader import load_text
 
 POD_DOC = (
     "apiVersion: v1\nkind: Pod\nmetadata: {name: a, labels: {app: a}}\n"

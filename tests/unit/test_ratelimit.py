@@ -1,6 +1,6 @@
 import pytest
 
-from dnsproxy.ratelimit import ClientRateLimiter
+from fqdn_policy.dnsproxy.ratelimit import ClientRateLimiter
 
 
 def test_burst_then_rate():

@@ -22,16 +22,16 @@ pytestmark = [
 
 SCRIPT = """
 import json, time
-from enforcer.elementsocket import ElementSocket
-from enforcer.elementwire import ElementChange
-from enforcer.inventory import allow_elements
-from enforcer.kernelfeatures import Needs
-from enforcer.kernelprobe import probe_kernel
-from enforcer.nft import Nft
-from enforcer.refresh import Refresh
-from enforcer.ruleset import base_ruleset
-from policy.allowtable import AllowTable
-from policy.ttl import TTLPolicy
+from fqdn_policy.enforcer.elementsocket import ElementSocket
+from fqdn_policy.enforcer.elementwire import ElementChange
+from fqdn_policy.enforcer.inventory import allow_elements
+from fqdn_policy.enforcer.kernelfeatures import Needs
+from fqdn_policy.enforcer.kernelprobe import probe_kernel
+from fqdn_policy.enforcer.nft import Nft
+from fqdn_policy.enforcer.refresh import Refresh
+from fqdn_policy.enforcer.ruleset import base_ruleset
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.ttl import TTLPolicy
 
 nft = Nft()
 report = probe_kernel(nft, ElementSocket(), "fqdn_policy", Needs())

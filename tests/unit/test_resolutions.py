@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from policy.resolutions import Resolutions
+from fqdn_policy.policy.state.resolutions import Resolutions
 
 POD = "default/a"
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from policy.fileloader import load_text
-from policy.model import LabelSelector, Requirement
-from policy.ruleindex import PolicyIndex
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.model import LabelSelector, Requirement
+from fqdn_policy.sources.fileloader import load_text
 
 SELECTOR_ROWS = [
     # (matchLabels, matchExpressions, pod labels, selected)

@@ -1,4 +1,4 @@
-"""dnsproxy.server's translation of the gate's verdict, over both transports: the upstream's answer when
+"""fqdn_policy.dnsproxy.server's translation of the gate's verdict, over both transports: the upstream's answer when
 the write succeeded, SERVFAIL (same ID and question) when it failed. A stand-in forwarder answers; the
 listeners run on loopback."""
 
@@ -8,8 +8,8 @@ import socket
 import pytest
 from dnslib import QTYPE, RCODE, RR, A, DNSRecord
 
-from dnsproxy.server import DnsServer, Resolver
-from dnsproxy.wire import parse_answer
+from fqdn_policy.dnsproxy.server import DnsServer, Resolver
+from fqdn_policy.dnsproxy.wire import parse_answer
 
 
 def upstream_answer(query_wire: bytes) -> bytes:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from agent.statuscmd import build_status, duration_text, render_table
-from enforcer.inventory import ListedElement, parse_element
+from fqdn_policy.cli.statuscmd import build_status, duration_text, render_table
+from fqdn_policy.enforcer.inventory import ListedElement, parse_element
 
 STATE = {
     "pods": [

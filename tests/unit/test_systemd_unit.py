@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import build_parser
+from fqdn_policy.cli.main import build_parser
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "fqdn-policy.service"
 
@@ -25,7 +25,7 @@ def directives():
 def test_restarts_always_and_not_on_configuration_errors():
     d = directives()
     assert d["Restart"] == ["always"]
-    assert d["RestartPreventExitStatus"] == ["1 2"]  # agent/cli.py: EXIT_INVALID, EXIT_USAGE
+    assert d["RestartPreventExitStatus"] == ["1 2"]  # fqdn_policy/cli/main.py: EXIT_INVALID, EXIT_USAGE
     assert d["KillSignal"] == ["SIGTERM"] and d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     assert int(d["LimitNOFILE"][0]) >= 2 * 1024 + 256  # two listeners' TCP caps and the rest
 

@@ -3,7 +3,7 @@
 import asyncio
 import socket
 
-from dnsproxy.udpsocket import AFTER_EVERY, BURST, UdpEndpoint
+from fqdn_policy.dnsproxy.udpsocket import AFTER_EVERY, BURST, UdpEndpoint
 
 
 def _drained(datagrams: int) -> list[str]:

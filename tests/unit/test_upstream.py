@@ -7,8 +7,8 @@ import time
 import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 
-from dnsproxy.upstream import Forwarder, UpstreamAddress
-from dnsproxy.wire import parse_query
+from fqdn_policy.dnsproxy.upstream import Forwarder, UpstreamAddress
+from fqdn_policy.dnsproxy.wire import parse_query
 
 
 class ScriptedUpstream(asyncio.DatagramProtocol):

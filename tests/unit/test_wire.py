@@ -8,7 +8,7 @@ from dnslib import AAAA, CNAME, MX, QTYPE, RR, A, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnsproxy.wire import (
+from fqdn_policy.dnsproxy.wire import (
     RCODE_SERVFAIL,
     WireError,
     _printable_name,

@@ -2,9 +2,9 @@
 
 import asyncio
 
-from enforcer import writer as writer_module
-from enforcer.refresh import Refresh
-from enforcer.writer import SetWriter
+from fqdn_policy.enforcer import writer as writer_module
+from fqdn_policy.enforcer.refresh import Refresh
+from fqdn_policy.enforcer.writer import SetWriter
 
 
 class RecordingNft:

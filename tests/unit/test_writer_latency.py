@@ -4,9 +4,9 @@ import asyncio
 
 import pytest
 
-from enforcer import writer as writer_module
-from enforcer.nft import NftError
-from enforcer.writer import SetWriter
+from fqdn_policy.enforcer import writer as writer_module
+from fqdn_policy.enforcer.nft import NftError
+from fqdn_policy.enforcer.writer import SetWriter
 
 
 class SteppedClock:

@@ -1,0 +1,129 @@
+"""The policy model: plain immutable data built by the loaders, read by the rule index."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from fqdn_policy.policy.match.names import NameMatcher
+
+if TYPE_CHECKING:
+    from fqdn_policy.policy.spec.networkpolicy import NetworkPolicy
+
+
+class Protocol(StrEnum):
+    TCP = "TCP"
+    UDP = "UDP"
+    ALL = "ALL"
+
+
+# The kernel protocols a rule with protocol ALL and a port opens; SCTP because Kubernetes has it.
+ALL_PORT_PROTOCOLS = ("tcp", "udp", "sctp")
+
+# One thing a rule grants on an allowed address: (protocol, port), None meaning any.
+# (None, None) is everything; ("tcp", None) every TCP port; ("tcp", 443) one port.
+Grant = tuple[str | None, int | None]
+
+
+def grant_text(grant: Grant) -> str:
+    """As logs show it: "tcp/443", "udp/any", "any"."""
+    proto, port = grant
+    if proto is None:
+        return "any"
+    return f"{proto}/{port}" if port is not None else f"{proto}/any"
+
+
+@dataclass(frozen=True, slots=True)
+class PortRule:
+    protocol: Protocol = Protocol.ALL
+    port: int | None = None
+
+    def grants(self) -> tuple[Grant, ...]:
+        if self.protocol is Protocol.ALL:
+            if self.port is None:
+                return ((None, None),)
+            return tuple((proto, self.port) for proto in ALL_PORT_PROTOCOLS)
+        return ((self.protocol.lower(), self.port),)
+
+
+@dataclass(frozen=True, slots=True)
+class EgressRule:
+    index: int
+    matchers: tuple[NameMatcher, ...]
+    ports: tuple[PortRule, ...] = ()
+
+    def grants(self) -> frozenset[Grant]:
+        if not self.ports:
+            return frozenset({(None, None)})
+        return frozenset(g for port in self.ports for g in port.grants())
+
+
+@dataclass(frozen=True, slots=True)
+class Requirement:
+    key: str
+    operator: str  # In, NotIn, Exists, DoesNotExist
+    values: frozenset[str] = frozenset()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return labels.get(self.key) in self.values
+        if self.operator == "NotIn":
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels  # DoesNotExist
+
+
+@dataclass(frozen=True, slots=True)
+class LabelSelector:
+    """Kubernetes label-selector semantics: every label and every expression must hold."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[Requirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels) and all(
+            r.matches(labels) for r in self.match_expressions
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    namespace: str
+    name: str
+    selector: LabelSelector
+    egress: tuple[EgressRule, ...]
+    rejects: bool = False  # annotation fqdn.policy.dev/on-deny: reject
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def selects(self, pod: Pod) -> bool:
+        return pod.namespace == self.namespace and self.selector.matches(pod.labels)
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    namespace: str
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    ips: tuple[str, ...] = ()  # canonical text form (ipaddress.ip_address(...).compressed)
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def ips_of_family(self, version: int) -> tuple[str, ...]:
+        return tuple(ip for ip in self.ips if (":" in ip) == (version == 6))
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """Everything one source (a file, the API server) says: the unit that is swapped on reload."""
+
+    policies: tuple[Policy, ...] = ()
+    pods: tuple[Pod, ...] = ()
+    network_policies: tuple[NetworkPolicy, ...] = ()  # composed by their ipBlock rules only
