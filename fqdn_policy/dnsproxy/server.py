@@ -35,18 +35,9 @@ Release = Callable[[bool], None]
 
 
 class AnswerGate(Protocol):
-    def admit_repeat(self, client_ip: str, query: Query, answer: Answer) -> bool: ...
-
-    def admit(
-        self,
-        client_ip: str,
-        transport: str,
-        query: Query,
-        answer: Answer,
-        release: Release,
-        *,
-        repeat_checked: bool = False,
-    ) -> None: ...
+    def admit(self, client_ip: str, transport: str, query: Query, answer: Answer, release: Release) -> None:
+        """Call `release(True)` once the answer may go (at once when nothing has to be written first),
+        or `release(False)` for SERVFAIL."""
 
     def failed(self, client_ip: str, transport: str, query: Query, reason: str) -> None: ...
 
@@ -123,14 +114,18 @@ class Resolver:
         if wire is None or answer is None:
             self._servfail(client_ip, "udp", query, "no upstream answered", lambda r: send(r, addr))
             return
-        if self.gate.admit_repeat(client_ip, query, answer):
-            send(wire, addr)  # most answers at saturation: covered already, nothing to wait for
-            return
+        # A partial again, not a closure: it is built for every answer, held or not.
+        self.gate.admit(client_ip, "udp", query, answer, partial(self._release_udp, send, addr, query, wire))
 
-        def release(ok: bool) -> None:
-            send(wire if ok else self._servfail_wire(query), addr)
-
-        self.gate.admit(client_ip, "udp", query, answer, release, repeat_checked=True)
+    def _release_udp(
+        self,
+        send: Callable[[bytes, tuple[str, int]], None],
+        addr: tuple[str, int],
+        query: Query,
+        wire: bytes,
+        ok: bool,
+    ) -> None:
+        send(wire if ok else self._servfail_wire(query), addr)
 
     async def handle_tcp_message(self, data: bytes, client_ip: str) -> bytes | None:
         self.stats.queries_tcp += 1

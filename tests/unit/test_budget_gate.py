@@ -9,12 +9,12 @@ from dnslib import DNSRecord
 
 from fqdn_policy.agent.gate import PolicyGate
 from fqdn_policy.dnsproxy.wire import Answer, Query, parse_query
-from fqdn_policy.ops.budgetreport import BudgetReport
 from fqdn_policy.ops.decisionlog import DecisionLog, LogMode
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
 from fqdn_policy.policy.state.budget import EntryBudget
+from fqdn_policy.policy.state.budgetreport import BudgetReport
 from fqdn_policy.policy.state.ttl import TTLPolicy
 from fqdn_policy.sources.fileloader import load_text
 from tests.unit.test_budget import POLICY
@@ -57,6 +57,14 @@ def ask(gate, client, name, address, ttl=86400, repeatable=False):
     )
     gate.admit(client, "udp", q, a, released.append)
     return released, q, a
+
+
+def served_remembered(gate, client, q, a):
+    """Admit `a` again; whether the core's fast path took it (a remembered decision, nothing decided)."""
+    before, released = gate.stats.remembered, []
+    gate.admit(client, "udp", q, a, released.append)
+    assert released == [True]
+    return gate.stats.remembered == before + 1
 
 
 def test_a_flood_is_evicted_counted_and_logged_once_per_interval():
@@ -114,16 +122,13 @@ def test_a_remembered_decision_of_an_evicted_entry_is_decided_again():
     writer = Writer()
     gate = make_gate(now, per_pod=1, writer=writer)
     _, q, a = ask(gate, A_IP, "one.flood.example", "198.51.100.1", repeatable=True)
-    assert gate.admit_repeat(A_IP, q, a) is True  # remembered: covered, and its log key open
+    assert served_remembered(gate, A_IP, q, a) is True  # remembered: covered, and its log key open
     now[0] = 1.0
     ask(gate, A_IP, "two.flood.example", "198.51.100.2")  # evicts one.flood.example
     now[0] = 2.0
-    # The same answer object again: without the eviction this is a remembered, covered repeat.
-    assert gate.admit_repeat(A_IP, q, a) is False
     writer.requests.clear()
-    released = []
-    gate.admit(A_IP, "udp", q, a, released.append)
-    assert released == [True]
+    # The same answer object again: without the eviction this is a remembered, covered repeat.
+    assert served_remembered(gate, A_IP, q, a) is False
     assert ([(A_IP, "198.51.100.1", "tcp", 443)], []) in writer.requests  # allowed again: written
     assert gate.table.resolutions.entries_of("default/a") == 1
 
@@ -133,11 +138,11 @@ def test_another_pods_remembered_decisions_survive_an_eviction():
     gate = make_gate(now, per_pod=1)
     _, q, a = ask(gate, B_IP, "b.quiet.example", "203.0.113.1", repeatable=True)
     now[0] = 1.0
-    assert gate.admit_repeat(B_IP, q, a) is True
+    assert served_remembered(gate, B_IP, q, a) is True
     ask(gate, A_IP, "one.flood.example", "198.51.100.1")
     ask(gate, A_IP, "two.flood.example", "198.51.100.2")  # evicts one of A's
     now[0] = 2.0
-    assert gate.admit_repeat(B_IP, q, a) is True
+    assert served_remembered(gate, B_IP, q, a) is True
 
 
 def test_decision_lines_of_a_flooding_pod_are_folded_and_counted_per_pod():
@@ -200,4 +205,4 @@ def test_an_answer_written_while_its_pod_was_evicted_is_not_remembered():
     ask(gate, A_IP, "two.flood.example", ("198.51.100.3", "198.51.100.4"))
     assert gate.budget_report.evictions == {("default/a", "pod"): 2}
     writer.held.pop(0)(None)  # one.flood.example's write is acknowledged
-    assert gate.admit_repeat(A_IP, q, a) is False  # decided again, not taken on trust
+    assert served_remembered(gate, A_IP, q, a) is False  # decided again, not taken on trust

@@ -8,7 +8,7 @@ import orjson
 import pytest
 from dnslib import DNSRecord
 
-import fqdn_policy.agent.gate
+import fqdn_policy.policy.decide.enforcement
 from fqdn_policy.agent.gate import PolicyGate
 from fqdn_policy.dnsproxy.wire import Answer
 from fqdn_policy.ops.decisionlog import DecisionLog
@@ -54,13 +54,13 @@ def make_gate(now, cache=None, table=None, writer=None, log=None):
 @pytest.fixture
 def decided(monkeypatch):
     calls = []
-    real = fqdn_policy.agent.gate.decide
+    real = fqdn_policy.policy.decide.enforcement.decide
 
     def counting(*args):
         calls.append(args[0].qname)
         return real(*args)
 
-    monkeypatch.setattr(fqdn_policy.agent.gate, "decide", counting)
+    monkeypatch.setattr(fqdn_policy.policy.decide.enforcement, "decide", counting)
     return calls
 
 
@@ -93,12 +93,17 @@ def test_an_answer_the_memo_did_not_keep_is_not_remembered(decided):
     assert len(gate.covered) == 0 and len(decided) == 3
 
 
-def test_an_equal_answer_that_is_not_the_same_parse_is_decided(decided):
+def test_an_equal_answer_from_another_parse_is_a_repeat_and_a_changed_one_is_not(decided):
+    """What the decision read of the answer is its rcode and its addresses with their TTLs: an equal
+    answer is the same decision, whichever parse it came from; one TTL less is not."""
     now = [100.0]
     gate = make_gate(now)
     for _ in range(3):
         gate.admit(CLIENT, "udp", query(), answer(), lambda ok: None)
-    assert len(decided) == 3 and gate.stats.remembered == 0
+    assert len(decided) == 1 and gate.stats.remembered == 2
+    gate.admit(CLIENT, "udp", query(), answer(ttl=299), lambda ok: None)
+    gate.admit(CLIENT, "udp", query(), answer()._replace(rcode=3), lambda ok: None)
+    assert len(decided) == 3 and gate.stats.remembered == 2
 
 
 @pytest.mark.parametrize("change", ["index", "guard", "removal", "time", "client"])
@@ -238,25 +243,37 @@ def test_a_new_index_drops_the_remembered_decisions_at_once():
     assert len(gate.covered) == 0
 
 
-@pytest.mark.parametrize("field", ["answer", "index", "guard", "removals", "now"])
+@pytest.mark.parametrize("field", ["rcode", "addresses", "generation", "removals", "now"])
 def test_the_cache_on_its_own_returns_an_entry_only_when_everything_matches(field):
     cache = DecisionCache()
-    parsed, index, guard = object(), object(), object()
+    addresses = ((4, "198.51.100.10", 300),)
     entry = Remembered(
-        parsed, 50.0, index, guard, 3, ("allowed", 1, 0), "allowed", "default/c", "a.example", ()
-    )
+        0, addresses, 50.0, 7, 3, ("allowed", 1, 0), "allowed", "default/c", "a.example",
+        "198.51.100.10", 300, (), (),
+    )  # fmt: skip
     cache.put("10.244.1.10", b"q", entry)
-    asked = {"answer": parsed, "index": index, "guard": guard, "removals": 3, "now": 50.0}
+    asked = {"rcode": 0, "addresses": addresses, "generation": 7, "removals": 3, "now": 50.0}
     assert cache.get("10.244.1.10", b"q", *asked.values()) is entry
+    assert (
+        cache.get("10.244.1.10", b"q", *{**asked, "addresses": ((4, "198.51.100.10", 300),)}.values())
+        is entry
+    )
     assert cache.get("10.244.1.11", b"q", *asked.values()) is None
     assert cache.get("10.244.1.10", b"r", *asked.values()) is None
-    asked[field] = 50.001 if field == "now" else (4 if field == "removals" else object())
+    changed = {
+        "rcode": 3,
+        "addresses": ((4, "198.51.100.10", 299),),
+        "generation": 8,
+        "removals": 4,
+        "now": 50.001,
+    }
+    asked[field] = changed[field]
     assert cache.get("10.244.1.10", b"q", *asked.values()) is None
 
 
-def test_the_server_releases_a_covered_repeat_at_once_and_decides_the_rest():
-    """Resolver -> gate: a covered repeat is sent back from `admit_repeat` (no release callback, no
-    `admit`); a first answer, and the repeat that opens a log window, go through `admit`."""
+def test_the_server_releases_a_covered_repeat_at_once_and_decides_the_rest(decided):
+    """Resolver -> gate: a covered repeat is sent back at once, not decided again and with no write; a
+    first answer, and the repeat that opens a log window, are decided."""
     import asyncio
 
     from fqdn_policy.dnsproxy.server import Resolver
@@ -264,15 +281,6 @@ def test_the_server_releases_a_covered_repeat_at_once_and_decides_the_rest():
     now = [100.0]
     gate = make_gate(now, log=DecisionLog(io.StringIO(), window=10.0))
     same = answer()
-    admitted: list[str] = []
-    real_admit = gate.admit
-
-    def counting_admit(client_ip, transport, query_, answer_, release, *, repeat_checked=False):
-        assert repeat_checked  # the resolver asked admit_repeat already: not asked twice
-        admitted.append(query_.qname)
-        real_admit(client_ip, transport, query_, answer_, release, repeat_checked=repeat_checked)
-
-    gate.admit = counting_admit  # type: ignore[method-assign]
 
     class AnsweringForwarder:
         def forward(self, query_, wire, callback):
@@ -288,11 +296,11 @@ def test_the_server_releases_a_covered_repeat_at_once_and_decides_the_rest():
 
     asyncio.run(ask(5))
     assert len(sent) == 5 and all(s.startswith(b"answer-for-") for s in sent)
-    assert admitted == ["www.google.com"]  # the write; once written, the answer is covered
-    assert gate.stats.remembered == 4
+    assert decided == ["www.google.com"]  # the write; once written, the answer is covered
+    assert gate.stats.remembered == 4 and len(gate.writer.writes) == 1
     now[0] += 11.0  # a new log window: its first repeat is decided again, for its line
     asyncio.run(ask(2))
-    assert admitted == ["www.google.com"] * 2 and gate.stats.remembered == 5
+    assert decided == ["www.google.com"] * 2 and gate.stats.remembered == 5
 
 
 def test_a_repeated_denial_is_not_decided_again_and_still_names_its_addresses(decided):

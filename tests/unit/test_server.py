@@ -39,10 +39,7 @@ class VerdictGate:
         self.later = later
         self.admitted = []
 
-    def admit_repeat(self, client_ip, query, answer):
-        return False
-
-    def admit(self, client_ip, transport, query, answer, release, *, repeat_checked=False):
+    def admit(self, client_ip, transport, query, answer, release):
         self.admitted.append((client_ip, transport, query.qname))
         if self.later:  # the kernel acknowledges on a later turn of the loop
             asyncio.get_running_loop().call_soon(release, self.ok)

@@ -11,7 +11,10 @@ read has changed. Two kinds of decision are remembered, those that wrote nothing
 
 It is the same decision while:
 
-- the policy index (rules, pods and their addresses) and the address guard are the same objects;
+- the answer says the same: its rcode and its addresses with their TTLs are equal to those the
+  decision was made for (the parse memo hands on the same tuple, so this is an identity test at first);
+- the policy generation is the same (policy.decide.enforcement moves it with every new policy index
+  and address guard);
 - no element was taken out of the table before its expiry (`AllowTable.removals` is unchanged; an
   entry budget's evictions, which take one pod's, drop that pod's remembered decisions instead:
   `forget`);
@@ -36,19 +39,22 @@ class Remembered(NamedTuple):
     """What a repeat needs: the checks above, and the answer's bookkeeping. Nothing else is kept, so
     an entry costs about 250 bytes (a decision and its plan would be four times that)."""
 
-    answer: object  # the parsed answer it was decided for, compared by identity
+    rcode: int  # what the answer it was decided for said
+    addresses: tuple[tuple[int, str, int], ...]
     covered_until: float  # infinite for a decision that allows nothing
-    index: object
-    guard: object
+    generation: int  # the core's policy generation when it was decided
     removals: int
-    counter: Any  # the gate's lookup-counter key (shared between entries)
+    counter: Any  # the core's lookup-counter key (shared between entries)
     outcome: Any  # fqdn_policy.policy.decide.decision.Outcome
     pod: str | None
     qname: str | None
-    # ALLOWED: address, allowance in seconds, address, allowance, ...: the resolutions each repeat
-    # extends. Flat, since nearly every answer has one address (a tuple of pairs costs 64 bytes more).
+    # ALLOWED: the allowances each repeat extends, (address, seconds); the first on its own, since
+    # nearly every answer has one address (`more` is then the shared empty tuple).
+    dst: str | None
+    seconds: int
+    more: tuple[tuple[str, int], ...]
     # A denial: the answered addresses, kept for drop attribution (empty when there is nothing to keep).
-    renew: tuple[str | int, ...]
+    denied: tuple[str, ...]
 
 
 class DecisionCache:
@@ -71,21 +77,22 @@ class DecisionCache:
         self,
         client: str,
         question: bytes,
-        answer: object,
-        index: object,
-        guard: object,
+        rcode: int,
+        addresses: tuple[tuple[int, str, int], ...],
+        generation: int,
         removals: int,
         now: float,
     ) -> Remembered | None:
+        """The client's remembered decision for this question, if it still holds (the rules above)."""
         entries = self._by_client.get(client)
         entry = entries.get(question) if entries is not None else None
         if (
             entry is None
-            or entry.answer is not answer
             or now > entry.covered_until
-            or entry.index is not index
-            or entry.guard is not guard
+            or entry.generation != generation
             or entry.removals != removals
+            or entry.rcode != rcode
+            or (entry.addresses is not addresses and entry.addresses != addresses)
         ):
             return None
         return entry

@@ -393,6 +393,19 @@ class AllowTable:
             if until - now > margin
         ]
 
+    def renew(
+        self, pod: str, qname: str, dst: str, seconds: int, more: tuple[tuple[str, int], ...], now: float
+    ) -> None:
+        """A covered repeat's bookkeeping: its allowances (address, seconds) end no earlier than `now` plus
+        their seconds. The kernel already holds every element for longer (policy.decide.decisioncache)."""
+        if not more:
+            self.resolutions.extend(pod, qname, dst, now + seconds)  # the common answer: one address
+            return
+        resolved = {dst: now + seconds}
+        for other, other_seconds in more:
+            resolved[other] = now + other_seconds
+        self.resolutions.record(pod, qname, resolved)
+
     def names_for(self, pod: str, dst: str) -> dict[str, float]:
         """The names `pod` resolved to `dst` through an allowed answer, with when each allowance ends
         (kept until the next expiry sweep, so a recently expired one is still known)."""
