@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import dnsperf, report, services, workload
-from fqdn_policy.agent.runtime import DEFAULT_METRICS
+from fqdn_policy.ops.config import DEFAULT_METRICS
 from tests.lab.addressing import PodSpec
 from tests.lab.netlab import Lab
 

@@ -42,7 +42,7 @@ class AckWriter:
 
 n = int(sys.argv[2])
 index = PolicyIndex(load_file(sys.argv[1]))
-gate = PolicyGate(index, AllowTable(TTLPolicy(60, 86400)), AddressGuard(), AckWriter(), "t",
+gate = PolicyGate(index, AllowTable(TTLPolicy(60, 86400, 0.0)), AddressGuard(), AckWriter(), "t",
                   decision_log=DecisionLog(io.StringIO(), mode=LogMode.NONE))
 parsed = parse_query(DNSRecord.question("www.google.com").pack())
 query = Query(parsed.id, parsed.flags, parsed.question, "www.google.com", parsed.qtype)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fqdn_policy.agent.runtime import GC_THRESHOLD
+from fqdn_policy.agent.config import GC_THRESHOLD
 
 REGIMES = ("cpython", "agent")
 

@@ -27,8 +27,8 @@ from dnslib import AAAA, QTYPE, RR, DNSRecord
 
 from bench import workload
 from fqdn_policy.agent.collector import CollectorRegime
+from fqdn_policy.agent.config import GC_THRESHOLD
 from fqdn_policy.agent.gate import PolicyGate
-from fqdn_policy.agent.runtime import GC_THRESHOLD
 from fqdn_policy.dnsproxy.wire import parse_answer, parse_query
 from fqdn_policy.enforcer.elementwire import ElementChange, encode_batch
 from fqdn_policy.enforcer.ruleset import element_commands
@@ -221,13 +221,13 @@ def _whole_path(
     import asyncio
 
     from fqdn_policy.dnsproxy.server import Resolver
-    from fqdn_policy.dnsproxy.upstream import Forwarder, UpstreamAddress
+    from fqdn_policy.dnsproxy.upstream import Forwarder, UpstreamConfig
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
 
     async def build() -> tuple[Resolver, Forwarder]:
-        forwarder = Forwarder([UpstreamAddress("192.0.2.1", 53)])
+        forwarder = Forwarder(UpstreamConfig((("192.0.2.1", 53),)))
         await forwarder.start()
         forwarder.close()  # the sockets go; their bookkeeping stays and is driven by hand below
         table = AllowTable(TTLPolicy(600, 86400, DEFAULT_REFRESH_SLACK))

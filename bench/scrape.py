@@ -17,9 +17,10 @@ from pathlib import Path
 
 from prometheus_client import generate_latest
 
+from fqdn_policy.agent.config import AgentConfig
 from fqdn_policy.agent.gate import PolicyGate
-from fqdn_policy.agent.runtime import Agent, AgentConfig
-from fqdn_policy.dnsproxy.upstream import UpstreamAddress
+from fqdn_policy.agent.runtime import Agent
+from fqdn_policy.dnsproxy.upstream import UpstreamAddress, UpstreamConfig
 from fqdn_policy.ops.metrics import registry_for
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def agent_with(elements: int) -> Agent:
     policy_file = REPO / "config" / "policy.yaml"
-    config = AgentConfig([("127.0.0.1", 53)], [UpstreamAddress("192.0.2.53", 53)])
+    config = AgentConfig(UpstreamConfig((UpstreamAddress("192.0.2.53", 53),)))
     agent = Agent(config, FileSource(policy_file))
     index = PolicyIndex(load_file(policy_file))
     agent.gate = PolicyGate(index, agent.table, AddressGuard(), agent.writer, config.table)

@@ -32,13 +32,13 @@ def plan(services: list[tuple[str, int]], listen: list[tuple[str, int]]) -> list
         targets = [(h, p) for h, p in listen if (":" in h) == v6]
         if not targets:
             family = "IPv6" if v6 else "IPv4"
-            raise ValueError(f"--dns-service {host}: no {family} --listen address to redirect it to")
+            raise ValueError(f"{host}: no {family} --listen address to redirect it to")
         target = targets[0]
         address = ipaddress.ip_address(target[0])
         if address.is_loopback or address.is_unspecified:
             kind = "loopback" if address.is_loopback else "a wildcard"
             raise ValueError(
-                f"--dns-service {host}: the redirect target {target[0]} is {kind}, which pods cannot "
+                f"{host}: the redirect target {target[0]} is {kind}, which pods cannot "
                 "be redirected to; listen on a node address (e.g. 169.254.20.53, see docs/kubernetes.md)"
             )
         redirects.append(Redirect(service=(host, port), target=target))

@@ -12,31 +12,26 @@ the table in place so allowed flows keep working.
 from __future__ import annotations
 
 import asyncio
-import json
-import resource
 import signal
-import subprocess
 import time
-from dataclasses import dataclass, field
 
-from fqdn_policy.agent.collector import CollectorRegime, WholeCollection
+from fqdn_policy.agent.collector import CollectorRegime
+from fqdn_policy.agent.config import AgentConfig
 from fqdn_policy.agent.drops import DropReporter
-from fqdn_policy.agent.gate import PolicyGate, histogram_summary
+from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.agent.hostlimits import node_addresses, raise_open_file_limit
+from fqdn_policy.agent.housekeeping import flush_logs, log_whole_collection, stats_line, sweep_expired
 from fqdn_policy.agent.redirect import DnsRedirector, plan
-from fqdn_policy.dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
-from fqdn_policy.dnsproxy.server import DnsServer, Resolver, TcpLimits
-from fqdn_policy.dnsproxy.upstream import DEFAULT_MAX_IN_FLIGHT, Forwarder, UpstreamAddress
-from fqdn_policy.enforcer import guard, ruleset
-from fqdn_policy.enforcer.dnsredirect import DEFAULT_DNS_TABLE
+from fqdn_policy.dnsproxy.server import DnsServer, Resolver
+from fqdn_policy.dnsproxy.upstream import Forwarder
+from fqdn_policy.enforcer import ruleset
 from fqdn_policy.enforcer.elementsocket import ElementSocket
-from fqdn_policy.enforcer.kernelfeatures import Needs
 from fqdn_policy.enforcer.kernelprobe import KernelReport, KernelUnsupported, probe_kernel
-from fqdn_policy.enforcer.refresh import Refresh
 from fqdn_policy.enforcer.tables import EnforcerTables
 from fqdn_policy.enforcer.writer import SetWriter
 from fqdn_policy.logs import get
 from fqdn_policy.ops.collectorpauses import CollectorPauses
-from fqdn_policy.ops.decisionlog import DEFAULT_LINE_RATE, DEFAULT_WINDOW, DecisionLog, LogMode
+from fqdn_policy.ops.decisionlog import DecisionLog
 from fqdn_policy.ops.health import Health
 from fqdn_policy.ops.histogram import Histogram
 from fqdn_policy.ops.httpserve import HttpServer
@@ -45,81 +40,13 @@ from fqdn_policy.policy.diagnose.dropattribution import NameMemory
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.model import PolicySet
-from fqdn_policy.policy.state.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
-from fqdn_policy.policy.state.budget import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_POD, EntryBudget
-from fqdn_policy.policy.state.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, TTLPolicy
+from fqdn_policy.policy.state.allowtable import AllowTable
 from fqdn_policy.sources.base import PolicySource, SourceRefused
 
 DRAIN_SECONDS = 3.0
-# Keys of each kind per sweep slice: a 100,000-key mass expiry went in 31 ms slices at 5,000.
-EXPIRY_SWEEP_LIMIT = 2_000
-EXPIRY_SWEEP_SECONDS = (
-    5.0  # a sweep costs what expired (fqdn_policy.policy.state.expirywheel), so it can run often
-)
-LOG_FLUSH_SECONDS = 0.5
-REPEAT_LINES_PER_SLICE = 1_000  # ~3.5 ms of writing between two chances for the loop to answer
-# Allocations between young collections. With survivors frozen (agent.collector) there is no middle
-# generation to feed, so shorter, more frequent pauses cost no throughput: 5,000 against 20,000 in
-# bench.ab, 7 rounds each, added p99 at 2,000 qps median 1.62 against 2.33 ms (docs/benchmarks.md).
-GC_THRESHOLD = 5_000
 # How long the first answer of a burst may be held while later ones are decided before their writes
 # go in one transaction (fqdn_policy.enforcer.writer); a cold decision takes ~50 us here (docs/benchmarks.md).
 WRITE_BATCH_WAIT = 0.00005
-MIN_APPLY_INTERVAL = 0.1
-DEFAULT_METRICS = ("127.0.0.1", 9153)
-FILE_MARGIN = 256  # descriptors besides TCP clients: listeners, upstream sockets, netlink, logs
-
-
-@dataclass(slots=True)
-class AgentConfig:
-    listen: list[tuple[str, int]]
-    upstreams: list[UpstreamAddress]
-    table: str = ruleset.DEFAULT_TABLE
-    min_ttl: int = DEFAULT_MIN_TTL
-    max_ttl: int = DEFAULT_MAX_TTL
-    refresh_slack: float = DEFAULT_REFRESH_SLACK
-    max_addresses_per_name: int = DEFAULT_MAX_ADDRESSES_PER_NAME
-    max_entries_per_pod: int = DEFAULT_MAX_ENTRIES_PER_POD  # entry budgets (fqdn_policy.policy.state.budget)
-    max_entries: int = DEFAULT_MAX_ENTRIES
-    exempt: list[str] = field(default_factory=list)
-    protected: list[str] = field(default_factory=list)
-    upstream_timeout: float = 1.0
-    attempts: int = 3
-    watchdog_interval: float = 1.0
-    log_decisions: LogMode = LogMode.CHANGES
-    log_window: float = DEFAULT_WINDOW
-    log_rate: float = DEFAULT_LINE_RATE  # decision lines per second per pod; 0 = no limit
-    max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
-    client_rate: float = DEFAULT_RATE
-    # Cluster DNS service addresses whose port-53 traffic from pods is DNATed to the first `listen`
-    # address of the same family, in table `dns_table` (Kubernetes mode; see docs/kubernetes.md).
-    dns_services: list[tuple[str, int]] = field(default_factory=list)
-    dns_table: str = DEFAULT_DNS_TABLE
-    metrics: tuple[str, int] | None = DEFAULT_METRICS  # /metrics, /healthz, /readyz, /state; None = off
-    public_metrics: tuple[str, int] | None = None  # /metrics only, for a remote Prometheus; None = off
-    mode: ruleset.Mode = ruleset.Mode.ENFORCE  # audit: denied packets are logged and accepted
-    reject: bool = False  # every enforced pod gets a fast failure, not only those of rejecting policies
-    nflog_group: int | None = ruleset.DEFAULT_NFLOG_GROUP  # None: denied packets are not logged
-    drop_log_rate: int = ruleset.DEFAULT_LOG_RATE
-    min_apply_interval: float = MIN_APPLY_INTERVAL  # seconds between two applied policy updates
-
-    @property
-    def denial(self) -> ruleset.Denial:
-        return ruleset.Denial(self.mode, self.nflog_group, self.drop_log_rate)
-
-    guard_mark: int = guard.DEFAULT_GUARD_MARK  # 0: no guard table (see fqdn_policy/enforcer/guard.py)
-    tcp_limits: TcpLimits = field(default_factory=TcpLimits)
-    gc_young: int = GC_THRESHOLD  # young-generation collection threshold (objects); see gc.set_threshold
-    element_refresh: str = "auto"  # "auto" (probed), or a Refresh to insist on (refused if it fails)
-
-    @property
-    def kernel_needs(self) -> Needs:
-        return Needs(
-            reject=self.mode is ruleset.Mode.ENFORCE,
-            nflog=self.nflog_group is not None,
-            guard_mark=bool(self.guard_mark) and self.mode is ruleset.Mode.ENFORCE,
-            dns_redirect=bool(self.dns_services),
-        )
 
 
 class StartupError(RuntimeError):
@@ -130,6 +57,7 @@ class Agent:
     def __init__(self, config: AgentConfig, source: PolicySource) -> None:
         self.config = config
         self.source = source
+        enforcer, policy = config.enforcer, config.policy
         self.log = get("fqdn_policy.agent")
         self.health = Health(watchdog_interval=config.watchdog_interval)
         self.nft_latency = Histogram()
@@ -137,22 +65,13 @@ class Agent:
         self.collector_pauses = CollectorPauses()
         self.collector: CollectorRegime | None = None
         self.writer = SetWriter(on_latency=self.nft_latency.observe, max_wait=WRITE_BATCH_WAIT)
-        self.table = AllowTable(
-            TTLPolicy(config.min_ttl, config.max_ttl, config.refresh_slack),
-            config.max_addresses_per_name,
-            EntryBudget(config.max_entries_per_pod, config.max_entries),
-        )
-        self.tables = EnforcerTables(config, self.table)
+        self.table = AllowTable(policy.ttl, policy.max_addresses_per_name, policy.budget)
+        self.tables = EnforcerTables(enforcer, self.table)
         self.forwarder = Forwarder(
-            config.upstreams,
-            config.upstream_timeout,
-            config.attempts,
-            max_in_flight=config.max_in_flight,
-            on_latency=self.upstream_latency.observe,
+            config.upstream, on_latency=self.upstream_latency.observe, after_answers=self.writer.flush
         )
-        self.decision_log = DecisionLog(
-            mode=config.log_decisions, window=config.log_window, rate=config.log_rate
-        )
+        log = config.ops.log
+        self.decision_log = DecisionLog(mode=log.mode, window=log.window, rate=log.rate)
         self.gate: PolicyGate | None = None
         self.resolver: Resolver | None = None
         self.servers: list[DnsServer] = []
@@ -161,8 +80,9 @@ class Agent:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._repairing: asyncio.Task[None] | None = None
+        listen = list(config.serve.listen)
         self.redirector = DnsRedirector(
-            self.writer, config.dns_table, plan(config.dns_services, config.listen)
+            self.writer, enforcer.dns_table, plan(list(enforcer.dns_services), listen)
         )
         # What pods resolved that the AllowTable does not hold (denied names, expired allowances).
         self.names = NameMemory()
@@ -170,9 +90,8 @@ class Agent:
         # in audit mode, the connections enforcement would have denied.
         self.drops_by_pod: dict[str, int] = {}
         self.drops: DropReporter | None = None
-        self.kernel: KernelReport | None = (
-            None  # what the start-up probe found (fqdn_policy.enforcer.kernelprobe)
-        )
+        # What the start-up probe found (fqdn_policy.enforcer.kernelprobe).
+        self.kernel: KernelReport | None = None
 
     @property
     def index(self) -> PolicyIndex:
@@ -180,11 +99,56 @@ class Agent:
         return self.gate.index
 
     async def start(self) -> None:
-        # First, so /healthz answers and /readyz says "starting" while the table is set up.
+        await self._serve_ops()  # first, so /healthz answers and /readyz says "starting" meanwhile
+        try:
+            policy_set = await self.source.first()
+        except SourceRefused as error:
+            raise StartupError(str(error)) from error
+        index = PolicyIndex(policy_set)
+        self.gate = PolicyGate(
+            index,
+            self.table,
+            AddressGuard(self.config.policy.protected, node_addresses()),
+            self.writer,
+            self.config.enforcer.table,
+            on_write_failure=self._write_failed,
+            decision_log=self.decision_log,
+            names=self.names,
+        )
+        await self._program_tables(index)
+        self._log_uncomposed(policy_set)
+        await self._start_drops()
+        await self._serve_dns()
+        try:
+            await self.redirector.install()  # only now: something listens where it points
+        except Exception as error:
+            raise StartupError(
+                f"cannot program the DNS redirect table {self.config.enforcer.dns_table!r}: {error}"
+            ) from error
+        self._tasks = [
+            asyncio.create_task(self._follow_source()),
+            asyncio.create_task(sweep_expired(self.table, self.names, lambda: self.drops is not None)),
+            asyncio.create_task(self._watchdog()),
+            asyncio.create_task(flush_logs(self.decision_log, lambda: self.gate)),
+        ]
+        # What lives now (the policy index, the adopted elements) is frozen, and so is whatever later
+        # survives a young collection: see fqdn_policy.agent.collector.
+        self.collector = CollectorRegime(
+            self.config.gc_young,
+            asyncio.get_running_loop().call_soon_threadsafe,
+            lambda result: log_whole_collection(self.log, result),
+        )
+        self.collector.install()
+        self.collector_pauses.install()
+        self.health.record_start(time.monotonic())
+        self._log_ready(policy_set, index)
+
+    async def _serve_ops(self) -> None:
         local = routes(self)
+        ops = self.config.ops
         for what, address, table in (
-            ("metrics", self.config.metrics, local),
-            ("--public-metrics", self.config.public_metrics, public_routes(local)),
+            ("metrics", ops.metrics, local),
+            ("--public-metrics", ops.public_metrics, public_routes(local)),
         ):
             if address is not None:
                 server = HttpServer(*address, table)
@@ -195,124 +159,82 @@ class Agent:
                         f"cannot serve {what} on {address[0]}:{address[1]}: {error}"
                     ) from error
                 self.ops.append(server)
-        try:
-            policy_set = await self.source.first()
-        except SourceRefused as error:
-            raise StartupError(str(error)) from error
-        index = PolicyIndex(policy_set)
-        guard = AddressGuard(self.config.protected, node_addresses())
-        self.gate = PolicyGate(
-            index,
-            self.table,
-            guard,
-            self.writer,
-            self.config.table,
-            on_write_failure=self._write_failed,
-            decision_log=self.decision_log,
-            names=self.names,
-        )
+
+    async def _program_tables(self, index: PolicyIndex) -> None:
         await self._probe_kernel()
         try:
             await self.writer.call(lambda nft: self.tables.install(nft, index, refresh=self.writer.refresh))
         except Exception as error:
-            raise StartupError(f"cannot program nftables table {self.config.table!r}: {error}") from error
+            raise StartupError(
+                f"cannot program nftables table {self.config.enforcer.table!r}: {error}"
+            ) from error
         await self._reconcile(index)
-        self._log_uncomposed(policy_set)
-        if self.config.nflog_group is not None:
-            self.drops = DropReporter(
-                self.config.nflog_group,
-                lambda: self.index,
-                self.table,
-                self.names,
-                lambda ip: self.tables.rejects(self.index, ip),
-                self.drops_by_pod,
-                self.writer,
-                self.config.table,
-            )
-            await self.drops.start()
-        self.forwarder.after_answers = self.writer.flush
-        await self.forwarder.start()
-        limiter = (
-            ClientRateLimiter(self.config.client_rate, 2 * self.config.client_rate)
-            if self.config.client_rate
-            else None
+
+    async def _start_drops(self) -> None:
+        enforcer = self.config.enforcer
+        if enforcer.nflog_group is None:
+            return
+        self.drops = DropReporter(
+            enforcer.nflog_group,
+            lambda: self.index,
+            self.table,
+            self.names,
+            lambda ip: self.tables.rejects(self.index, ip),
+            self.drops_by_pod,
+            self.writer,
+            enforcer.table,
         )
-        resolver = self.resolver = Resolver(self.forwarder, self.gate, limiter)
-        self._raise_open_file_limit()
-        for host, port in self.config.listen:
-            server = DnsServer(resolver, host, port, self.config.tcp_limits)
+        await self.drops.start()
+
+    async def _serve_dns(self) -> None:
+        await self.forwarder.start()
+        serve = self.config.serve
+        resolver = self.resolver = Resolver(self.forwarder, self.gate, serve.limiter())  # type: ignore[arg-type]
+        short = raise_open_file_limit(len(serve.listen), serve.tcp.max_connections)
+        if short is not None:
+            self.log.warning("agent.file_limit_low", soft=short[0], needed=short[1])
+        for host, port in serve.listen:
+            server = DnsServer(resolver, host, port, serve.tcp)
             await server.start()
             self.servers.append(server)
-        try:
-            await self.redirector.install()  # only now: something listens where it points
-        except Exception as error:
-            raise StartupError(
-                f"cannot program the DNS redirect table {self.config.dns_table!r}: {error}"
-            ) from error
-        self._tasks = [
-            asyncio.create_task(self._follow_source()),
-            asyncio.create_task(self._sweep_expired()),
-            asyncio.create_task(self._watchdog()),
-            asyncio.create_task(self._flush_logs()),
-        ]
-        # What lives now (the policy index, the adopted elements) is frozen, and so is whatever later
-        # survives a young collection: see fqdn_policy.agent.collector.
-        self.collector = CollectorRegime(
-            self.config.gc_young, asyncio.get_running_loop().call_soon_threadsafe, self._collected_whole
-        )
-        self.collector.install()
-        self.collector_pauses.install()
-        self.health.record_start(time.monotonic())
+
+    def _log_ready(self, policy_set: PolicySet, index: PolicyIndex) -> None:
+        enforcer = self.config.enforcer
         self.log.info(
             "agent.ready",
             source=self.source.description,
-            listen=[f"{h}:{p}" for h, p in self.config.listen],
-            upstreams=[str(u) for u in self.config.upstreams],
+            listen=[f"{h}:{p}" for h, p in self.config.serve.listen],
+            upstreams=[str(u) for u in self.forwarder.upstreams],
             policies=len(policy_set.policies),
             pods=len(policy_set.pods),
             enforced_pods=index.enforced_pods(),
             adopted_elements=len(self.table),
-            table=f"{ruleset.FAMILY} {self.config.table}",
-            mode=self.config.mode.value,
-            reject="all pods" if self.config.reject else "pods of policies annotated on-deny: reject",
-            nflog_group=self.config.nflog_group,
+            table=f"{ruleset.FAMILY} {enforcer.table}",
+            mode=enforcer.mode.value,
+            reject="all pods" if enforcer.reject else "pods of policies annotated on-deny: reject",
+            nflog_group=enforcer.nflog_group,
             kernel=self.kernel.release if self.kernel else None,
             element_refresh=self.writer.refresh.value,
         )
 
     async def _probe_kernel(self) -> None:
         """Refuse a kernel that lacks a feature the tables use; choose how elements are refreshed."""
-        table, needs = self.config.table, self.config.kernel_needs
+        enforcer = self.config.enforcer
+        table, needs = enforcer.table, enforcer.kernel_needs
         try:
-            self.kernel = await self.writer.call(lambda nft: probe_kernel(nft, ElementSocket(), table, needs))
+            found = await self.writer.call(lambda nft: probe_kernel(nft, ElementSocket(), table, needs))
+            self.kernel = found.insisting_on(enforcer.element_refresh)
         except KernelUnsupported as error:
             raise StartupError(str(error)) from error
         except Exception as error:
             raise StartupError(f"cannot probe the kernel's nf_tables: {error}") from error
-        chosen = self.config.element_refresh
-        if chosen != "auto" and chosen != self.kernel.refresh:
-            if chosen == Refresh.UPDATE:
-                raise StartupError(
-                    f"--element-refresh update: kernel {self.kernel.release} ignores element updates "
-                    "(Linux 6.10+); use auto or replace"
-                )
-            self.kernel = KernelReport(self.kernel.release, Refresh(chosen))
         self.writer.refresh = self.kernel.refresh
-
-    def _raise_open_file_limit(self) -> None:
-        """Every TCP client holds a descriptor: with a soft limit of 1,024 (a common default) the
-        process would run out before its connection cap. Raised up to the hard limit, never lowered."""
-        needed = len(self.config.listen) * self.config.tcp_limits.max_connections + FILE_MARGIN
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        if soft != resource.RLIM_INFINITY and soft < needed:
-            target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            if target < needed:
-                self.log.warning("agent.file_limit_low", soft=target, needed=needed)
 
     async def _reconcile(self, index: PolicyIndex, previous: PolicyIndex | None = None) -> None:
         rec = self.table.reconcile(index, time.monotonic(), previous)
-        commands = ruleset.element_commands(self.config.table, rec.writes, rec.deletes, self.writer.refresh)
+        commands = ruleset.element_commands(
+            self.config.enforcer.table, rec.writes, rec.deletes, self.writer.refresh
+        )
         if previous is not None:
             commands = self.tables.change_commands(index, previous, commands)
         await self.writer.write(commands)
@@ -371,18 +293,11 @@ class Agent:
         if self._repairing is None or self._repairing.done():
             self._repairing = asyncio.ensure_future(self.repair(f"write failed: {error}"))
 
-    def _collected_whole(self, result: WholeCollection) -> None:
-        self.log.info(
-            "gc.whole_collection",
-            seconds=round(result.seconds, 4),
-            unreachable=result.collected,
-            allocated_blocks_before=result.blocks_before,
-            allocated_blocks_after=result.blocks_after,
-        )
-
     async def repair(self, reason: str) -> None:
         """Recreate the table and write back everything allowed (someone deleted or flushed it)."""
-        self.log.error("enforcer.repairing", reason=reason, table=f"{ruleset.FAMILY} {self.config.table}")
+        self.log.error(
+            "enforcer.repairing", reason=reason, table=f"{ruleset.FAMILY} {self.config.enforcer.table}"
+        )
         try:
             refresh = self.writer.refresh
             await self.writer.call(lambda nft: self.tables.install(nft, self.index, True, refresh))
@@ -411,46 +326,11 @@ class Agent:
             except Exception as error:  # retried on the next tick
                 self.log.error("dns.redirect_repair_failed", error=str(error))
 
-    async def _flush_logs(self) -> None:
-        """Decision lines are written to a buffer; a crash loses at most this interval of them."""
-        while True:
-            await asyncio.sleep(LOG_FLUSH_SECONDS)
-            now = time.monotonic()
-            self.decision_log.report_folded(now)
-            if self.gate is not None:
-                self.gate.report_budget(now)
-            if self.decision_log.close_window_if_due(now):
-                # A closed window's repeats go out in slices, with answers in between.
-                while self.decision_log.write_closed(REPEAT_LINES_PER_SLICE):
-                    await asyncio.sleep(0)
-            self.decision_log.flush()
-
-    async def _sweep_expired(self) -> None:
-        while True:
-            await asyncio.sleep(EXPIRY_SWEEP_SECONDS)
-            now = time.monotonic()
-            while True:
-                forgotten = self.table.forget_expired(now, EXPIRY_SWEEP_LIMIT)
-                if self.drops is not None:  # a later drop can still say which name expired
-                    self.names.record_expired(forgotten.resolutions, now)
-                if not forgotten.more:
-                    break
-                await asyncio.sleep(0)  # a mass expiry goes in slices, with answers in between
-
     def log_stats(self) -> None:
-        """One `agent.stats` line (on SIGUSR1, as dnsmasq does, and at stop): the gate's hold-time
-        histogram, cumulative since start, so two lines give the exact histogram of the time between."""
+        """One `agent.stats` line (on SIGUSR1, as dnsmasq does, and at stop): see agent.housekeeping."""
         if self.gate is not None:
             self.log.info(
-                "agent.stats",
-                hold_time=self.gate.hold_summary(),
-                nft_call_time=histogram_summary(self.nft_latency),
-                gc_pauses={
-                    **histogram_summary(self.collector_pauses.histogram),
-                    "by_generation": list(self.collector_pauses.by_generation),
-                    "longest_ms": round(self.collector_pauses.longest * 1000, 3),
-                },
-                elements=len(self.table),
+                "agent.stats", **stats_line(self.gate, self.nft_latency, self.collector_pauses, self.table)
             )
 
     async def stop(self) -> None:
@@ -488,7 +368,7 @@ class Agent:
         self.collector_pauses.uninstall()
         if self.collector is not None:
             self.collector.uninstall()
-        self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.table}")
+        self.log.info("agent.stopped", table_kept=f"{ruleset.FAMILY} {self.config.enforcer.table}")
 
     async def run_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -517,14 +397,3 @@ class Agent:
             raise
         await self._stopping.wait()
         await self.stop()
-
-
-def node_addresses() -> list[str]:
-    """This network namespace's own addresses, for the rebinding guard (answers never allow them)."""
-    try:
-        out = subprocess.run(
-            ["ip", "-j", "addr", "show"], capture_output=True, text=True, timeout=5, check=True
-        )
-        return [a["local"] for link in json.loads(out.stdout) for a in link.get("addr_info", [])]
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError):
-        return []

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from fqdn_policy.agent.runtime import DEFAULT_METRICS
+from fqdn_policy.ops.config import DEFAULT_METRICS
 
 DEFAULT_URL = f"http://{DEFAULT_METRICS[0]}:{DEFAULT_METRICS[1]}"
 TIMEOUT = 3.0

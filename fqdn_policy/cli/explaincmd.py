@@ -17,29 +17,27 @@ Exit codes (for scripts):
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from fqdn_policy.cli.agentclient import AgentRefused, AgentUnreachable, get_json
+from fqdn_policy.cli.agentclient import DEFAULT_URL, AgentRefused, AgentUnreachable, get_json
+from fqdn_policy.cli.exitcodes import EXIT_DROPPED, EXIT_INVALID, EXIT_OK, EXIT_RUNTIME, EXIT_UNKNOWN_POD
 from fqdn_policy.cli.statuscmd import duration_text
+from fqdn_policy.enforcer import ruleset
 from fqdn_policy.enforcer.inventory import allow_elements
 from fqdn_policy.enforcer.nft import Nft, NftError
-from fqdn_policy.policy.diagnose.explain import Verdict, explain, grant_covers
+from fqdn_policy.policy.diagnose.explain import PROTOCOLS, Verdict, explain, grant_covers
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.model import grant_text
+from fqdn_policy.settings import port_number
 from fqdn_policy.sources.fileloader import PolicyFileError, load_file
 
-EXIT_ALLOWED = 0
-EXIT_INVALID = 1
-EXIT_NO_VERDICT = 3
-EXIT_DROPPED = 4
-EXIT_UNKNOWN_POD = 5
-
 EXIT_CODES = {
-    Verdict.ALLOWED: EXIT_ALLOWED,
-    Verdict.NOT_ENFORCED: EXIT_ALLOWED,
+    Verdict.ALLOWED: EXIT_OK,
+    Verdict.NOT_ENFORCED: EXIT_OK,
     Verdict.NAME_NOT_ALLOWED: EXIT_DROPPED,
     Verdict.PORT_NOT_ALLOWED: EXIT_DROPPED,
     Verdict.UNMATCHABLE_NAME: EXIT_DROPPED,
@@ -101,6 +99,47 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def add_parser(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "explain",
+        help="would a connection be allowed, by which policy and rule, or why not "
+        "(exit 0 allowed, 4 dropped, 5 unknown pod; docs/operations.md)",
+    )
+    cmd.add_argument(
+        "--pod", required=True, metavar="NAMESPACE/NAME", help="the pod (a bare NAME means namespace default)"
+    )
+    cmd.add_argument("--host", required=True, metavar="NAME", help="the DNS name the pod connects to")
+    cmd.add_argument("--port", type=port_number, help="destination port (default: any)")
+    cmd.add_argument(
+        "--protocol",
+        type=str.lower,
+        choices=list(PROTOCOLS),
+        help="tcp, udp or sctp (default tcp when --port is given)",
+    )
+    cmd.add_argument(
+        "--policy", type=Path, help="decide from this policy file instead of asking the running agent"
+    )
+    cmd.add_argument("-o", "--output", choices=["text", "json"], default="text")
+    cmd.add_argument(
+        "--table",
+        default=ruleset.DEFAULT_TABLE,
+        help=f"the agent's inet table (default {ruleset.DEFAULT_TABLE})",
+    )
+    cmd.add_argument(
+        "--agent",
+        default=DEFAULT_URL,
+        help=f"the agent's --metrics address, as a URL (default {DEFAULT_URL})",
+    )
+    cmd.set_defaults(handler=_from_args)
+
+
+def _from_args(args: argparse.Namespace) -> int:
+    pod = args.pod if "/" in args.pod else f"default/{args.pod}"
+    return run_explain(
+        pod, args.host, args.protocol, args.port, args.policy, args.agent, args.table, args.output
+    )
+
+
 def run_explain(
     pod: str,
     host: str,
@@ -129,7 +168,7 @@ def run_explain(
             verdict = get_json(agent_url, "/explain", params)
         except (AgentUnreachable, AgentRefused) as error:
             print(f"fqdn-policy explain: {error} (or pass --policy FILE)", file=sys.stderr)
-            return EXIT_NO_VERDICT
+            return EXIT_RUNTIME
         source = f"the agent at {agent_url}"
     doc = {**verdict, "source": source, "in_sets": in_sets_now(table, verdict)}
     print(json.dumps(doc, indent=1) if output == "json" else render(doc))

@@ -7,18 +7,17 @@ element's comment is the name it was resolved from). The agent adds who each pod
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from typing import Any
 
-from fqdn_policy.cli.agentclient import AgentRefused, AgentUnreachable, get_json
+from fqdn_policy.cli.agentclient import DEFAULT_URL, AgentRefused, AgentUnreachable, get_json
+from fqdn_policy.cli.exitcodes import EXIT_OK, EXIT_RUNTIME
 from fqdn_policy.enforcer import ruleset
 from fqdn_policy.enforcer.inventory import ListedElement, allow_elements
 from fqdn_policy.enforcer.nft import Nft, NftError
 from fqdn_policy.policy.model import grant_text
-
-EXIT_OK = 0
-EXIT_RUNTIME = 3
 
 
 def duration_text(seconds: float) -> str:
@@ -82,6 +81,18 @@ def render_table(doc: dict[str, Any]) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def add_parser(sub: Any) -> None:
+    cmd = sub.add_parser(
+        "status",
+        help="per pod, what the kernel allows now, with names, ports and time left",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    cmd.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    cmd.add_argument("--table", default=ruleset.DEFAULT_TABLE, help="the agent's inet table")
+    cmd.add_argument("--agent", default=DEFAULT_URL, help="the agent's --metrics address, as a URL")
+    cmd.set_defaults(handler=lambda args: run_status(args.table, args.agent, args.output))
 
 
 def run_status(table: str, agent_url: str, output: str) -> int:

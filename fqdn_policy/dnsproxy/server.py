@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
 from fqdn_policy.dnsproxy.parsememo import QueryMemo
-from fqdn_policy.dnsproxy.ratelimit import ClientRateLimiter
+from fqdn_policy.dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
 from fqdn_policy.dnsproxy.udpsocket import UdpEndpoint
 from fqdn_policy.dnsproxy.upstream import Forwarder
 from fqdn_policy.dnsproxy.wire import (
@@ -30,6 +30,7 @@ from fqdn_policy.dnsproxy.wire import (
     formerr_for,
     parse_query,
 )
+from fqdn_policy.settings import host_port, number, setting, validate, whole, whole_at_least
 
 Release = Callable[[bool], None]
 
@@ -62,11 +63,57 @@ class TcpLimits:
     for it; beyond `max_connections` per listener a new connection is closed at once (the client falls
     back to UDP or another server) rather than queued."""
 
-    idle_timeout: float = 10.0
-    max_connections: int = 1024
+    idle_timeout: float = setting(
+        10.0,
+        "--tcp-idle-timeout",
+        "seconds a DNS-over-TCP client has to send each whole query before it is disconnected",
+        parse=number,
+        check=lambda v: None if 0 < v < float("inf") else "is not a positive number of seconds",
+    )
+    max_connections: int = setting(
+        1024,
+        "--tcp-max-connections",
+        "open DNS-over-TCP connections per listen address; beyond it new ones are closed at once",
+        parse=whole,
+        check=whole_at_least(1),
+    )
     # A query is a header, one question (a name of at most 255 octets) and perhaps an OPT record with
     # a cookie or padding (RFC 8467 pads to 128-octet blocks): far below this. Answers are not bound.
     max_query: int = 4096
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ServeConfig:
+    """Where DNS is served and what one client may ask."""
+
+    listen: tuple[tuple[str, int], ...] = setting(
+        (("127.0.0.1", 53),),
+        "--listen",
+        "address to serve DNS on, UDP and TCP (repeatable)",
+        parse=host_port,
+        repeat=True,
+        metavar="IP:PORT",
+        shown="127.0.0.1:53",
+    )
+    client_rate: float = setting(
+        DEFAULT_RATE,
+        "--client-rate",
+        "UDP queries per second one client may send (bursts of twice that); beyond it REFUSED; 0 = no limit",
+        parse=number,
+        check=lambda v: (
+            None if 0 <= v < float("inf") else "is not a rate of queries per second (0 = no limit)"
+        ),
+    )
+    tcp: TcpLimits = field(default_factory=TcpLimits)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def limiter(self) -> ClientRateLimiter | None:
+        return ClientRateLimiter(self.client_rate, 2 * self.client_rate) if self.client_rate else None
 
 
 class Resolver:

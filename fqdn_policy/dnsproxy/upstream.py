@@ -18,10 +18,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import NamedTuple
 
 from fqdn_policy.dnsproxy.parsememo import AnswerMemo
 from fqdn_policy.dnsproxy.udpsocket import UdpEndpoint
 from fqdn_policy.dnsproxy.wire import Answer, Query, WireError, parse_answer, with_id
+from fqdn_policy.settings import (
+    SettingError,
+    host_port,
+    number,
+    setting,
+    validate,
+    whole,
+    whole_at_least,
+)
 
 AnswerCallback = Callable[[bytes | None, Answer | None], None]
 
@@ -52,13 +62,54 @@ class _RandomIds:
         return self.draw() & 0xFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamAddress:
+class UpstreamAddress(NamedTuple):
     host: str
     port: int
 
     def __str__(self) -> str:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    servers: tuple[UpstreamAddress, ...] = setting(
+        (),
+        "--upstream",
+        "upstream resolver IP:PORT (repeatable: tried in turn when one does not answer)",
+        parse=lambda text: UpstreamAddress(*host_port(text)),
+        metavar="IP:PORT",
+        repeat=True,
+    )
+    timeout: float = setting(
+        1.0,
+        "--upstream-timeout",
+        "seconds to wait for one upstream attempt",
+        parse=number,
+        check=lambda v: None if 0 < v < float("inf") else "is not a positive number of seconds",
+    )
+    attempts: int = setting(
+        3,
+        "--attempts",
+        "upstream attempts before the client gets SERVFAIL",
+        parse=whole,
+        check=whole_at_least(1),
+    )
+    max_in_flight: int = setting(
+        DEFAULT_MAX_IN_FLIGHT,
+        "--max-in-flight",
+        "unanswered upstream queries at once; beyond it clients get SERVFAIL",
+        parse=whole,
+        check=whole_at_least(1),
+    )
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.servers:
+            raise SettingError("--upstream", "at least one upstream is needed")
+
+    @property
+    def addresses(self) -> list[UpstreamAddress]:
+        return [UpstreamAddress(*server) for server in self.servers]
 
 
 @dataclass(slots=True)
@@ -96,32 +147,28 @@ class _UpstreamSocket:
 class Forwarder:
     def __init__(
         self,
-        upstreams: list[UpstreamAddress],
-        attempt_timeout: float = 1.0,
-        attempts: int = 3,
-        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+        config: UpstreamConfig,
         on_latency: Callable[[float], None] | None = None,
+        after_answers: Callable[[], None] | None = None,
     ) -> None:
-        """`on_latency(seconds)` is told each accepted answer's round trip (for metrics)."""
-        if not upstreams:
-            raise ValueError("at least one upstream is needed")
-        self.upstreams = upstreams
-        self.attempt_timeout = attempt_timeout
-        self.attempts = max(1, attempts)
+        """`on_latency(seconds)` is told each accepted answer's round trip (for metrics); `after_answers()`
+        is called after each burst of upstream answers has been handed to the callbacks: whoever holds
+        those answers (the policy gate's writer) can finish them then instead of at the end of the loop
+        turn, after every other socket's burst (which at saturation is tens of milliseconds)."""
+        self.upstreams = config.addresses
+        self.attempt_timeout = config.timeout
+        self.attempts = config.attempts
         self.stats = ForwarderStats()
         self._sockets: list[list[_UpstreamSocket]] = []
         self._sweeper: asyncio.TimerHandle | None = None
         self._preferred = 0
         self._ids = _RandomIds()
         self.answers = AnswerMemo()
-        self.max_in_flight = max_in_flight
+        self.max_in_flight = config.max_in_flight
         self.in_flight = 0
         self._on_latency = on_latency
         self._clock = time.monotonic  # what loop.time() returns, without finding the running loop
-        # Called after each burst of upstream answers has been handed to the callbacks: whoever holds
-        # those answers (the policy gate's writer) can finish them now instead of at the end of the loop
-        # turn, after every other socket's burst (which at saturation is tens of milliseconds).
-        self.after_answers: Callable[[], None] | None = None
+        self.after_answers = after_answers
 
     async def start(self) -> None:
         for upstream in self.upstreams:

@@ -50,6 +50,18 @@ class KernelReport:
     release: str
     refresh: Refresh
 
+    def insisting_on(self, chosen: str) -> KernelReport:
+        """This report with `--element-refresh` applied: "auto" keeps what was probed; replace works
+        on every kernel; update where the kernel ignores updates is refused (KernelUnsupported)."""
+        if chosen == "auto" or chosen == self.refresh:
+            return self
+        if chosen == Refresh.UPDATE:
+            raise KernelUnsupported(
+                f"--element-refresh update: kernel {self.release} ignores element updates "
+                "(Linux 6.10+); use auto or replace"
+            )
+        return KernelReport(self.release, Refresh(chosen))
+
 
 def scratch_table(table: str) -> str:
     return f"{table}_probe"

@@ -9,32 +9,25 @@ kernel call goes through the Nft handed in, which is the SetWriter's, so nothing
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from fqdn_policy.enforcer import guard, ruleset
+from fqdn_policy.enforcer.config import EnforcerConfig
 from fqdn_policy.enforcer.inventory import allow_elements
 from fqdn_policy.enforcer.nft import Nft, NftError
 from fqdn_policy.enforcer.refresh import Refresh
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
 
-if TYPE_CHECKING:
-    from fqdn_policy.agent.runtime import AgentConfig
-
 
 class EnforcerTables:
-    def __init__(self, config: AgentConfig, allowed: AllowTable) -> None:
+    def __init__(self, config: EnforcerConfig, allowed: AllowTable) -> None:
         self.config = config
         self.allowed = allowed
         self._guard_drops = 0  # the guard's drop counter when last read; growth means main is damaged
 
     @property
     def guard_table(self) -> str | None:
-        """None without a mark, and in audit mode: audit promises to break no traffic, and with nothing
-        enforced there is nothing to keep closed (a guard would turn a deleted table into an outage)."""
-        if not self.config.guard_mark or self.config.mode is ruleset.Mode.AUDIT:
-            return None
-        return guard.guard_table(self.config.table)
+        return self.config.guard_table
 
     def enforcing_tables(self) -> list[str]:
         """Tables holding a copy of the enforced and exempt sets: the main one and the guard."""

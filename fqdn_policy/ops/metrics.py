@@ -212,7 +212,7 @@ class AgentCollector(Collector):
 
     def _denied(self, agent: Agent) -> Iterator[Metric]:
         """What the kernel denied, from the NFLOG reader (fqdn_policy.agent.drops; docs/drops.md)."""
-        mode = agent.config.mode.value
+        mode = agent.config.enforcer.mode.value
         denied = CounterMetricFamily(
             f"{PREFIX}_denied_connections",
             "Connections the policy chain denied (mode audit: would have denied), one per connection "

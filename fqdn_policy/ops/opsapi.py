@@ -57,7 +57,7 @@ def state(agent: Agent, now: float) -> dict[str, Any]:
     ]
     problems = agent.health.problems(now)
     return {
-        "table": f"{ruleset.FAMILY} {agent.config.table}",
+        "table": f"{ruleset.FAMILY} {agent.config.enforcer.table}",
         "ready": not problems,
         "problems": problems,
         "pods": pods,
@@ -82,7 +82,7 @@ def explain_query(agent: Agent, query: Mapping[str, str]) -> Response:
                 raise ValueError
         except ValueError:
             return json_response(400, {"error": f"port {query['port']!r} is not 1-65535"})
-    verdict = explain(agent.gate.index, pod, host, protocol, port, agent.config.reject)
+    verdict = explain(agent.gate.index, pod, host, protocol, port, agent.config.enforcer.reject)
     return json_response(200, verdict.to_json())
 
 

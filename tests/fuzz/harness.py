@@ -111,7 +111,7 @@ class FuzzTarget:
         self.decision_log = DecisionLog(open(os.devnull, "w"), LogMode.ALL)  # noqa: SIM115 - lives as long as the target
         self.gate = PolicyGate(
             PolicyIndex(load_text(POLICY)),
-            AllowTable(TTLPolicy(5, 3600)),
+            AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0)),
             AddressGuard(),
             self.writer,  # type: ignore[arg-type]
             "fuzz",

@@ -17,14 +17,14 @@ TCP443 = (("tcp", 443),)
     ("ttl", "timeout"), [(0, 5), (1, 5), (5, 5), (300, 300), (86400, 3600), (2**31 - 1, 3600)]
 )
 def test_timeout_is_clamped(ttl, timeout):
-    assert TTLPolicy(5, 3600).timeout(ttl) == timeout
+    assert TTLPolicy(5, 3600, refresh_slack=0.0).timeout(ttl) == timeout
 
 
 def test_ttl_policy_rejects_nonsense():
     with pytest.raises(ValueError, match="at least 1"):
-        TTLPolicy(0, 10)
+        TTLPolicy(0, 10, refresh_slack=0.0)
     with pytest.raises(ValueError, match="below min"):
-        TTLPolicy(10, 5)
+        TTLPolicy(10, 5, refresh_slack=0.0)
 
 
 def plan_commit(table, addresses, now, qname="a.example.com", grants=TCP443):
@@ -34,7 +34,7 @@ def plan_commit(table, addresses, now, qname="a.example.com", grants=TCP443):
 
 
 def test_first_answer_writes_each_address_and_family():
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan = plan_commit(table, [(4, "198.51.100.10", 300), (6, "2001:db8:100::10", 300)], now=100.0)
     assert [(w.element, w.timeout) for w in plan.writes] == [
         (("10.244.1.10", "198.51.100.10", "tcp", 443), 300),
@@ -44,7 +44,7 @@ def test_first_answer_writes_each_address_and_family():
 
 
 def test_covered_answer_writes_nothing():
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.10", 300)], now=100.0)
     # an upstream cache counts the TTL down: the same answer 10 s later is covered
     assert plan_commit(table, [(4, "198.51.100.10", 290)], now=110.0).writes == []
@@ -80,7 +80,7 @@ def test_covered_after_write_is_when_the_written_answer_would_need_a_write_again
 
 
 def test_removals_count_what_can_take_an_element_before_its_expiry():
-    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=1)
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0), max_addresses_per_name=1)
     plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0)
     assert table.removals == 0
     plan_commit(table, [(4, "198.51.100.2", 100)], now=1.0)  # the cap evicts .1
@@ -90,7 +90,7 @@ def test_removals_count_what_can_take_an_element_before_its_expiry():
 
 
 def test_later_answer_refreshes_and_shorter_never_cuts():
-    table = AllowTable(TTLPolicy(1, 3600))
+    table = AllowTable(TTLPolicy(1, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.10", 10)], now=0.0)
     refresh = plan_commit(table, [(4, "198.51.100.10", 10)], now=5.0)
     assert [w.timeout for w in refresh.writes] == [10]
@@ -101,13 +101,13 @@ def test_later_answer_refreshes_and_shorter_never_cuts():
 
 
 def test_uncommitted_plan_changes_nothing():
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     table.plan(POD, IPS, "a.example.com", TCP443, [(4, "198.51.100.10", 300)], 0.0)
     assert len(table) == 0 and len(table.resolutions) == 0
 
 
 def test_cap_keeps_newest_and_reports_eviction():
-    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=2)
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0), max_addresses_per_name=2)
     plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0)
     plan_commit(table, [(4, "198.51.100.2", 100)], now=1.0)
     plan = plan_commit(table, [(4, "198.51.100.3", 100)], now=2.0)
@@ -120,7 +120,7 @@ def test_cap_keeps_newest_and_reports_eviction():
 def test_forget_expired():
     """Bookkeeping goes once its expiry slot is over (at most one slot late; a late entry changes no
     decision, since every decision compares expiries with now)."""
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.1", 10)], now=0.0)
     assert table.forget_expired(now=9.0) == (0, [], False)
     assert table.forget_expired(now=10.0 + DEFAULT_SLOT_SECONDS) == (
@@ -132,7 +132,7 @@ def test_forget_expired():
 
 
 def test_an_extended_allowance_outlives_its_first_slot():
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.1", 10)], now=0.0)
     plan_commit(table, [(4, "198.51.100.1", 100)], now=5.0)  # extended to 105
     assert table.forget_expired(now=50.0) == (0, [], False)
@@ -146,7 +146,7 @@ def test_sweeps_agree_with_a_full_scan_whatever_happens_between_them():
     import random
 
     rng = random.Random(5)
-    table = AllowTable(TTLPolicy(1, 3600), max_addresses_per_name=3)
+    table = AllowTable(TTLPolicy(1, 3600, refresh_slack=0.0), max_addresses_per_name=3)
     now = 0.0
     for _ in range(600):
         now += rng.uniform(0, 8)
@@ -185,7 +185,7 @@ spec:
 def test_reconcile_rewrites_grants_without_a_new_lookup():
     with_ports = PolicyIndex(load_text(POLICY % "ports: [{protocol: TCP, port: 443}]"))
     without_ports = PolicyIndex(load_text(POLICY % ""))
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.10", 300)], now=0.0)
     rec = table.reconcile(without_ports, now=100.0)
     assert [(w.element, w.timeout) for w in rec.writes] == [
@@ -202,7 +202,7 @@ def test_reconcile_rewrites_grants_without_a_new_lookup():
 
 
 def test_reconcile_drops_everything_of_a_deselected_pod():
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.10", 300)], now=0.0)
     empty = PolicyIndex(
         load_text("{apiVersion: v1, kind: Pod, metadata: {name: p}, status: {podIP: 10.244.1.10}}")
@@ -213,7 +213,7 @@ def test_reconcile_drops_everything_of_a_deselected_pod():
 
 
 def test_evicted_address_stays_while_another_name_holds_it():
-    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=1)
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0), max_addresses_per_name=1)
     plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0, qname="a.example.com")
     plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0, qname="b.example.com")
     plan = plan_commit(table, [(4, "198.51.100.2", 100)], now=1.0, qname="a.example.com")
@@ -225,7 +225,7 @@ def test_evicted_address_stays_while_another_name_holds_it():
 def test_reconcile_skips_pods_whose_rules_did_not_change():
     text = POLICY % "ports: [{protocol: TCP, port: 443}]"
     before, after = PolicyIndex(load_text(text)), PolicyIndex(load_text(text))
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.10", 300)], now=0.0)
     rec = table.reconcile(after, now=1.0, previous=before)
     assert rec.writes == [] and rec.deletes == []
@@ -243,7 +243,7 @@ def test_counts_by_family_follow_every_change():
     """The O(1) counts behind the set-elements gauge equal a recount after every kind of change."""
     with_ports = PolicyIndex(load_text(POLICY % "ports: [{protocol: TCP, port: 443}]"))
     without_ports = PolicyIndex(load_text(POLICY % ""))
-    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=2)
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0), max_addresses_per_name=2)
     steps = [
         lambda: plan_commit(table, [(4, "198.51.100.1", 100), (6, "2001:db8:100::1", 100)], now=0.0),
         lambda: plan_commit(table, [(4, "198.51.100.1", 300)], now=1.0),  # refresh: same key
@@ -279,13 +279,13 @@ def test_refresh_slack_writes_longer_so_repeats_need_no_write():
 def test_refresh_slack_is_capped_and_validated():
     assert TTLPolicy(1, 86400, refresh_slack=0.1).written_timeout(86400) == 86400 + 60
     assert TTLPolicy(1, 86400, refresh_slack=0.1).written_timeout(3) == 3  # under 10 s: exact
-    assert TTLPolicy(1, 86400).written_timeout(600) == 600
+    assert TTLPolicy(1, 86400, refresh_slack=0.0).written_timeout(600) == 600
     with pytest.raises(ValueError, match="fraction"):
         TTLPolicy(1, 10, refresh_slack=1.5)
 
 
 def test_evicted_address_goes_once_the_last_name_lets_go():
-    table = AllowTable(TTLPolicy(5, 3600), max_addresses_per_name=1)
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0), max_addresses_per_name=1)
     plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0, qname="a.example.com")
     plan_commit(table, [(4, "198.51.100.1", 100)], now=0.0, qname="b.example.com")
     plan_commit(table, [(4, "198.51.100.2", 100)], now=1.0, qname="a.example.com")  # a lets go
@@ -296,7 +296,7 @@ def test_evicted_address_goes_once_the_last_name_lets_go():
 
 
 def test_a_mass_expiry_is_forgotten_in_slices():
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     for i in range(10):
         plan_commit(table, [(4, f"198.51.100.{i + 1}", 10)], now=0.0, qname=f"n{i}.example.com")
     later = 10.0 + DEFAULT_SLOT_SECONDS

@@ -29,7 +29,7 @@ IP = {A: "10.244.1.10", B: "10.244.1.11"}
 
 
 def table(per_pod=1000, total=1000):
-    return AllowTable(TTLPolicy(5, 86400), budget=EntryBudget(per_pod, total))
+    return AllowTable(TTLPolicy(5, 86400, refresh_slack=0.0), budget=EntryBudget(per_pod, total))
 
 
 def ask(t, pod, qname, addresses, now, ttl=300):

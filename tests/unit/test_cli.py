@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from fqdn_policy.cli.main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, main, metrics_address, port_number
+from fqdn_policy.cli.main import EXIT_INVALID, EXIT_OK, EXIT_USAGE, main
+from fqdn_policy.settings import address_or_off as metrics_address
+from fqdn_policy.settings import port_number
 
 ROOT = Path(__file__).resolve().parents[2]
 

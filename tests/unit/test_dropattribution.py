@@ -31,7 +31,7 @@ GOOGLE, CLOUDFLARE, HARDCODED = "198.51.100.10", "198.51.100.20", "198.51.100.99
 @pytest.fixture
 def world():
     index = PolicyIndex(load_text(POLICY))
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     denied = NameMemory()
     guard = AddressGuard([], [])
     # At t=0 the pod looks up an allowed name (TTL 300) and one no rule allows.

@@ -51,7 +51,7 @@ def reporter():
     out = DropReporter(
         4053,
         lambda: PolicyIndex(load_text(POLICY)),
-        AllowTable(TTLPolicy(5, 3600)),
+        AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0)),
         denied,
         rejects=lambda ip: ip == "10.244.1.10",
         drops_by_pod={},

@@ -31,7 +31,7 @@ def test_the_cli_defaults_to_the_standard_loop():
 def test_the_young_generation_threshold_is_a_positive_flag():
     import pytest
 
-    from fqdn_policy.agent.runtime import GC_THRESHOLD
+    from fqdn_policy.agent.config import GC_THRESHOLD
     from fqdn_policy.cli.main import build_parser
 
     base = ["run", "--policy", "p.yaml", "--upstream", "192.0.2.1:53"]

@@ -47,7 +47,12 @@ class HeldWriter:
 def gate():
     index = PolicyIndex(load_text(POLICY))
     return PolicyGate(
-        index, AllowTable(TTLPolicy(5, 3600)), AddressGuard(), HeldWriter(), "t", clock=lambda: 100.0
+        index,
+        AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0)),
+        AddressGuard(),
+        HeldWriter(),
+        "t",
+        clock=lambda: 100.0,
     )
 
 
@@ -87,7 +92,7 @@ def test_a_failed_write_asks_for_a_repair_with_its_error():
     # would give SERVFAIL until the watchdog's next look.
     failures = []
     gate = PolicyGate(
-        PolicyIndex(load_text(POLICY)), AllowTable(TTLPolicy(5, 3600)), AddressGuard(), HeldWriter(), "t",
+        PolicyIndex(load_text(POLICY)), AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0)), AddressGuard(), HeldWriter(), "t",
         clock=lambda: 100.0, on_write_failure=failures.append,
     )  # fmt: skip
     released = []
@@ -105,11 +110,12 @@ def test_the_agent_repairs_once_per_failure_burst():
     async def main():
         from pathlib import Path
 
-        from fqdn_policy.agent.runtime import Agent, AgentConfig
-        from fqdn_policy.dnsproxy.upstream import UpstreamAddress
+        from fqdn_policy.agent.config import AgentConfig
+        from fqdn_policy.agent.runtime import Agent
+        from fqdn_policy.dnsproxy.upstream import UpstreamAddress, UpstreamConfig
         from fqdn_policy.sources.filesource import FileSource
 
-        agent = Agent(AgentConfig([("127.0.0.1", 53)], [UpstreamAddress("192.0.2.53", 53)]),
+        agent = Agent(AgentConfig(UpstreamConfig((UpstreamAddress("192.0.2.53", 53),))),
                       FileSource(Path("unused.yaml")))  # fmt: skip
         reasons = []
         gate_open = asyncio.Event()
@@ -206,7 +212,7 @@ PATTERN_POLICY = POLICY.replace("{name: www.google.com}", '{pattern: "*.example.
 def test_log_lines_name_the_rules_and_grants_of_the_policy_in_force():
     stream = io.StringIO()
     gate = PolicyGate(
-        PolicyIndex(load_text(PATTERN_POLICY % 443)), AllowTable(TTLPolicy(5, 3600)), AddressGuard(),
+        PolicyIndex(load_text(PATTERN_POLICY % 443)), AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0)), AddressGuard(),
         HeldWriter(), "t", clock=lambda: 100.0, decision_log=DecisionLog(stream, LogMode.ALL),
     )  # fmt: skip
 

@@ -8,7 +8,13 @@ import pytest
 
 from fqdn_policy.enforcer import kernelfeatures as kf
 from fqdn_policy.enforcer.elementwire import ElementRefused
-from fqdn_policy.enforcer.kernelprobe import KernelUnsupported, choose_refresh, probe_kernel, scratch_table
+from fqdn_policy.enforcer.kernelprobe import (
+    KernelReport,
+    KernelUnsupported,
+    choose_refresh,
+    probe_kernel,
+    scratch_table,
+)
 from fqdn_policy.enforcer.nft import NftError
 from fqdn_policy.enforcer.refresh import Refresh
 
@@ -165,3 +171,11 @@ def test_no_interval_set_is_looked_up_with_a_protocol_field():
     assert all("inet_proto" not in key for key in interval.values()), interval
     probe = json.dumps(kf.CONCAT_INTERVAL.commands("x"))
     assert '"right": "@s"' in probe and "l4proto" not in probe
+
+
+def test_element_refresh_auto_keeps_the_probe_replace_is_granted_and_update_is_refused_where_ignored():
+    old, new = KernelReport("6.1.0", Refresh.REPLACE), KernelReport("6.12.0", Refresh.UPDATE)
+    assert old.insisting_on("auto") == old and new.insisting_on("auto") == new
+    assert new.insisting_on("replace") == KernelReport("6.12.0", Refresh.REPLACE)
+    with pytest.raises(KernelUnsupported, match="--element-refresh update: kernel 6.1.0 ignores"):
+        old.insisting_on("update")

@@ -14,14 +14,19 @@ from structlog.testing import capture_logs
 
 from fqdn_policy.agent import collector as collector_module
 from fqdn_policy.agent.collector import CollectorRegime
+from fqdn_policy.agent.config import AgentConfig
 from fqdn_policy.agent.gate import PolicyGate
-from fqdn_policy.agent.runtime import Agent, AgentConfig
-from fqdn_policy.dnsproxy.upstream import UpstreamAddress
+from fqdn_policy.agent.housekeeping import log_whole_collection
+from fqdn_policy.agent.runtime import Agent
+from fqdn_policy.dnsproxy.upstream import UpstreamAddress, UpstreamConfig
+from fqdn_policy.ops.config import DecisionLogConfig, OpsConfig
 from fqdn_policy.ops.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
 from fqdn_policy.ops.metrics import registry_for
 from fqdn_policy.ops.opsapi import routes
+from fqdn_policy.policy.config import PolicyConfig
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.budget import EntryBudget
 from fqdn_policy.sources.fileloader import load_text
 from fqdn_policy.sources.filesource import FileSource
 from tests.unit.test_gate import POLICY, HeldWriter, answer, query
@@ -29,7 +34,7 @@ from tests.unit.test_gate import POLICY, HeldWriter, answer, query
 
 @pytest.fixture
 def agent():
-    config = AgentConfig([("127.0.0.1", 53)], [UpstreamAddress("192.0.2.53", 53)])
+    config = AgentConfig(UpstreamConfig((UpstreamAddress("192.0.2.53", 53),)))
     agent = Agent(config, FileSource(Path("unused.yaml")))
     clock = iter(float(t) for t in range(100, 10_000))
     agent.gate = PolicyGate(
@@ -309,7 +314,7 @@ CYCLES = 300
 
 def test_a_whole_collection_is_logged_with_its_duration_and_what_it_freed(agent, monkeypatch):
     monkeypatch.setattr(collector_module, "time", SteppedPerfCounter(7.0, 7.04213))
-    regime = CollectorRegime(20_000, lambda fn: None, agent._collected_whole)  # as Agent.start wires it
+    regime = CollectorRegime(20_000, lambda fn: None, lambda result: log_whole_collection(agent.log, result))
     regime.install()
     try:
         with capture_logs() as logs:
@@ -332,7 +337,9 @@ def test_a_whole_collection_is_logged_with_its_duration_and_what_it_freed(agent,
 
 def test_budget_evictions_entries_and_folded_lines(agent):
     config = AgentConfig(
-        [("127.0.0.1", 53)], [UpstreamAddress("192.0.2.53", 53)], max_entries_per_pod=1, log_rate=1.0
+        UpstreamConfig((UpstreamAddress("192.0.2.53", 53),)),
+        policy=PolicyConfig(budget=EntryBudget(per_pod=1)),
+        ops=OpsConfig(log=DecisionLogConfig(rate=1.0)),
     )
     agent = Agent(config, FileSource(Path("unused.yaml")))
     agent.decision_log.stream = io.StringIO()

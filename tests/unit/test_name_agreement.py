@@ -93,7 +93,7 @@ def test_explain_agrees_with_the_dns_path(host):
     folded = host.lower()
     index = PolicyIndex(load_text(policy_text(folded if loaded_name(folded) else "kubernetes.io")))
     lookup = AnsweredLookup(POD_IP, dns_qname(host), 1, 0, ((4, "198.51.100.10", 300),))
-    decision = decide(lookup, index, AllowTable(TTLPolicy(5, 3600)), AddressGuard(), 100.0)
+    decision = decide(lookup, index, AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0)), AddressGuard(), 100.0)
     verdict = explain(index, "default/c", host, "tcp", 443).verdict
     assert verdict.value == decision.outcome.value, host
 

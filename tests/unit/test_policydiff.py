@@ -57,7 +57,7 @@ def index_of(docs: list[str]) -> PolicyIndex:
 
 
 def filled(index: PolicyIndex) -> AllowTable:
-    table = AllowTable(TTLPolicy(5, 3600))
+    table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     client = index.pod("default/a")
     for step, name in enumerate(NAMES):
         match = client.rules.match(name)

@@ -7,7 +7,7 @@ import time
 import pytest
 from dnslib import QTYPE, RR, A, DNSRecord
 
-from fqdn_policy.dnsproxy.upstream import Forwarder, UpstreamAddress
+from fqdn_policy.dnsproxy.upstream import Forwarder, UpstreamAddress, UpstreamConfig
 from fqdn_policy.dnsproxy.wire import parse_query
 
 
@@ -60,7 +60,7 @@ async def forward(forwarder, name="www.google.com"):
 def test_answer_is_returned_with_the_clients_id():
     async def main():
         upstream, address = await start_upstream()
-        forwarder = Forwarder([address], attempt_timeout=1.0, attempts=1)
+        forwarder = Forwarder(UpstreamConfig((address,), timeout=1.0, attempts=1))
         await forwarder.start()
         q, future = await forward(forwarder)
         await upstream.arrived.wait()
@@ -78,7 +78,7 @@ def test_answer_is_returned_with_the_clients_id():
 def test_spoofed_answers_are_discarded():
     async def main():
         upstream, address = await start_upstream()
-        forwarder = Forwarder([address], attempt_timeout=1.0, attempts=1)
+        forwarder = Forwarder(UpstreamConfig((address,), timeout=1.0, attempts=1))
         await forwarder.start()
         _q, future = await forward(forwarder)
         await upstream.arrived.wait()
@@ -112,7 +112,7 @@ def test_silent_upstream_fails_over_then_servfail_within_the_bound():
     async def main():
         dead, dead_address = await start_upstream()
         live, live_address = await start_upstream()
-        forwarder = Forwarder([dead_address, live_address], attempt_timeout=0.3, attempts=2)
+        forwarder = Forwarder(UpstreamConfig((dead_address, live_address), timeout=0.3, attempts=2))
         await forwarder.start()
         _q, future = await forward(forwarder)
         await live.arrived.wait()  # moved to the second upstream after 0.3 s
@@ -136,7 +136,7 @@ def test_silent_upstream_fails_over_then_servfail_within_the_bound():
 def test_in_flight_is_bounded():
     async def main():
         _upstream, address = await start_upstream()
-        forwarder = Forwarder([address], attempt_timeout=5.0, attempts=1, max_in_flight=3)
+        forwarder = Forwarder(UpstreamConfig((address,), timeout=5.0, attempts=1, max_in_flight=3))
         await forwarder.start()
         futures = [(await forward(forwarder, f"n{i}.example.com"))[1] for i in range(5)]
         await asyncio.sleep(0.1)
@@ -155,7 +155,7 @@ def test_each_answer_reports_its_round_trip():
     async def main():
         upstream, address = await start_upstream()
         observed = []
-        forwarder = Forwarder([address], attempt_timeout=1.0, attempts=1, on_latency=observed.append)
+        forwarder = Forwarder(UpstreamConfig((address,), timeout=1.0, attempts=1), on_latency=observed.append)
         await forwarder.start()
         _, future = await forward(forwarder)
         await upstream.arrived.wait()
@@ -172,7 +172,7 @@ def test_each_answer_reports_its_round_trip():
 def test_after_answers_runs_once_the_burst_was_delivered():
     async def main():
         upstream, address = await start_upstream()
-        forwarder = Forwarder([address], attempt_timeout=1.0, attempts=1)
+        forwarder = Forwarder(UpstreamConfig((address,), timeout=1.0, attempts=1))
         events = []
         forwarder.after_answers = lambda: events.append("after")
         await forwarder.start()

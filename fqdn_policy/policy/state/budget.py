@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 from fqdn_policy.policy.match.ruleindex import Client
 from fqdn_policy.policy.state.resolutions import Resolutions
+from fqdn_policy.settings import setting, validate, whole, whole_at_least
 
 # (pod address, destination, protocol or None, port or None): fqdn_policy.policy.state.allowtable's Element.
 Element = tuple[str, str, str | None, int | None]
@@ -45,13 +46,25 @@ POD, AGENT = "pod", "agent"  # which budget an eviction was for (the metrics' `b
 
 @dataclass(frozen=True, slots=True)
 class EntryBudget:
-    per_pod: int = DEFAULT_MAX_ENTRIES_PER_POD
-    total: int = DEFAULT_MAX_ENTRIES
+    per_pod: int = setting(
+        DEFAULT_MAX_ENTRIES_PER_POD,
+        "--max-entries-per-pod",
+        "live allowed (name, address) entries one pod may hold; beyond it its soonest-ending "
+        "entries are evicted (dns.budget_exceeded, docs/semantics.md)",
+        parse=whole,
+        check=whole_at_least(1),
+    )
+    total: int = setting(
+        DEFAULT_MAX_ENTRIES,
+        "--max-entries",
+        "live allowed (pod, name, address) entries of the whole agent; beyond it the soonest-ending "
+        "entries of the pod holding the most are evicted",
+        parse=whole,
+        check=whole_at_least(1),
+    )
 
     def __post_init__(self) -> None:
-        for what, value in (("per-pod", self.per_pod), ("agent-wide", self.total)):
-            if value < 1:
-                raise ValueError(f"the {what} entry budget must be at least 1, got {value}")
+        validate(self)
 
 
 class Eviction(NamedTuple):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fqdn_policy.settings import SettingError, setting, validate, whole, whole_at_least
+
 DEFAULT_MIN_TTL = 60
 DEFAULT_MAX_TTL = 86400
 # Refresh slack: an element is written to outlive its answer's timeout by this fraction of it (at most
@@ -23,19 +25,29 @@ MAX_REFRESH_SLACK = 60
 
 @dataclass(frozen=True, slots=True)
 class TTLPolicy:
-    min_ttl: int = DEFAULT_MIN_TTL
-    max_ttl: int = DEFAULT_MAX_TTL
-    refresh_slack: float = 0.0  # fraction of the timeout; the agent's default is DEFAULT_REFRESH_SLACK
+    min_ttl: int = setting(
+        DEFAULT_MIN_TTL,
+        "--min-ttl",
+        "shortest time (s) an answered address stays allowed",
+        parse=whole,
+        check=whole_at_least(1),  # an element with no timeout never expires
+    )
+    max_ttl: int = setting(
+        DEFAULT_MAX_TTL, "--max-ttl", "longest time (s) an answered address stays allowed", parse=whole
+    )
+    refresh_slack: float = setting(
+        DEFAULT_REFRESH_SLACK,
+        "--refresh-slack",
+        f"fraction of its timeout (at most {MAX_REFRESH_SLACK} s) an element outlives its answer, so "
+        "repeated answers need no kernel write; 0 writes exact timeouts",
+        parse=float,
+        check=lambda v: None if 0.0 <= v <= 1.0 else "is not a fraction between 0 and 1",
+    )
 
     def __post_init__(self) -> None:
-        if self.min_ttl < 1:
-            raise ValueError(
-                f"min TTL must be at least 1 s (an element with no timeout never expires), got {self.min_ttl}"
-            )
+        validate(self)
         if self.max_ttl < self.min_ttl:
-            raise ValueError(f"max TTL {self.max_ttl} is below min TTL {self.min_ttl}")
-        if not 0.0 <= self.refresh_slack <= 1.0:
-            raise ValueError(f"refresh slack must be a fraction between 0 and 1, got {self.refresh_slack}")
+            raise SettingError("--max-ttl", f"{self.max_ttl} is below min TTL {self.min_ttl} (--min-ttl)")
 
     def timeout(self, ttl: int) -> int:
         """Seconds an address answered with this record TTL stays allowed."""
