@@ -47,6 +47,7 @@ from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.model import PolicySet
 from fqdn_policy.policy.state.allowtable import DEFAULT_MAX_ADDRESSES_PER_NAME, AllowTable
 from fqdn_policy.policy.state.budget import DEFAULT_MAX_ENTRIES, DEFAULT_MAX_ENTRIES_PER_POD, EntryBudget
+from fqdn_policy.policy.state.reconcile import reconcile
 from fqdn_policy.policy.state.ttl import DEFAULT_MAX_TTL, DEFAULT_MIN_TTL, DEFAULT_REFRESH_SLACK, TTLPolicy
 from fqdn_policy.sources.base import PolicySource, SourceRefused
 
@@ -311,7 +312,7 @@ class Agent:
                 self.log.warning("agent.file_limit_low", soft=target, needed=needed)
 
     async def _reconcile(self, index: PolicyIndex, previous: PolicyIndex | None = None) -> None:
-        rec = self.table.reconcile(index, time.monotonic(), previous)
+        rec = reconcile(self.table, index, time.monotonic(), previous)
         commands = ruleset.element_commands(self.config.table, rec.writes, rec.deletes, self.writer.refresh)
         if previous is not None:
             commands = self.tables.change_commands(index, previous, commands)
