@@ -27,7 +27,7 @@ from fqdn_policy.enforcer.elementsocket import ElementSocket
 from fqdn_policy.enforcer.elementwire import ElementChange, encode_batch
 from fqdn_policy.enforcer.nft import Nft
 from fqdn_policy.enforcer.ruleset import base_ruleset, element_commands
-from fqdn_policy.policy.state.allowtable import ElementWrite
+from fqdn_policy.policy.state.elements import ElementWrite
 
 TABLE = "bench_nftwrite"
 SIZES = (1, 16, 64)

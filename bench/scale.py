@@ -38,6 +38,7 @@ from fqdn_policy.policy.diagnose.dropattribution import NameMemory
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.reconcile import reconcile
 from fqdn_policy.policy.state.ttl import DEFAULT_REFRESH_SLACK, TTLPolicy
 from fqdn_policy.sources.documentcache import DocumentCache
 from fqdn_policy.sources.fileloader import load_file
@@ -170,7 +171,7 @@ def reload_steps(
     previous, gate.index = gate.index, index
     if profile is not None:
         profile.enable()
-    rec, reconcile_s = timed(lambda: table.reconcile(index, time.monotonic(), previous))
+    rec, reconcile_s = timed(lambda: reconcile(table, index, time.monotonic(), previous))
     if profile is not None:
         profile.disable()
     table.apply_reconciliation(rec)

@@ -41,6 +41,7 @@ from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.model import PolicySet
 from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.reconcile import reconcile
 from fqdn_policy.sources.base import PolicySource, SourceRefused
 
 DRAIN_SECONDS = 3.0
@@ -231,7 +232,7 @@ class Agent:
         self.writer.refresh = self.kernel.refresh
 
     async def _reconcile(self, index: PolicyIndex, previous: PolicyIndex | None = None) -> None:
-        rec = self.table.reconcile(index, time.monotonic(), previous)
+        rec = reconcile(self.table, index, time.monotonic(), previous)
         commands = ruleset.element_commands(
             self.config.enforcer.table, rec.writes, rec.deletes, self.writer.refresh
         )

@@ -52,7 +52,7 @@ from fqdn_policy.enforcer.netlink import (
 from fqdn_policy.enforcer.nflogwire import PROTOCOLS
 from fqdn_policy.enforcer.refresh import Refresh, latest_writes
 from fqdn_policy.enforcer.ruleset import COMMENT_LENGTH, set_name
-from fqdn_policy.policy.state.allowtable import Element, ElementWrite
+from fqdn_policy.policy.state.elements import Element, ElementWrite
 
 NFNL_MSG_BATCH_BEGIN = 0x10
 NFNL_MSG_BATCH_END = 0x11

@@ -11,7 +11,7 @@ from typing import Any
 
 from fqdn_policy.enforcer import ruleset
 from fqdn_policy.enforcer.nft import Nft
-from fqdn_policy.policy.state.allowtable import Element
+from fqdn_policy.policy.state.elements import Element
 
 
 @dataclass(frozen=True, slots=True)

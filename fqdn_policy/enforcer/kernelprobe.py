@@ -24,7 +24,7 @@ from fqdn_policy.enforcer.kernelfeatures import MINIMUM_KERNEL, KernelFeature, N
 from fqdn_policy.enforcer.nft import Nft, NftError
 from fqdn_policy.enforcer.refresh import Refresh
 from fqdn_policy.enforcer.ruleset import FAMILY, Command, delete_table, set_name
-from fqdn_policy.policy.state.allowtable import Element, ElementWrite
+from fqdn_policy.policy.state.elements import Element, ElementWrite
 
 SHORT, LONG = 10, 600  # seconds: a kept re-add reads back far above SHORT, an ignored one below it
 PROBE_ELEMENT = ("192.0.2.1", "192.0.2.2", None, None)

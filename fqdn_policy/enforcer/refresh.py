@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from enum import StrEnum
 from typing import TypeVar
 
-from fqdn_policy.policy.state.allowtable import Element, ElementWrite
+from fqdn_policy.policy.state.elements import Element, ElementWrite
 
 
 class Refresh(StrEnum):

@@ -31,7 +31,7 @@ from typing import Any
 
 from fqdn_policy.enforcer.refresh import Refresh, latest_writes
 from fqdn_policy.policy.spec.networkpolicy import IpBlockElement
-from fqdn_policy.policy.state.allowtable import Element, ElementWrite
+from fqdn_policy.policy.state.elements import Element, ElementWrite
 
 DEFAULT_TABLE = "fqdn_policy"
 FAMILY = "inet"

@@ -32,7 +32,7 @@ from fqdn_policy.enforcer.elementwire import ElementChange
 from fqdn_policy.enforcer.nft import Nft, NftError
 from fqdn_policy.enforcer.refresh import Refresh
 from fqdn_policy.enforcer.ruleset import Command
-from fqdn_policy.policy.state.allowtable import Element, ElementWrite
+from fqdn_policy.policy.state.elements import Element, ElementWrite
 
 T = TypeVar("T")
 Done = Callable[[Exception | None], None]

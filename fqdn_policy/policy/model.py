@@ -5,12 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
 
 from fqdn_policy.policy.match.names import NameMatcher
-
-if TYPE_CHECKING:
-    from fqdn_policy.policy.spec.networkpolicy import NetworkPolicy
 
 
 class Protocol(StrEnum):
@@ -118,6 +114,34 @@ class Pod:
 
     def ips_of_family(self, version: int) -> tuple[str, ...]:
         return tuple(ip for ip in self.ips if (":" in ip) == (version == 6))
+
+
+# (protocol, first port, last port); a protocol with every port is (proto, 0, 65535).
+PortRange = tuple[str, int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class IpBlockRule:
+    """A NetworkPolicy egress rule as composed (policy.spec.networkpolicy): networks and port ranges."""
+
+    networks: tuple[str, ...]  # compressed CIDRs, `except` already subtracted
+    ports: tuple[PortRange, ...] = ()  # empty: every protocol and port
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkPolicy:
+    namespace: str
+    name: str
+    selector: LabelSelector
+    rules: tuple[IpBlockRule, ...]
+    ignored: tuple[str, ...] = ()  # parts of the policy that are not composed, and why
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def selects(self, pod: Pod) -> bool:
+        return pod.namespace == self.namespace and self.selector.matches(pod.labels)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,8 +17,7 @@ import hashlib
 import itertools
 import re
 
-from fqdn_policy.policy.model import Pod, Policy
-from fqdn_policy.policy.spec.networkpolicy import NetworkPolicy
+from fqdn_policy.policy.model import NetworkPolicy, Pod, Policy
 
 Model = Policy | Pod | NetworkPolicy
 Digest = bytes

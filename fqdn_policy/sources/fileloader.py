@@ -12,12 +12,11 @@ from typing import Any
 
 import yaml
 
-from fqdn_policy.policy.model import Pod, Policy, PolicySet
+from fqdn_policy.policy.model import NetworkPolicy, Pod, Policy, PolicySet
 from fqdn_policy.policy.spec.breadth import policy_set_warnings
 from fqdn_policy.policy.spec.documents import InvalidDocument, pod_from_document, policy_from_document
 from fqdn_policy.policy.spec.networkpolicy import (
     NETWORK_POLICY_KIND,
-    NetworkPolicy,
     network_policy_from_document,
 )
 from fqdn_policy.policy.spec.schema import POLICY_KIND

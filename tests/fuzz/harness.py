@@ -32,7 +32,8 @@ from fqdn_policy.ops.decisionlog import DecisionLog, LogMode
 from fqdn_policy.policy.decide.decisioncache import DecisionCache
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
-from fqdn_policy.policy.state.allowtable import AllowTable, Element, ElementWrite
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.elements import Element, ElementWrite
 from fqdn_policy.policy.state.ttl import TTLPolicy
 from fqdn_policy.sources.fileloader import load_text
 

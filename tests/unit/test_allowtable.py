@@ -5,6 +5,7 @@ import pytest
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
 from fqdn_policy.policy.state.expirywheel import DEFAULT_SLOT_SECONDS
+from fqdn_policy.policy.state.reconcile import reconcile
 from fqdn_policy.policy.state.ttl import TTLPolicy
 from fqdn_policy.sources.fileloader import load_text
 
@@ -187,17 +188,17 @@ def test_reconcile_rewrites_grants_without_a_new_lookup():
     without_ports = PolicyIndex(load_text(POLICY % ""))
     table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.10", 300)], now=0.0)
-    rec = table.reconcile(without_ports, now=100.0)
+    rec = reconcile(table, without_ports, now=100.0)
     assert [(w.element, w.timeout) for w in rec.writes] == [
         (("10.244.1.10", "198.51.100.10", None, None), 200)
     ]
     assert rec.deletes == [("10.244.1.10", "198.51.100.10", "tcp", 443)]
     table.apply_reconciliation(rec)
     # unchanged policy: nothing to do
-    assert table.reconcile(without_ports, now=101.0).writes == []
-    assert table.reconcile(without_ports, now=101.0).deletes == []
+    assert reconcile(table, without_ports, now=101.0).writes == []
+    assert reconcile(table, without_ports, now=101.0).deletes == []
     # back again
-    rec = table.reconcile(with_ports, now=102.0)
+    rec = reconcile(table, with_ports, now=102.0)
     assert [w.element for w in rec.writes] == [("10.244.1.10", "198.51.100.10", "tcp", 443)]
 
 
@@ -207,7 +208,7 @@ def test_reconcile_drops_everything_of_a_deselected_pod():
     empty = PolicyIndex(
         load_text("{apiVersion: v1, kind: Pod, metadata: {name: p}, status: {podIP: 10.244.1.10}}")
     )
-    rec = table.reconcile(empty, now=1.0)
+    rec = reconcile(table, empty, now=1.0)
     assert rec.writes == [] and rec.deletes == [("10.244.1.10", "198.51.100.10", "tcp", 443)]
     assert len(table.resolutions) == 0
 
@@ -227,11 +228,11 @@ def test_reconcile_skips_pods_whose_rules_did_not_change():
     before, after = PolicyIndex(load_text(text)), PolicyIndex(load_text(text))
     table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
     plan_commit(table, [(4, "198.51.100.10", 300)], now=0.0)
-    rec = table.reconcile(after, now=1.0, previous=before)
+    rec = reconcile(table, after, now=1.0, previous=before)
     assert rec.writes == [] and rec.deletes == []
     # the same pod under a changed policy is reconciled
     changed = PolicyIndex(load_text(POLICY % ""))
-    rec = table.reconcile(changed, now=1.0, previous=after)
+    rec = reconcile(table, changed, now=1.0, previous=after)
     assert [w.element for w in rec.writes] == [("10.244.1.10", "198.51.100.10", None, None)]
 
 
@@ -248,8 +249,8 @@ def test_counts_by_family_follow_every_change():
         lambda: plan_commit(table, [(4, "198.51.100.1", 100), (6, "2001:db8:100::1", 100)], now=0.0),
         lambda: plan_commit(table, [(4, "198.51.100.1", 300)], now=1.0),  # refresh: same key
         lambda: plan_commit(table, [(4, "198.51.100.2", 100), (4, "198.51.100.3", 100)], now=2.0),  # evicts
-        lambda: table.apply_reconciliation(table.reconcile(without_ports, now=3.0)),
-        lambda: table.apply_reconciliation(table.reconcile(with_ports, now=4.0)),
+        lambda: table.apply_reconciliation(reconcile(table, without_ports, now=3.0)),
+        lambda: table.apply_reconciliation(reconcile(table, with_ports, now=4.0)),
         lambda: table.adopt(("10.244.1.10", "2001:db8:100::9", None, None), 50.0, "x.example.com", POD),
         lambda: table.adopt(("10.244.1.10", "2001:db8:100::9", None, None), 60.0, "x.example.com", POD),
         lambda: table.forget_expired(now=150.0),

@@ -26,7 +26,7 @@ from fqdn_policy.enforcer.inventory import allow_elements
 from fqdn_policy.enforcer.nft import Nft
 from fqdn_policy.enforcer.ruleset import base_ruleset, element_commands
 from fqdn_policy.enforcer.writer import SetWriter
-from fqdn_policy.policy.state.allowtable import ElementWrite
+from fqdn_policy.policy.state.elements import ElementWrite
 
 nft = Nft()
 nft.run(base_ruleset("fqdn_policy"))

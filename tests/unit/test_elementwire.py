@@ -19,7 +19,7 @@ from fqdn_policy.enforcer.elementwire import (
 )
 from fqdn_policy.enforcer.netlink import NFGENMSG, NLMSG_ERROR, NLMSGHDR, attributes, message
 from fqdn_policy.enforcer.refresh import Refresh
-from fqdn_policy.policy.state.allowtable import ElementWrite
+from fqdn_policy.policy.state.elements import ElementWrite
 
 # NFTA_SET_ELEM_LIST_ELEMENTS payloads, byte for byte as libnftables sent them.
 LIBNFTABLES_V4_PORT = bytes.fromhex(

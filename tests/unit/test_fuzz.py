@@ -3,7 +3,7 @@
 
 import tracemalloc
 
-from fqdn_policy.policy.state.allowtable import ElementWrite
+from fqdn_policy.policy.state.elements import ElementWrite
 from tests.fuzz.harness import FuzzFinding, FuzzTarget, mutation_run
 
 

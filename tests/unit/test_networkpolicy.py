@@ -1,9 +1,8 @@
 import pytest
 
-from fqdn_policy.policy.model import Pod
+from fqdn_policy.policy.model import IpBlockRule, Pod
 from fqdn_policy.policy.spec.documents import InvalidDocument
 from fqdn_policy.policy.spec.networkpolicy import (
-    IpBlockRule,
     ipblock_elements,
     network_policy_from_document,
     subtract,

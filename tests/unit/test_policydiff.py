@@ -10,6 +10,7 @@ import pytest
 from fqdn_policy.policy.match.policydiff import names_to_rematch
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.reconcile import reconcile
 from fqdn_policy.policy.state.ttl import TTLPolicy
 from fqdn_policy.sources.fileloader import load_text
 
@@ -80,10 +81,10 @@ def test_an_edit_ends_where_a_full_reconcile_ends(seed):
     new_index = PolicyIndex(load_text("---\n".join([*after, POD_DOC])), previous=old_index)
     partial, full = filled(old_index), filled(old_index)
     now = 100.0
-    rec = partial.reconcile(new_index, now, previous=old_index)
+    rec = reconcile(partial, new_index, now, previous=old_index)
     assert len(set(rec.deletes)) == len(rec.deletes)
     partial.apply_reconciliation(rec)
-    full.apply_reconciliation(full.reconcile(new_index, now))
+    full.apply_reconciliation(reconcile(full, new_index, now))
     assert live(partial, now) == live(full, now)
 
 

@@ -60,7 +60,9 @@ def test_the_ttl_arithmetic_has_the_agents_refresh_slack_by_default():
 def test_the_readme_flag_table_states_the_declared_defaults():
     table = {}
     for line in (ROOT / "README.md").read_text().splitlines():
-        m = re.match(r"\| `(--[a-z-]+)[^|]*` (?:/ `(--[a-z-]+)[^|]*` )?\| ([^|]+) \|", line.replace("\\|", "¦"))
+        m = re.match(
+            r"\| `(--[a-z-]+)[^|]*` (?:/ `(--[a-z-]+)[^|]*` )?\| ([^|]+) \|", line.replace("\\|", "¦")
+        )
         if m:
             defaults = [d.strip().strip("`") for d in m.group(3).split(" / ")]
             for flag, default in zip([m.group(1), m.group(2)], defaults, strict=False):

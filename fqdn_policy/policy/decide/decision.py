@@ -11,7 +11,8 @@ from typing import NamedTuple
 
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import NO_MATCH, NameMatch, PolicyIndex
-from fqdn_policy.policy.state.allowtable import AllowTable, Plan
+from fqdn_policy.policy.state.allowtable import AllowTable
+from fqdn_policy.policy.state.elements import Plan
 
 
 class Outcome(StrEnum):

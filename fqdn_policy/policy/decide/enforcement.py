@@ -29,8 +29,9 @@ from fqdn_policy.policy.decide.stats import EnforcementStats
 from fqdn_policy.policy.diagnose.dropattribution import NameMemory
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
-from fqdn_policy.policy.state.allowtable import AllowTable, Element, Plan
+from fqdn_policy.policy.state.allowtable import AllowTable
 from fqdn_policy.policy.state.budgetreport import BudgetReport
+from fqdn_policy.policy.state.elements import Element, Plan
 
 
 class AskedQuery(Protocol):

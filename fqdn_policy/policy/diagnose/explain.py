@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from fqdn_policy.policy.match.names import InvalidName, validate_name
-from fqdn_policy.policy.match.ruleindex import PolicyIndex, RuleRef
+from fqdn_policy.policy.match.ruleindex import PolicyIndex, RuleRef, RuleSet
 from fqdn_policy.policy.model import Grant, grant_text
 
 PROTOCOLS = ("tcp", "udp", "sctp")
@@ -107,6 +107,28 @@ def ip_blocks(index: PolicyIndex, pod_ips: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(out))
 
 
+@dataclass(frozen=True, slots=True)
+class _Asked:
+    """The question, normalised: a port without a protocol means tcp."""
+
+    pod: str
+    host: str
+    protocol: str | None
+    port: int | None
+
+    def answer(self, verdict: Verdict, reason: str, ips: tuple[str, ...] = ()) -> Explanation:
+        """For a pod no policy selects: nothing is matched, nothing is denied."""
+        return Explanation(verdict, self.pod, self.host, self.protocol, self.port, ips, (), (), (), reason)
+
+
+class _Judgement(NamedTuple):
+    verdict: Verdict
+    reason: str
+    name: str  # the host, normalised when valid
+    matches: tuple[RuleMatch, ...] = ()
+    allowed_by: tuple[RuleRef, ...] = ()
+
+
 def explain(
     index: PolicyIndex,
     pod_key: str,
@@ -119,90 +141,87 @@ def explain(
     `reject_all`: the agent runs with --reject (unknown offline: then only annotations count)."""
     if port is not None and protocol is None:
         protocol = "tcp"
-    protocol = protocol.lower() if protocol else None
-
-    rejects = False  # how a denial fails, once the selecting policies are known
-
-    def result(
-        verdict: Verdict,
-        reason: str,
-        name: str = host,
-        ips: tuple[str, ...] = (),
-        policies: tuple[str, ...] = (),
-        matches: tuple[RuleMatch, ...] = (),
-        allowed_by: tuple[RuleRef, ...] = (),
-    ) -> Explanation:
-        blocks = ip_blocks(index, ips) if policies else ()
-        on_deny = None
-        if policies and verdict not in (Verdict.ALLOWED, Verdict.NOT_ENFORCED):
-            on_deny = "reject" if rejects else "drop"
-        return Explanation(
-            verdict,
-            pod_key,
-            name,
-            protocol,
-            port,
-            ips,
-            policies,
-            matches,
-            allowed_by,
-            reason,
-            blocks,
-            on_deny,
-        )
-
+    asked = _Asked(pod_key, host, protocol.lower() if protocol else None, port)
     client = index.pod(pod_key)
     if client is None:
-        return result(Verdict.UNKNOWN_POD, f"no pod {pod_key} in the policy source (namespace/name)")
-    ips = client.pod.ips
+        return asked.answer(Verdict.UNKNOWN_POD, f"no pod {pod_key} in the policy source (namespace/name)")
     if client.rules is None:
-        return result(
+        return asked.answer(
             Verdict.NOT_ENFORCED,
             f"no FQDNNetworkPolicy in namespace {client.pod.namespace} selects {pod_key}: "
             "its egress is not enforced",
-            ips=ips,
+            client.pod.ips,
         )
-    policies = tuple(p.key for p in client.rules.policies)
-    rejects = reject_all or any(p.rejects for p in client.rules.policies)
-    try:
-        name = validate_name(host)
-    except InvalidName as error:
-        return result(Verdict.UNMATCHABLE_NAME, f"{error}: no rule can match it", ips=ips, policies=policies)
-    matches = tuple(
-        RuleMatch(RuleRef(policy.key, rule.index, matcher.text), rule.grants())
-        for policy in client.rules.policies
-        for rule in policy.egress
-        for matcher in rule.matchers
-        if matcher.matches(name)
+    return _explain_selected(index, asked, client.pod.ips, client.rules, reject_all)
+
+
+def _explain_selected(
+    index: PolicyIndex, asked: _Asked, ips: tuple[str, ...], rules: RuleSet, reject_all: bool
+) -> Explanation:
+    """For a pod some policy selects: the rules' verdict, the ipBlocks that still let it through by
+    address, and how a denial fails."""
+    policies = tuple(p.key for p in rules.policies)
+    judged = _judge(asked, rules, policies)
+    on_deny = None
+    if policies and judged.verdict not in (Verdict.ALLOWED, Verdict.NOT_ENFORCED):
+        on_deny = "reject" if reject_all or any(p.rejects for p in rules.policies) else "drop"
+    return Explanation(
+        judged.verdict,
+        asked.pod,
+        judged.name,
+        asked.protocol,
+        asked.port,
+        ips,
+        policies,
+        judged.matches,
+        judged.allowed_by,
+        judged.reason,
+        ip_blocks(index, ips) if policies else (),
+        on_deny,
     )
+
+
+def _judge(asked: _Asked, rules: RuleSet, policies: tuple[str, ...]) -> _Judgement:
+    """The rules' verdict on the name, then on the port, with the reason as `explain` prints it."""
+    try:
+        name = validate_name(asked.host)
+    except InvalidName as error:
+        return _Judgement(Verdict.UNMATCHABLE_NAME, f"{error}: no rule can match it", asked.host)
+    matches = _rule_matches(rules, name)
     if not matches:
-        return result(
+        return _Judgement(
             Verdict.NAME_NOT_ALLOWED,
-            f"{pod_key} is selected by {', '.join(policies)}, and no egress rule matches {name}",
+            f"{asked.pod} is selected by {', '.join(policies)}, and no egress rule matches {name}",
             name,
-            ips,
-            policies,
         )
+    protocol, port = asked.protocol, asked.port
     allowed_by = tuple(m.rule for m in matches if any(grant_covers(g, protocol, port) for g in m.grants))
     if not allowed_by:
         opened = sorted({grant_text(g) for m in matches for g in m.grants})
-        return result(
+        return _Judgement(
             Verdict.PORT_NOT_ALLOWED,
             f"{name} matches {', '.join(str(m.rule) for m in matches)}, which open only "
             f"{', '.join(opened)}, not {connection_text(protocol, port)}",
             name,
-            ips,
-            policies,
             matches,
         )
-    asked = f" on {connection_text(protocol, port)}" if protocol else ""
-    return result(
+    on = f" on {connection_text(protocol, port)}" if protocol else ""
+    return _Judgement(
         Verdict.ALLOWED,
-        f"{name}{asked} is allowed by {', '.join(str(r) for r in allowed_by)} once {pod_key} resolves it "
+        f"{name}{on} is allowed by {', '.join(str(r) for r in allowed_by)} once {asked.pod} resolves it "
         "through the proxy",
         name,
-        ips,
-        policies,
         matches,
         allowed_by,
+    )
+
+
+def _rule_matches(rules: RuleSet, name: str) -> tuple[RuleMatch, ...]:
+    """Every rule, by name or pattern, of the selecting policies that matches `name` (valid, normalised)."""
+    return tuple(
+        RuleMatch(RuleRef(policy.key, rule.index, matcher.text), rule.grants())
+        for policy in rules.policies
+        for rule in policy.egress
+        for matcher in rule.matchers
+        if matcher.matches(name)
     )

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-from fqdn_policy.policy.model import LabelSelector, Pod
+from fqdn_policy.policy.model import IpBlockRule, NetworkPolicy, Pod, PortRange
 from fqdn_policy.policy.spec.documents import DEFAULT_NAMESPACE, InvalidDocument, selector_from_document
 from fqdn_policy.policy.spec.schema import SPEC_SCHEMA
 from fqdn_policy.policy.spec.schemacheck import Problem, validate
@@ -83,32 +82,6 @@ NETWORK_POLICY_DOCUMENT_SCHEMA: dict[str, Any] = {
         },
     },
 }
-
-# (protocol, first port, last port); a protocol with every port is (proto, 0, 65535).
-PortRange = tuple[str, int, int]
-
-
-@dataclass(frozen=True, slots=True)
-class IpBlockRule:
-    networks: tuple[str, ...]  # compressed CIDRs, `except` already subtracted
-    ports: tuple[PortRange, ...] = ()  # empty: every protocol and port
-
-
-@dataclass(frozen=True, slots=True)
-class NetworkPolicy:
-    namespace: str
-    name: str
-    selector: LabelSelector
-    rules: tuple[IpBlockRule, ...]
-    ignored: tuple[str, ...] = ()  # parts of the policy that are not composed, and why
-
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.name}"
-
-    def selects(self, pod: Pod) -> bool:
-        return pod.namespace == self.namespace and self.selector.matches(pod.labels)
-
 
 # What the kernel holds: pod address, destination network, and (protocol, first, last) or None for all.
 IpBlockElement = tuple[str, str, PortRange | None]

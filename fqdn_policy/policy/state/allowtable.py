@@ -3,77 +3,24 @@
 Pure bookkeeping with `now` passed in. It remembers, per pod and query name, the addresses the pod was
 answered with (its *resolutions*), so a policy reload can recompute every element without a new lookup,
 and the elements it wrote with their expiry, so an answer already covered costs no kernel write.
+Its values (elements, writes, plans) are policy.state.elements; what a policy change asks of it,
+policy.state.reconcile.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
-from fqdn_policy.policy.match.policydiff import names_to_rematch, pods_gone, unchanged_pods
-from fqdn_policy.policy.match.ruleindex import Client, PolicyIndex, RuleSet
 from fqdn_policy.policy.model import Grant
 from fqdn_policy.policy.state import budget as budgets
-from fqdn_policy.policy.state.budget import ClientOf, EntryBudget, Eviction
+from fqdn_policy.policy.state.budget import ClientOf, EntryBudget
+from fqdn_policy.policy.state.elements import Element, ElementWrite, Forgotten, Plan, Reconciliation
 from fqdn_policy.policy.state.expirywheel import ExpiryWheel
 from fqdn_policy.policy.state.resolutions import Resolutions
 from fqdn_policy.policy.state.ttl import TTLPolicy
 
-# One set element: (pod address, destination address, protocol or None, port or None).
-Element = tuple[str, str, str | None, int | None]
-
 DEFAULT_MAX_ADDRESSES_PER_NAME = 256
-
-
-class ElementWrite(NamedTuple):  # one per written element: a tuple builds 3-4x faster than a frozen dataclass
-    element: Element
-    timeout: int  # seconds, what the kernel is told (the answer's timeout plus the refresh slack)
-    expiry: float  # now + timeout, what we remember
-    name: str  # the query name, kept in the element's comment (survives an agent restart)
-
-
-@dataclass(slots=True)
-class Plan:
-    """The outcome of one answer: elements to write, and what to remember once they are written."""
-
-    pod: str
-    qname: str
-    writes: list[ElementWrite] = field(default_factory=list)
-    resolved: dict[str, float] = field(default_factory=dict)  # destination -> expiry
-    evicted: list[str] = field(default_factory=list)  # destinations dropped by the per-name cap
-    deletes: list[Element] = field(default_factory=list)
-    # Entries of this or another pod an entry budget takes out (policy.state.budget), and the elements that
-    # go with them: applied by `evict` as soon as decided, written as their own request.
-    evictions: list[Eviction] = field(default_factory=list)
-    evict_deletes: list[Element] = field(default_factory=list)
-    over_budget: list[str] = field(default_factory=list)  # the answer's addresses no budget had room for
-    held: bool = False  # between `hold` and `commit`/`release`: its write is out
-    pending: int = 0  # while held: the new entries it counts against the budgets
-    # The last moment at which the same answer would again need no write: the earliest over the
-    # elements it implies of (what the kernel holds) - (the answer's timeout). Meaningful when `writes`
-    # and `deletes` are empty; fqdn_policy.policy.decide.decisioncache relies on it.
-    covered_until: float = math.inf
-    # The same once `writes` are committed: each written element then holds its timeout plus the
-    # refresh slack, so it covers the answer until now + slack (the earliest over the writes, and
-    # never later than `covered_until`).
-    covered_after_write: float = math.inf
-
-
-class Forgotten(NamedTuple):
-    """What an expiry sweep dropped: how many elements, and the resolutions (pod, name, address, end)."""
-
-    elements: int
-    resolutions: list[tuple[str, str, str, float]]
-    more: bool = False  # a limited sweep left due keys for the next call
-
-
-@dataclass(frozen=True, slots=True)
-class Reconciliation:
-    writes: list[ElementWrite]
-    deletes: list[Element]
-
 
 # An element about to expire is not deleted for a budget: the kernel may have expired it already, and
 # deleting an element it does not hold fails the request (ENOENT).
@@ -288,94 +235,6 @@ class AllowTable:
         if plan.resolved or plan.evicted:
             self.resolutions.record(plan.pod, plan.qname, plan.resolved, plan.evicted)
 
-    def reconcile(
-        self, index: PolicyIndex, now: float, previous: PolicyIndex | None = None
-    ) -> Reconciliation:
-        """Elements to add and delete so the sets say what `index` allows for what pods resolved.
-
-        Called after a policy change: still-allowed elements are untouched (no gap), newly implied
-        ones (say a rule lost its port list) are written with the time their lookup has left. Pods
-        whose addresses and selecting policies are the same in `previous` keep their elements and
-        resolutions as they are, so re-reading an unchanged file costs O(pods), not O(elements).
-        """
-        unchanged = unchanged_pods(index, previous) if previous is not None else set()
-        if unchanged and len(unchanged) == len(index.policy_set.pods) and not pods_gone(index, previous):
-            return Reconciliation(writes=[], deletes=[])
-        desired: dict[Element, tuple[float, str]] = {}
-        deletes: list[Element] = []
-        keep: set[str] = set()  # pod addresses whose elements stay as they are, but for `deletes`
-        for pod in index.policy_set.pods:
-            if pod.key in unchanged:
-                keep.update(pod.ips)
-        for pod_key in self.resolutions.pods():
-            if pod_key in unchanged:
-                continue
-            client = index.pod(pod_key)
-            if client is None or client.rules is None:
-                self.resolutions.drop_pod(pod_key)
-                continue
-            old = previous.pod(pod_key) if previous is not None else None
-            if old is not None and old.rules is not None and old.pod.ips == client.pod.ips:
-                names = names_to_rematch(self.resolutions.names(pod_key), old.rules, client.rules)
-                if names is not None:
-                    keep.update(client.pod.ips)
-                    self._rematch(client, old.rules, names, now, desired, deletes)
-                    continue
-            self.resolutions.retain(pod_key, lambda _name, _dst, until: until > now)
-            rules, ips = client.rules, client.ips_by_version
-            named, grants = "", frozenset[Grant]()
-            for qname, dst, until in self.resolutions.entries(pod_key):  # grouped by name
-                if qname != named:
-                    named, grants = qname, rules.match(qname).grants
-                _want(desired, ips[6 if ":" in dst else 4], dst, grants, until, qname)
-        deletes = list(dict.fromkeys(deletes))  # two names may lose the same element
-        deletes += [
-            e for e, until in self.expiry.items() if e[0] not in keep and e not in desired and until > now
-        ]
-        writes = [
-            ElementWrite(e, max(1, math.ceil(until - now)), until, name)
-            for e, (until, name) in desired.items()
-            if self.expiry.get(e, 0.0) < until
-        ]
-        return Reconciliation(writes=writes, deletes=deletes)
-
-    def _rematch(
-        self,
-        client: Client,
-        old: RuleSet,
-        names: list[str],
-        now: float,
-        desired: dict[Element, tuple[float, str]],
-        deletes: list[Element],
-    ) -> None:
-        """A pod whose policies changed, for the names whose match may differ (policy.match.policydiff):
-        elements the new grants imply go in `desired`, those only the old ones implied in `deletes`
-        unless another live name of the pod still grants them."""
-        pod, rules, ips = client.key, client.rules, client.ips_by_version
-        assert rules is not None
-        for qname in names:
-            grants, before = rules.match(qname).grants, old.match(qname).grants
-            if grants == before:
-                continue
-            for dst, until in self.resolutions.addresses(pod, qname).items():
-                if until <= now:
-                    continue
-                _want(desired, ips[6 if ":" in dst else 4], dst, grants, until, qname)
-                for src in ips[6 if ":" in dst else 4]:
-                    for proto, port in before - grants:
-                        element = (src, dst, proto, port)
-                        if self.expiry.get(element, 0.0) > now and not self._granted(client, element, now):
-                            deletes.append(element)
-
-    def _granted(self, client: Client, element: Element, now: float) -> bool:
-        """Whether a live name of the pod that resolved to the element's destination grants it now."""
-        assert client.rules is not None
-        dst, grant = element[1], (element[2], element[3])
-        return any(
-            until > now and grant in client.rules.match(name).grants
-            for name, until in self.names_for(client.key, dst).items()
-        )
-
     def apply_reconciliation(self, rec: Reconciliation) -> None:
         if rec.deletes:
             self.removals += 1
@@ -441,20 +300,3 @@ class AllowTable:
             self._store(element, expiry)
         if pod and name:
             self.resolutions.record(pod, name, {element[1]: expiry})
-
-
-def _want(
-    desired: dict[Element, tuple[float, str]],
-    sources: Iterable[str],
-    dst: str,
-    grants: Iterable[Grant],
-    until: float,
-    qname: str,
-) -> None:
-    """Every element `grants` imply for `dst` from the pod's `sources`, held at least until `until`."""
-    for src in sources:
-        for proto, port in grants:
-            element = (src, dst, proto, port)
-            held = desired.get(element)
-            if held is None or held[0] < until:
-                desired[element] = (until, qname)

@@ -25,11 +25,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from fqdn_policy.policy.match.ruleindex import Client
+from fqdn_policy.policy.state.elements import Element
 from fqdn_policy.policy.state.resolutions import Resolutions
 from fqdn_policy.settings import setting, validate, whole, whole_at_least
 
-# (pod address, destination, protocol or None, port or None): fqdn_policy.policy.state.allowtable's Element.
-Element = tuple[str, str, str | None, int | None]
 ClientOf = Callable[[str], Client | None]
 
 # A node runs up to ~110 pods (kubelet's default max-pods). 100,000 entries at the 518-536 bytes each the
