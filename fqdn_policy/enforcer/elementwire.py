@@ -52,6 +52,7 @@ from fqdn_policy.enforcer.netlink import (
 from fqdn_policy.enforcer.nflogwire import PROTOCOLS
 from fqdn_policy.enforcer.refresh import Refresh, latest_writes
 from fqdn_policy.enforcer.ruleset import COMMENT_LENGTH, set_name
+from fqdn_policy.policy.model import SNI
 from fqdn_policy.policy.state.elements import Element, ElementWrite
 
 NFNL_MSG_BATCH_BEGIN = 0x10
@@ -88,6 +89,11 @@ _SET_NAMES = {
     (v6, no_proto, no_port): set_name(6 if v6 else 4, None if no_proto else "tcp", None if no_port else 1)
     for v6 in (False, True)
     for no_proto in (False, True)
+    for no_port in (False, True)
+}
+_SNI_SET_NAMES = {
+    (v6, no_port): set_name(6 if v6 else 4, SNI, None if no_port else 1)
+    for v6 in (False, True)
     for no_port in (False, True)
 }
 
@@ -150,6 +156,8 @@ def element_key(element: Element) -> bytes:
         raise ValueError(f"element {element}: pod and destination must be of one IP version") from error
     if proto is None:
         return key
+    if proto == SNI:  # the verifying sets have no protocol field: their rules match TCP
+        return key if port is None else key + _PORT_FIELD.pack(port)
     protocol = _PROTOCOL_FIELDS.get(proto)
     if protocol is None:
         raise ValueError(f"element {element}: protocol {proto!r} has no number here")
@@ -273,6 +281,8 @@ def _plan_replace(changes: list[ElementChange]) -> list[_Message]:
 
 
 def _set_of(element: Element) -> str:
+    if element[2] == SNI:
+        return _SNI_SET_NAMES[":" in element[1], element[3] is None]
     return _SET_NAMES[":" in element[1], element[2] is None, element[3] is None]
 
 

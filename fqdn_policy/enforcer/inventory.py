@@ -11,6 +11,7 @@ from typing import Any
 
 from fqdn_policy.enforcer import ruleset
 from fqdn_policy.enforcer.nft import Nft
+from fqdn_policy.policy.model import SNI
 from fqdn_policy.policy.state.elements import Element
 
 
@@ -34,12 +35,17 @@ class ListedElement:
         return self.element[2], self.element[3]
 
 
-def parse_element(item: dict[str, Any]) -> ListedElement:
-    """One entry of Nft.list_set for an allow set."""
+def parse_element(item: dict[str, Any], verifying: bool = False) -> ListedElement:
+    """One entry of Nft.list_set for an allow set; `verifying` for the verify-sni sets, whose keys
+    have no protocol field (their grants are TCP, verified: policy.model.SNI)."""
     elem = item["elem"]
     values = elem["val"]["concat"]
-    proto = values[2] if len(values) > 2 else None
-    port = int(values[3]) if len(values) > 3 else None
+    if verifying:
+        proto: str | None = SNI
+        port = int(values[2]) if len(values) > 2 else None
+    else:
+        proto = values[2] if len(values) > 2 else None
+        port = int(values[3]) if len(values) > 3 else None
     timeout = int(elem.get("timeout", 0))
     return ListedElement(
         (values[0], values[1], proto, port),
@@ -51,4 +57,8 @@ def parse_element(item: dict[str, Any]) -> ListedElement:
 
 def allow_elements(nft: Nft, table: str) -> list[ListedElement]:
     """Every element of every allow set of `table` (raises NftError if the table or a set is missing)."""
-    return [parse_element(item) for name in ruleset.allow_set_names() for item in nft.list_set(table, name)]
+    return [
+        parse_element(item, name.startswith("sni_"))
+        for name in ruleset.allow_set_names()
+        for item in nft.list_set(table, name)
+    ]

@@ -29,26 +29,29 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from fqdn_policy.enforcer import sniruleset
+from fqdn_policy.enforcer.nftjson import FAMILY, Command, set_mark_bit
+from fqdn_policy.enforcer.nftjson import field as _field
+from fqdn_policy.enforcer.nftjson import match_set as _match_set
+from fqdn_policy.enforcer.nftjson import rule as _rule
+from fqdn_policy.enforcer.nftjson import set_ as _set
 from fqdn_policy.enforcer.refresh import Refresh, latest_writes
+from fqdn_policy.policy.model import SNI
 from fqdn_policy.policy.spec.networkpolicy import IpBlockElement
 from fqdn_policy.policy.state.elements import Element, ElementWrite
 
 DEFAULT_TABLE = "fqdn_policy"
-FAMILY = "inet"
 # filter + 5: after the iptables-nft, Calico and kube-proxy filter chains at 0 (a chain registered later at
 # an equal priority runs first, so at 0 ours would run before them and they would see the guard's mark
 # bit); before firewalld's at filter + 10. The guard table (enforcer.guard) hooks in just after it.
 # The kernel cannot change a base chain's priority in place: changing this needs a teardown.
 FORWARD_PRIORITY = 5
 
-Command = dict[str, Any]
-
 # An element's comment is the query name, cut to what libnftnl accepts (NFTNL_UDATA_COMMENT_MAXLEN,
 # 128 bytes with the terminating NUL).
 COMMENT_LENGTH = 127
 
 _ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
-_IP = {4: "ip", 6: "ip6"}
 _ICMP = {4: "icmp", 6: "icmpv6"}
 
 # Calico logs flows to NFLOG groups 1 and 2, ulogd's examples use 0-2 and Suricata 2: stay clear of them.
@@ -63,7 +66,7 @@ ND_TYPES = (
     "nd-neighbor-advert",
     "nd-redirect",
 )
-CHAINS = ("forward", "egress_v4", "egress_v6", "deny_v4", "deny_v6")
+CHAINS = ("forward", "egress_v4", "egress_v6", "deny_v4", "deny_v6", *sniruleset.CHAINS)
 # NetworkPolicy port protocols. An interval set per protocol, the protocol matched by the rule: a
 # concatenation with `meta l4proto` in an interval set cannot be looked up on Linux 7.2 (EOPNOTSUPP,
 # seen in the VM lane with Debian sid's 7.2.13; the same lookup works on 5.10-6.18), while
@@ -86,6 +89,8 @@ class Denial:
 
 
 def set_name(version: int, proto: str | None, port: int | None) -> str:
+    if proto == SNI:
+        return sniruleset.set_name(version, port)
     if proto is None:
         return f"allow_v{version}"
     if port is None:
@@ -94,51 +99,20 @@ def set_name(version: int, proto: str | None, port: int | None) -> str:
 
 
 def allow_set_names() -> list[str]:
-    return [
-        set_name(v, proto, port) for v in (4, 6) for proto, port in ((None, None), ("tcp", None), ("tcp", 1))
-    ]
+    shapes = ((None, None), ("tcp", None), ("tcp", 1), (SNI, None), (SNI, 1))
+    return [set_name(v, proto, port) for v in (4, 6) for proto, port in shapes]
 
 
-def _set(table: str, name: str, key: list[str], flags: list[str]) -> Command:
-    body: dict[str, Any] = {
-        "family": FAMILY,
-        "table": table,
-        "name": name,
-        "type": key[0] if len(key) == 1 else key,
-    }
-    if flags:
-        body["flags"] = flags
-    return {"add": {"set": body}}
-
-
-def _field(version: int, field: str) -> dict[str, Any]:
-    return {"payload": {"protocol": _IP[version], "field": field}}
-
-
-def _match_set(keys: list[dict[str, Any]], set_ref: str) -> dict[str, Any]:
-    left = keys[0] if len(keys) == 1 else {"concat": keys}
-    return {"match": {"op": "==", "left": left, "right": f"@{set_ref}"}}
-
-
-def _rule(table: str, chain: str, expr: list[dict[str, Any]], comment: str | None = None) -> Command:
-    body: dict[str, Any] = {"family": FAMILY, "table": table, "chain": chain, "expr": expr}
-    if comment:
-        body["comment"] = comment
-    return {"add": {"rule": body}}
-
-
-def set_mark_bit(mark: int) -> dict[str, Any]:
-    """`meta mark set meta mark | mark`."""
-    meta = {"meta": {"key": "mark"}}
-    return {"mangle": {"key": meta, "value": {"|": [meta, mark]}}}
-
-
-def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: int = 0) -> list[Command]:
+def base_ruleset(
+    table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: int = 0, sni_queue: int | None = None
+) -> list[Command]:
     """Create or adopt the table: sets are kept with their elements, chains are rewritten atomically
     (so a restart that switches between enforce and audit mode swaps the verdict in one transaction).
 
     With `mark`, each packet sent to an egress chain gets that bit, which tells the guard table
-    (fqdn_policy.enforcer.guard) that this table judged it."""
+    (fqdn_policy.enforcer.guard) that this table judged it. `sni_queue` is the NFQUEUE the verify-sni
+    check sends unverified flows' first data to (None: the kernel has no queue statement, they are
+    dropped; fqdn_policy.enforcer.sniruleset)."""
     cmds: list[Command] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
     for v in (4, 6):
         addr = _ADDR[v]
@@ -152,12 +126,16 @@ def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: in
         cmds.append(_set(table, f"ipblock_v{v}", [addr, addr], ["interval"]))
         for proto in IPBLOCK_PROTOCOLS:
             cmds.append(_set(table, f"ipblock_v{v}_{proto}", [addr, addr, "inet_service"], ["interval"]))
+    cmds += sniruleset.sets(table)
     cmds.append({"add": {"counter": {"family": FAMILY, "table": table, "name": UNLOGGED_COUNTER}}})
     chains: dict[str, dict[str, Any]] = {name: {} for name in CHAINS}
     chains["forward"] = {"type": "filter", "hook": "forward", "prio": FORWARD_PRIORITY, "policy": "accept"}
     for name, base in chains.items():
         cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": name, **base}}})
         cmds.append({"flush": {"chain": {"family": FAMILY, "table": table, "name": name}}})
+    cmds += sniruleset.forward_rules(table)
+    cmds += sniruleset.verdict_chains(table)
+    cmds += sniruleset.check_chain(table, sni_queue)
     ct = {"ct": {"key": "state"}}
     cmds.append(
         _rule(
@@ -207,6 +185,7 @@ def base_ruleset(table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: in
                 [_match_set([saddr, daddr, l4proto, dport], f"allow_v{v}_port"), {"accept": None}],
             )
         )
+        cmds += sniruleset.egress_rules(table, v)
         cmds += _denial_rules(table, v, denial)
     return cmds
 
@@ -246,8 +225,10 @@ def _denial_rules(table: str, version: int, denial: Denial) -> list[Command]:
 
 def _element_value(element: Element) -> dict[str, Any]:
     src, dst, proto, port = element
-    if proto is None:
+    if proto is None or (proto == SNI and port is None):
         return {"concat": [src, dst]}
+    if proto == SNI:
+        return {"concat": [src, dst, port]}
     if port is None:
         return {"concat": [src, dst, proto]}
     return {"concat": [src, dst, proto, port]}

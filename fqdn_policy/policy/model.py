@@ -22,13 +22,40 @@ ALL_PORT_PROTOCOLS = ("tcp", "udp", "sctp")
 # (None, None) is everything; ("tcp", None) every TCP port; ("tcp", 443) one port.
 Grant = tuple[str | None, int | None]
 
+# The grant protocol of a verifying policy (annotation fqdn.policy.dev/verify-sni, or --verify-sni):
+# TCP whose first bytes must present an allowed name (TLS server_name, HTTP Host on port 80) before the
+# flow is let through. Its elements live in their own sets (fqdn_policy.enforcer.ruleset), so an address
+# that some other grant also allows is never checked.
+SNI = "sni"
+QUIC_PORT = 443
+
+
+def grant_protocol(proto: str | None) -> str | None:
+    """The kernel protocol a grant's protocol opens: a verified grant is TCP."""
+    return "tcp" if proto == SNI else proto
+
+
+def verified_grants(grants: frozenset[Grant]) -> frozenset[Grant]:
+    """What a rule grants under verify-sni: its TCP grants become verified ones; a rule without ports
+    grants verified TCP on every port and nothing else (a name cannot be verified on other protocols);
+    UDP 443 (QUIC, whose Initial packets are not parsed) is not granted, so clients fall back to TCP;
+    other UDP and SCTP port grants are kept as they are (not verifiable, not checked)."""
+    out: set[Grant] = set()
+    for proto, port in grants:
+        if proto is None or proto == "tcp":
+            out.add((SNI, port))
+        elif not (proto == "udp" and port == QUIC_PORT):
+            out.add((proto, port))
+    return frozenset(out)
+
 
 def grant_text(grant: Grant) -> str:
-    """As logs show it: "tcp/443", "udp/any", "any"."""
+    """As logs show it: "tcp/443", "udp/any", "any", "tcp/443 verified" (a verified grant)."""
     proto, port = grant
     if proto is None:
         return "any"
-    return f"{proto}/{port}" if port is not None else f"{proto}/any"
+    text = f"{grant_protocol(proto)}/{port}" if port is not None else f"{grant_protocol(proto)}/any"
+    return f"{text} verified" if proto == SNI else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +119,7 @@ class Policy:
     selector: LabelSelector
     egress: tuple[EgressRule, ...]
     rejects: bool = False  # annotation fqdn.policy.dev/on-deny: reject
+    verifies_sni: bool = False  # annotation fqdn.policy.dev/verify-sni: "true" (or --verify-sni)
 
     @property
     def key(self) -> str:

@@ -15,7 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from fqdn_policy.policy.match.ruleindex import NO_MATCH, PolicyIndex
-from fqdn_policy.policy.model import Grant, grant_text
+from fqdn_policy.policy.model import Grant, grant_protocol, grant_text
 from fqdn_policy.policy.state.allowtable import AllowTable
 
 NEVER_RESOLVED = "never resolved through the proxy"
@@ -117,7 +117,7 @@ class DropAttribution:
 
 def _covers(grants: Iterable[Grant], protocol: str, port: int | None) -> bool:
     return any(
-        proto is None or (proto == protocol and (granted is None or granted == port))
+        proto is None or (grant_protocol(proto) == protocol and (granted is None or granted == port))
         for proto, granted in grants
     )
 

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from fqdn_policy.policy.match.names import InvalidName, validate_name
 from fqdn_policy.policy.match.ruleindex import PolicyIndex, RuleRef, RuleSet
-from fqdn_policy.policy.model import Grant, grant_text
+from fqdn_policy.policy.model import Grant, grant_protocol, grant_text
 
 PROTOCOLS = ("tcp", "udp", "sctp")
 
@@ -84,7 +84,9 @@ def grant_covers(grant: Grant, protocol: str | None, port: int | None) -> bool:
     granted_proto, granted_port = grant
     if granted_proto is None:
         return True
-    return granted_proto == protocol and (granted_port is None or port is None or granted_port == port)
+    if grant_protocol(granted_proto) != protocol:
+        return False
+    return granted_port is None or port is None or granted_port == port
 
 
 def connection_text(protocol: str | None, port: int | None) -> str:

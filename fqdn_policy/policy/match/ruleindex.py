@@ -11,7 +11,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from fqdn_policy.policy.match.names import NameMatcher
-from fqdn_policy.policy.model import Grant, LabelSelector, Pod, Policy, PolicySet
+from fqdn_policy.policy.model import Grant, LabelSelector, Pod, Policy, PolicySet, verified_grants
 from fqdn_policy.policy.spec.networkpolicy import IpBlockElement, ipblock_elements
 
 NAME_CACHE_LIMIT = 65536  # names per RuleSet; a few MB at most, and cleared whole when full
@@ -55,7 +55,7 @@ class RuleSet:
         self._by_suffix: dict[str, list[tuple[NameMatcher, int]]] = defaultdict(list)
         for policy in policies:
             for rule in policy.egress:
-                grants = rule.grants()
+                grants = verified_grants(rule.grants()) if policy.verifies_sni else rule.grants()
                 for matcher in rule.matchers:
                     self._by_suffix[matcher.suffix].append((matcher, len(self._rules)))
                     self._rules.append((RuleRef(policy.key, rule.index, matcher.text), grants))

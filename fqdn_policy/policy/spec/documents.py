@@ -17,6 +17,7 @@ from fqdn_policy.policy.spec.schema import (
     POD_DOCUMENT_SCHEMA,
     POLICY_DOCUMENT_SCHEMA,
     POLICY_KIND,
+    VERIFY_SNI_ANNOTATION,
 )
 from fqdn_policy.policy.spec.schemacheck import Problem, validate
 
@@ -46,6 +47,7 @@ def policy_from_document(doc: dict[str, Any]) -> Policy:
         selector=selector_from_document(spec["podSelector"]),
         egress=tuple(_rule(i, rule) for i, rule in enumerate(spec.get("egress") or [])),
         rejects=(meta.get("annotations") or {}).get(ON_DENY_ANNOTATION) == "reject",
+        verifies_sni=(meta.get("annotations") or {}).get(VERIFY_SNI_ANNOTATION) == "true",
     )
 
 

@@ -189,6 +189,8 @@ _METADATA: dict[str, Any] = {
 # Behaviour switches live in annotations, so the spec stays exactly GKE's (docs/drops.md).
 ON_DENY_ANNOTATION = f"{PROJECT_GROUP}/on-deny"
 ON_DENY_VALUES = ("drop", "reject")
+VERIFY_SNI_ANNOTATION = f"{PROJECT_GROUP}/verify-sni"
+VERIFY_SNI_VALUES = ("true", "false")
 
 _POLICY_METADATA: dict[str, Any] = {
     **_METADATA,
@@ -205,6 +207,14 @@ _POLICY_METADATA: dict[str, Any] = {
                     "description": "What happens to a packet no rule allows, for the pods this policy "
                     "selects: `drop` (default, the client times out) or `reject` (TCP reset, ICMP "
                     "administratively prohibited). A pod selected by any rejecting policy is rejected.",
+                },
+                VERIFY_SNI_ANNOTATION: {
+                    "type": "string",
+                    "enum": list(VERIFY_SNI_VALUES),
+                    "description": "`true`: a new TCP connection to an address the pod may reach only "
+                    "through this kind of policy must present, in its first bytes, a name (TLS "
+                    "server_name; HTTP Host on port 80) that a rule allowing that port matches, or it is "
+                    "reset; UDP 443 (QUIC) to such addresses is not allowed (docs/sni.md).",
                 },
             },
         },
