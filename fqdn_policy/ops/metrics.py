@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
 
-from fqdn_policy.logs import qtype_name, rcode_name
+from fqdn_policy.dnsproxy.codes import RCODE_NOERROR, RCODE_REFUSED, RCODE_SERVFAIL, qtype_name, rcode_name
 from fqdn_policy.ops.histogram import Histogram
 from fqdn_policy.policy.decide.decision import Outcome
 
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from fqdn_policy.agent.runtime import Agent
 
 PREFIX = "fqdn_policy"
-RCODE_NOERROR, RCODE_SERVFAIL, RCODE_REFUSED = 0, 2, 5
 
 
 def histogram_family(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
