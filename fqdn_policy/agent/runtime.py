@@ -166,9 +166,6 @@ class Agent:
         )
         # What pods resolved that the AllowTable does not hold (denied names, expired allowances).
         self.names = NameMemory()
-        # Denied connections per pod ("namespace/name", or the source address of an unknown one);
-        # in audit mode, the connections enforcement would have denied.
-        self.drops_by_pod: dict[str, int] = {}
         self.drops: DropReporter | None = None
         self.kernel: KernelReport | None = (
             None  # what the start-up probe found (fqdn_policy.enforcer.kernelprobe)
@@ -219,16 +216,7 @@ class Agent:
         await self._reconcile(index)
         self._log_uncomposed(policy_set)
         if self.config.nflog_group is not None:
-            self.drops = DropReporter(
-                self.config.nflog_group,
-                lambda: self.index,
-                self.table,
-                self.names,
-                lambda ip: self.tables.rejects(self.index, ip),
-                self.drops_by_pod,
-                self.writer,
-                self.config.table,
-            )
+            self.drops = DropReporter(self.config.nflog_group, self.gate, self.tables, self.writer)
             await self.drops.start()
         self.forwarder.after_answers = self.writer.flush
         await self.forwarder.start()

@@ -218,7 +218,7 @@ class AgentCollector(Collector):
             "per 120 s, by pod (namespace/name, or the source address of a pod the agent does not know)",
             labels=["pod", "mode"],
         )
-        for pod, n in sorted(agent.drops_by_pod.items()):
+        for pod, n in sorted(agent.drops.stats.by_pod.items() if agent.drops is not None else ()):
             denied.add_metric([pod, mode], n)
         yield denied
         unlogged = CounterMetricFamily(

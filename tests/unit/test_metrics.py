@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from fqdn_policy.agent import collector as collector_module
 from fqdn_policy.agent.collector import CollectorRegime
+from fqdn_policy.agent.drops import DropReporter
 from fqdn_policy.agent.gate import PolicyGate
 from fqdn_policy.agent.runtime import Agent, AgentConfig
 from fqdn_policy.dnsproxy.upstream import UpstreamAddress
@@ -273,8 +274,9 @@ def test_oversized_request_broken_handler_and_connection_cap():
 
 def test_denied_connections_by_pod(agent):
     assert value(agent, "fqdn_policy_denied_unlogged_packets_total") == 0
-    agent.drops_by_pod["default/c"] = 3
-    agent.drops_by_pod["10.244.1.99"] = 1  # a source no pod has
+    agent.drops = DropReporter(4053, agent.gate, agent.tables, agent.writer)
+    agent.drops.stats.by_pod["default/c"] = 3
+    agent.drops.stats.by_pod["10.244.1.99"] = 1  # a source no pod has
     assert value(agent, "fqdn_policy_denied_connections_total", pod="default/c", mode="enforce") == 3
     assert value(agent, "fqdn_policy_denied_connections_total", pod="10.244.1.99", mode="enforce") == 1
 
