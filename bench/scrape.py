@@ -18,6 +18,7 @@ from pathlib import Path
 from prometheus_client import generate_latest
 
 from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.agent.opswiring import metrics_providers
 from fqdn_policy.agent.runtime import Agent, AgentConfig
 from fqdn_policy.dnsproxy.upstream import UpstreamAddress
 from fqdn_policy.ops.metrics import registry_for
@@ -47,7 +48,7 @@ def agent_with(elements: int) -> Agent:
 
 
 def scrape_ms(agent: Agent, runs: int) -> float:
-    registry = registry_for(agent)
+    registry = registry_for(metrics_providers(agent))
     times = []
     for _ in range(runs):
         started = time.perf_counter()

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from fqdn_policy.agent.collector import CollectorRegime, WholeCollection
 from fqdn_policy.agent.drops import DropReporter
 from fqdn_policy.agent.gate import PolicyGate, histogram_summary
+from fqdn_policy.agent.opswiring import ops_routes
 from fqdn_policy.agent.redirect import DnsRedirector, plan
 from fqdn_policy.dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
 from fqdn_policy.dnsproxy.server import DnsServer, Resolver, TcpLimits
@@ -40,7 +41,7 @@ from fqdn_policy.ops.decisionlog import DEFAULT_LINE_RATE, DEFAULT_WINDOW, Decis
 from fqdn_policy.ops.health import Health
 from fqdn_policy.ops.histogram import Histogram
 from fqdn_policy.ops.httpserve import HttpServer
-from fqdn_policy.ops.opsapi import public_routes, routes
+from fqdn_policy.ops.opsapi import public_routes
 from fqdn_policy.policy.diagnose.dropattribution import NameMemory
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
@@ -178,7 +179,7 @@ class Agent:
 
     async def start(self) -> None:
         # First, so /healthz answers and /readyz says "starting" while the table is set up.
-        local = routes(self)
+        local = ops_routes(self)
         for what, address, table in (
             ("metrics", self.config.metrics, local),
             ("--public-metrics", self.config.public_metrics, public_routes(local)),

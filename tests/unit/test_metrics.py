@@ -16,11 +16,11 @@ from fqdn_policy.agent import collector as collector_module
 from fqdn_policy.agent.collector import CollectorRegime
 from fqdn_policy.agent.drops import DropReporter
 from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.agent.opswiring import metrics_providers, ops_routes
 from fqdn_policy.agent.runtime import Agent, AgentConfig
 from fqdn_policy.dnsproxy.upstream import UpstreamAddress
 from fqdn_policy.ops.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
 from fqdn_policy.ops.metrics import registry_for
-from fqdn_policy.ops.opsapi import routes
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.sources.fileloader import load_text
@@ -45,7 +45,7 @@ def agent():
 
 
 def samples(agent) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = generate_latest(registry_for(agent)).decode()
+    text = generate_latest(registry_for(metrics_providers(agent))).decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -180,7 +180,7 @@ async def http_get(port: int, request: bytes) -> tuple[int, dict[str, str], byte
 
 def test_endpoints_over_http(agent):
     async def main():
-        server = HttpServer("127.0.0.1", 0, routes(agent))
+        server = HttpServer("127.0.0.1", 0, ops_routes(agent))
         await server.start()
         port = server.bound_port
         try:
