@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 
 from fqdn_policy.agent.config import AgentConfig
 from fqdn_policy.agent.gate import PolicyGate
+from fqdn_policy.agent.opswiring import metrics_providers
 from fqdn_policy.agent.runtime import Agent
 from fqdn_policy.dnsproxy.upstream import UpstreamAddress, UpstreamConfig
 from fqdn_policy.ops.metrics import registry_for
@@ -48,7 +49,7 @@ def agent_with(elements: int) -> Agent:
 
 
 def scrape_ms(agent: Agent, runs: int) -> float:
-    registry = registry_for(agent)
+    registry = registry_for(metrics_providers(agent))
     times = []
     for _ in range(runs):
         started = time.perf_counter()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fqdn_policy.logs import qtype_name, rcode_name
+from fqdn_policy.dnsproxy.codes import qtype_name, rcode_name
 from fqdn_policy.policy.decide.enforcement import LineRecord
 from fqdn_policy.policy.match.ruleindex import NameMatch
 from fqdn_policy.policy.model import grant_text

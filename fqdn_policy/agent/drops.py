@@ -18,14 +18,16 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fqdn_policy.enforcer import ruleset
 from fqdn_policy.enforcer.nflogsocket import GroupBusy, NflogSocket
 from fqdn_policy.enforcer.nflogwire import LoggedPacket
+from fqdn_policy.enforcer.nft import Nft
 from fqdn_policy.enforcer.writer import SetWriter
 from fqdn_policy.logs import get
 from fqdn_policy.policy.diagnose.dropattribution import NameMemory, attribute
+from fqdn_policy.policy.diagnose.dropstats import DropStats
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
 
@@ -56,31 +58,46 @@ class RecentConnections:
         return True
 
 
+class DropPolicy(Protocol):
+    """What a denied packet is explained against (the PolicyGate): read at each packet, since a reload
+    swaps the index."""
+
+    @property
+    def index(self) -> PolicyIndex: ...
+
+    @property
+    def table(self) -> AllowTable: ...
+
+    @property
+    def names(self) -> NameMemory: ...
+
+
+class DropTables(Protocol):
+    """The tables' side (fqdn_policy.enforcer.tables.EnforcerTables): who gets a fast failure, and the
+    kernel's count of denied packets the log rate kept out of the log."""
+
+    def rejects(self, index: PolicyIndex, ip: str) -> bool: ...
+
+    def unlogged_packets(self, nft: Nft) -> int: ...
+
+
 class DropReporter:
     def __init__(
         self,
         group: int,
-        index: Callable[[], PolicyIndex],
-        allowed: AllowTable,
-        names: NameMemory,
-        rejects: Callable[[str], bool],
-        drops_by_pod: dict[str, int],
+        policy: DropPolicy,
+        tables: DropTables,
         writer: SetWriter,
-        nft_table: str,
         clock: Callable[[], float] = time.monotonic,
         socket_factory: Callable[[int], NflogSocket] = NflogSocket,
     ) -> None:
         self.group = group
-        self.index = index
-        self.allowed = allowed
-        self.names = names
-        self.rejects = rejects
-        self.drops_by_pod = drops_by_pod
+        self.policy = policy
+        self.tables = tables
         self.writer = writer
-        self.nft_table = nft_table
         self.clock = clock
         self.connections = RecentConnections()
-        self.unlogged = 0  # denied packets beyond the log rate since this agent started
+        self.stats = DropStats()  # what the drops metrics read (fqdn_policy.ops.agentmetrics)
         self.reading = False
         self._socket_factory = socket_factory
         self._sock: NflogSocket | None = None
@@ -88,6 +105,14 @@ class DropReporter:
         self._tasks: list[asyncio.Task[None]] = []
         self._overflows_reported = 0
         self.log = get("fqdn_policy.drops")
+
+    @property
+    def drops_by_pod(self) -> dict[str, int]:
+        return self.stats.by_pod
+
+    @property
+    def unlogged(self) -> int:
+        return self.stats.unlogged
 
     async def start(self) -> None:
         try:
@@ -150,25 +175,30 @@ class DropReporter:
         if not self.connections.first_time(connection, now):
             return None
         audit = packet.prefix.endswith(ruleset.Mode.AUDIT.value)
+        policy = self.policy
+        index = policy.index
         found = attribute(
             packet.source,
             packet.destination,
             packet.protocol,
             packet.port,
-            self.index(),
-            self.allowed,
-            self.names,
+            index,
+            policy.table,
+            policy.names,
             now,
         )
-        pod_key = found.pod or packet.source
-        self.drops_by_pod[pod_key] = self.drops_by_pod.get(pod_key, 0) + 1
+        self.stats.count(found.pod or packet.source)
         fields: dict[str, Any] = {
             "pod": found.pod,
             "source": packet.source,
             "destination": packet.destination,
             "protocol": packet.protocol,
             "port": packet.port,
-            "verdict": "accept (audit)" if audit else "reject" if self.rejects(packet.source) else "drop",
+            "verdict": "accept (audit)"
+            if audit
+            else "reject"
+            if self.tables.rejects(index, packet.source)
+            else "drop",
             **{k: v for k, v in found.fields().items() if k != "pod"},
         }
         self.log.info("egress.would_drop" if audit else "egress.dropped", **fields)
@@ -182,7 +212,7 @@ class DropReporter:
     async def check_unlogged(self) -> None:
         """Report denied packets the rate limit kept out of the log since the last check."""
         try:
-            total = await self.writer.call(lambda nft: nft.counter(self.nft_table, ruleset.UNLOGGED_COUNTER))
+            total = await self.writer.call(self.tables.unlogged_packets)
         except Exception as error:  # the table is being repaired; the next poll reads it
             self.log.debug("drops.counter_unreadable", error=str(error))
             return
@@ -191,11 +221,11 @@ class DropReporter:
             self._unlogged_base = total if self._unlogged_base is None else 0
         delta = total - self._unlogged_base
         if delta > 0:
-            self.unlogged += delta
+            self.stats.unlogged += delta
             self.log.warning(
                 "egress.unlogged",
                 packets=delta,
-                since_start=self.unlogged,
+                since_start=self.stats.unlogged,
                 detail="denied packets beyond the log rate limit: denied and counted, not logged",
             )
         self._unlogged_base = total

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from typing import Any
 
 from fqdn_policy.agent.decisionline import DecisionLines
+from fqdn_policy.dnsproxy.codes import QTYPE_NAMES, qtype_name
 from fqdn_policy.dnsproxy.server import Release
 from fqdn_policy.dnsproxy.wire import Answer, Query
 from fqdn_policy.enforcer.writer import SetWriter
-from fqdn_policy.logs import QTYPE_NAMES, get, qtype_name
+from fqdn_policy.logs import get
 from fqdn_policy.ops.decisionlog import DecisionLog
 from fqdn_policy.ops.histogram import Histogram
 from fqdn_policy.policy.decide.decisioncache import DecisionCache

@@ -21,6 +21,7 @@ from fqdn_policy.agent.drops import DropReporter
 from fqdn_policy.agent.gate import PolicyGate
 from fqdn_policy.agent.hostlimits import node_addresses, raise_open_file_limit
 from fqdn_policy.agent.housekeeping import flush_logs, log_whole_collection, stats_line, sweep_expired
+from fqdn_policy.agent.opswiring import ops_routes
 from fqdn_policy.agent.redirect import DnsRedirector, plan
 from fqdn_policy.dnsproxy.server import DnsServer, Resolver
 from fqdn_policy.dnsproxy.upstream import Forwarder
@@ -35,7 +36,7 @@ from fqdn_policy.ops.decisionlog import DecisionLog
 from fqdn_policy.ops.health import Health
 from fqdn_policy.ops.histogram import Histogram
 from fqdn_policy.ops.httpserve import HttpServer
-from fqdn_policy.ops.opsapi import public_routes, routes
+from fqdn_policy.ops.opsapi import public_routes
 from fqdn_policy.policy.diagnose.dropattribution import NameMemory
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
@@ -87,9 +88,6 @@ class Agent:
         )
         # What pods resolved that the AllowTable does not hold (denied names, expired allowances).
         self.names = NameMemory()
-        # Denied connections per pod ("namespace/name", or the source address of an unknown one);
-        # in audit mode, the connections enforcement would have denied.
-        self.drops_by_pod: dict[str, int] = {}
         self.drops: DropReporter | None = None
         # What the start-up probe found (fqdn_policy.enforcer.kernelprobe).
         self.kernel: KernelReport | None = None
@@ -145,7 +143,7 @@ class Agent:
         self._log_ready(policy_set, index)
 
     async def _serve_ops(self) -> None:
-        local = routes(self)
+        local = ops_routes(self)
         ops = self.config.ops
         for what, address, table in (
             ("metrics", ops.metrics, local),
@@ -175,16 +173,7 @@ class Agent:
         enforcer = self.config.enforcer
         if enforcer.nflog_group is None:
             return
-        self.drops = DropReporter(
-            enforcer.nflog_group,
-            lambda: self.index,
-            self.table,
-            self.names,
-            lambda ip: self.tables.rejects(self.index, ip),
-            self.drops_by_pod,
-            self.writer,
-            enforcer.table,
-        )
+        self.drops = DropReporter(enforcer.nflog_group, self.gate, self.tables, self.writer)  # type: ignore[arg-type]
         await self.drops.start()
 
     async def _serve_dns(self) -> None:

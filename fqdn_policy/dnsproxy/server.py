@@ -15,14 +15,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
+from fqdn_policy.dnsproxy.codes import RCODE_REFUSED, RCODE_SERVFAIL
 from fqdn_policy.dnsproxy.parsememo import QueryMemo
 from fqdn_policy.dnsproxy.ratelimit import DEFAULT_RATE, ClientRateLimiter
 from fqdn_policy.dnsproxy.udpsocket import UdpEndpoint
 from fqdn_policy.dnsproxy.upstream import Forwarder
 from fqdn_policy.dnsproxy.wire import (
     HEADER,
-    RCODE_REFUSED,
-    RCODE_SERVFAIL,
     Answer,
     Query,
     WireError,

@@ -14,17 +14,10 @@ import socket
 import struct
 from typing import NamedTuple
 
+from fqdn_policy.dnsproxy.codes import CLASS_IN, RCODE_FORMERR, RCODE_NOERROR, TYPE_A, TYPE_AAAA, TYPE_CNAME
+
 HEADER = struct.Struct("!HHHHHH")
 RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
-
-TYPE_A = 1
-TYPE_CNAME = 5
-TYPE_AAAA = 28
-CLASS_IN = 1
-
-RCODE_FORMERR = 1
-RCODE_SERVFAIL = 2
-RCODE_REFUSED = 5
 
 FLAG_QR = 0x8000
 FLAG_TC = 0x0200
@@ -147,7 +140,7 @@ def parse_answer(data: bytes, question: bytes) -> Answer:
         raise WireError("answer is for another question")
     rcode = flags & 0x000F
     truncated = bool(flags & FLAG_TC)
-    if rcode != 0 or ancount == 0:
+    if rcode != RCODE_NOERROR or ancount == 0:
         return Answer(rcode, truncated, ())
     # The question was parsed uncompressed, so its name's key (see _read_name) is its wire form lowered.
     qname_key = question[:-4].lower()

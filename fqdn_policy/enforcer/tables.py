@@ -43,6 +43,10 @@ class EnforcerTables:
             return False
         return self.config.reject or any(p.rejects for p in client.rules.policies)
 
+    def unlogged_packets(self, nft: Nft) -> int:
+        """Denied packets beyond the drop-log rate: denied and counted by the kernel, not logged."""
+        return nft.counter(self.config.table, ruleset.UNLOGGED_COUNTER)
+
     def install(
         self, nft: Nft, index: PolicyIndex, rewrite: bool = False, refresh: Refresh = Refresh.UPDATE
     ) -> None:

@@ -20,17 +20,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
 
 from fqdn_policy.enforcer import ruleset
+from fqdn_policy.ops.health import Health
 from fqdn_policy.ops.httpserve import Handler, Response
-from fqdn_policy.ops.metrics import registry_for
+from fqdn_policy.ops.metrics import Later
 from fqdn_policy.policy.diagnose.explain import PROTOCOLS, explain
-
-if TYPE_CHECKING:
-    from fqdn_policy.agent.runtime import Agent
+from fqdn_policy.policy.match.ruleindex import PolicyIndex
+from fqdn_policy.policy.state.allowtable import AllowTable
 
 JSON = "application/json"
 
@@ -39,11 +40,12 @@ def json_response(status: int, body: Any) -> Response:
     return Response(status, (json.dumps(body, indent=1) + "\n").encode(), JSON)
 
 
-def state(agent: Agent, now: float) -> dict[str, Any]:
+def state(
+    index: PolicyIndex | None, table: AllowTable, health: Health, nft_table: str, now: float
+) -> dict[str, Any]:
     """What the agent knows that the kernel does not: who each pod address is, and what it resolved."""
     pods = []
-    if agent.gate is not None:
-        index = agent.gate.index
+    if index is not None:
         for pod in index.policy_set.pods:
             client = index.pod(pod.key)
             policies = [p.key for p in client.rules.policies] if client and client.rules else []
@@ -52,12 +54,12 @@ def state(agent: Agent, now: float) -> dict[str, Any]:
             )
     resolutions = [
         {"pod": pod, "name": name, "address": address, "remaining_s": round(until - now, 1)}
-        for pod, name, address, until in list(agent.table.resolutions.items())
+        for pod, name, address, until in list(table.resolutions.items())
         if until > now
     ]
-    problems = agent.health.problems(now)
+    problems = health.problems(now)
     return {
-        "table": f"{ruleset.FAMILY} {agent.config.enforcer.table}",
+        "table": f"{ruleset.FAMILY} {nft_table}",
         "ready": not problems,
         "problems": problems,
         "pods": pods,
@@ -65,8 +67,8 @@ def state(agent: Agent, now: float) -> dict[str, Any]:
     }
 
 
-def explain_query(agent: Agent, query: Mapping[str, str]) -> Response:
-    if agent.gate is None:
+def explain_query(index: PolicyIndex | None, reject: bool, query: Mapping[str, str]) -> Response:
+    if index is None:
         return json_response(503, {"error": "the agent has not loaded a policy yet"})
     pod, host = query.get("pod"), query.get("host")
     if not pod or not host:
@@ -82,7 +84,7 @@ def explain_query(agent: Agent, query: Mapping[str, str]) -> Response:
                 raise ValueError
         except ValueError:
             return json_response(400, {"error": f"port {query['port']!r} is not 1-65535"})
-    verdict = explain(agent.gate.index, pod, host, protocol, port, agent.config.enforcer.reject)
+    verdict = explain(index, pod, host, protocol, port, reject)
     return json_response(200, verdict.to_json())
 
 
@@ -94,8 +96,17 @@ def public_routes(local: dict[str, Handler]) -> dict[str, Handler]:
     return {path: local[path] for path in PUBLIC_PATHS}
 
 
-def routes(agent: Agent) -> dict[str, Handler]:
-    registry = registry_for(agent)
+def routes(
+    *,
+    health: Health,
+    index: Later[PolicyIndex],
+    table: AllowTable,
+    registry: CollectorRegistry,
+    nft_table: str,
+    reject: bool,
+) -> dict[str, Handler]:
+    """`index` is the rules in force, None until the first policy is loaded; `reject`: every enforced
+    pod gets a fast failure (--reject), for /explain's verdict."""
 
     def metrics(_: Mapping[str, str]) -> Response:
         return Response(200, generate_latest(registry), CONTENT_TYPE_LATEST)
@@ -104,7 +115,7 @@ def routes(agent: Agent) -> dict[str, Handler]:
         return Response(200, b"ok\n")
 
     def readyz(_: Mapping[str, str]) -> Response:
-        problems = agent.health.problems(time.monotonic())
+        problems = health.problems(time.monotonic())
         if problems:
             return Response(503, ("not ready:\n" + "".join(f"- {p}\n" for p in problems)).encode())
         return Response(200, b"ready\n")
@@ -113,6 +124,6 @@ def routes(agent: Agent) -> dict[str, Handler]:
         "/metrics": metrics,
         "/healthz": healthz,
         "/readyz": readyz,
-        "/state": lambda _: json_response(200, state(agent, time.monotonic())),
-        "/explain": lambda query: explain_query(agent, query),
+        "/state": lambda _: json_response(200, state(index(), table, health, nft_table, time.monotonic())),
+        "/explain": lambda query: explain_query(index(), reject, query),
     }

@@ -27,6 +27,25 @@ spec:
 """
 
 
+class Gate:
+    """Stands in for the PolicyGate: what a denied packet is explained against."""
+
+    def __init__(self, names):
+        self.index = PolicyIndex(load_text(POLICY))
+        self.table = AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0))
+        self.names = names
+
+
+class Tables:
+    """Stands in for the EnforcerTables: pod c's policy rejects; the unlogged counter of table t."""
+
+    def rejects(self, index, ip):
+        return ip == "10.244.1.10"
+
+    def unlogged_packets(self, nft):
+        return nft.counter("t", "drops_unlogged")
+
+
 class CounterWriter:
     """Stands in for the SetWriter: `call` runs the function against a fake libnftables context."""
 
@@ -48,17 +67,7 @@ def reporter():
     clock = [0.0]
     denied = NameMemory()
     denied.record_denied("default/c", "www.cloudflare.com", ["198.51.100.20"], 0.0)
-    out = DropReporter(
-        4053,
-        lambda: PolicyIndex(load_text(POLICY)),
-        AllowTable(TTLPolicy(5, 3600, refresh_slack=0.0)),
-        denied,
-        rejects=lambda ip: ip == "10.244.1.10",
-        drops_by_pod={},
-        writer=CounterWriter(),
-        nft_table="t",
-        clock=lambda: clock[0],
-    )
+    out = DropReporter(4053, Gate(denied), Tables(), CounterWriter(), clock=lambda: clock[0])
     out.clock_value = clock
     return out
 
@@ -166,3 +175,11 @@ def test_a_busy_group_is_retried_until_the_other_reader_lets_go(reporter, monkey
     events = [e["event"] for e in logs]
     assert events.count("drops.group_busy") == 1 and events.count("drops.reading") == 1
     assert FakeSocket.attempts == 3
+
+
+def test_each_reporter_owns_its_counts_as_stats(reporter):
+    other = DropReporter(4054, Gate(NameMemory()), Tables(), CounterWriter())
+    reporter.report(syn())
+    reporter.report(syn(src="10.244.1.77"))
+    assert reporter.stats.by_pod == {"default/c": 1, "10.244.1.77": 1}
+    assert other.stats.by_pod == {} and other.stats.unlogged == 0

@@ -15,14 +15,15 @@ from structlog.testing import capture_logs
 from fqdn_policy.agent import collector as collector_module
 from fqdn_policy.agent.collector import CollectorRegime
 from fqdn_policy.agent.config import AgentConfig
+from fqdn_policy.agent.drops import DropReporter
 from fqdn_policy.agent.gate import PolicyGate
 from fqdn_policy.agent.housekeeping import log_whole_collection
+from fqdn_policy.agent.opswiring import metrics_providers, ops_routes
 from fqdn_policy.agent.runtime import Agent
 from fqdn_policy.dnsproxy.upstream import UpstreamAddress, UpstreamConfig
 from fqdn_policy.ops.config import DecisionLogConfig, OpsConfig
 from fqdn_policy.ops.httpserve import MAX_CONNECTIONS, HttpServer, Response, parse_request_line
 from fqdn_policy.ops.metrics import registry_for
-from fqdn_policy.ops.opsapi import routes
 from fqdn_policy.policy.config import PolicyConfig
 from fqdn_policy.policy.match.addressguard import AddressGuard
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
@@ -49,7 +50,7 @@ def agent():
 
 
 def samples(agent) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = generate_latest(registry_for(agent)).decode()
+    text = generate_latest(registry_for(metrics_providers(agent))).decode()
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
         for family in text_string_to_metric_families(text)
@@ -184,7 +185,7 @@ async def http_get(port: int, request: bytes) -> tuple[int, dict[str, str], byte
 
 def test_endpoints_over_http(agent):
     async def main():
-        server = HttpServer("127.0.0.1", 0, routes(agent))
+        server = HttpServer("127.0.0.1", 0, ops_routes(agent))
         await server.start()
         port = server.bound_port
         try:
@@ -278,8 +279,9 @@ def test_oversized_request_broken_handler_and_connection_cap():
 
 def test_denied_connections_by_pod(agent):
     assert value(agent, "fqdn_policy_denied_unlogged_packets_total") == 0
-    agent.drops_by_pod["default/c"] = 3
-    agent.drops_by_pod["10.244.1.99"] = 1  # a source no pod has
+    agent.drops = DropReporter(4053, agent.gate, agent.tables, agent.writer)
+    agent.drops.stats.by_pod["default/c"] = 3
+    agent.drops.stats.by_pod["10.244.1.99"] = 1  # a source no pod has
     assert value(agent, "fqdn_policy_denied_connections_total", pod="default/c", mode="enforce") == 3
     assert value(agent, "fqdn_policy_denied_connections_total", pod="10.244.1.99", mode="enforce") == 1
 

@@ -7,6 +7,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from fqdn_policy.agent.opswiring import metrics_providers
 from fqdn_policy.cli.main import build_parser
 from fqdn_policy.ops.metrics import registry_for
 from tests.cluster.monitoring import (
@@ -51,7 +52,7 @@ def one(kind):
 
 @pytest.fixture
 def exported(agent):  # noqa: F811
-    return exported_names(generate_latest(registry_for(agent)).decode())
+    return exported_names(generate_latest(registry_for(metrics_providers(agent))).decode())
 
 
 @pytest.mark.parametrize(

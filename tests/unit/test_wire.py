@@ -8,8 +8,8 @@ from dnslib import AAAA, CNAME, MX, QTYPE, RR, A, DNSRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fqdn_policy.dnsproxy.codes import RCODE_SERVFAIL
 from fqdn_policy.dnsproxy.wire import (
-    RCODE_SERVFAIL,
     WireError,
     _printable_name,
     error_response,
