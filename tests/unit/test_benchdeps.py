@@ -11,11 +11,11 @@ def test_the_typical_answer_reads_the_same_addresses_both_ways():
     assert deps.dnslib_addresses(deps.DNSRecord.parse(answer)) == ["192.0.2.10", "192.0.2.11"]
 
 
-def test_the_agreement_check_can_fail():
+def test_the_agreement_check_can_fail(monkeypatch):
     query, answer = deps.typical_answer()
-    broken = answer[:-1] + bytes([answer[-1] ^ 1])  # the last A record's last octet
+    monkeypatch.setattr(deps, "dnslib_addresses", lambda record: ["192.0.2.10"])
     with pytest.raises(SystemExit, match="disagree"):
-        deps.check_agreement(query, broken)
+        deps.check_agreement(query, answer)
 
 
 def test_a_short_run_prints_a_ratio_for_every_case(capsys):
