@@ -13,9 +13,9 @@ fqdn_policy/dnsproxy/wire.py against dnslib on the forwarder's paths:
   when it is the parser too) and once including `DNSRecord.parse` (what it costs next to wire.py);
 
 and receiving datagrams on a loopback socket: fqdn_policy.dnsproxy.udpsocket.UdpEndpoint (reads in
-bursts from the event loop) against asyncio-dgram's `recv()` (asyncio's datagram transport, a future
-per datagram). Both sides' responses are checked to say the same thing before anything is timed.
-Prints one line per case and the ratios; nothing here asserts a time.
+bursts from the event loop) against asyncio-dgram's `recv()` (asyncio's datagram transport, each
+datagram through an asyncio.Queue). Both sides' addresses and error responses are checked to agree
+before anything is timed. Prints one line per case and the ratios; nothing here asserts a time.
 """
 
 from __future__ import annotations
