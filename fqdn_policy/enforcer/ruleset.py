@@ -103,17 +103,8 @@ def allow_set_names() -> list[str]:
     return [set_name(v, proto, port) for v in (4, 6) for proto, port in shapes]
 
 
-def base_ruleset(
-    table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: int = 0, sni_queue: int | None = None
-) -> list[Command]:
-    """Create or adopt the table: sets are kept with their elements, chains are rewritten atomically
-    (so a restart that switches between enforce and audit mode swaps the verdict in one transaction).
-
-    With `mark`, each packet sent to an egress chain gets that bit, which tells the guard table
-    (fqdn_policy.enforcer.guard) that this table judged it. `sni_queue` is the NFQUEUE the verify-sni
-    check sends unverified flows' first data to (None: the kernel has no queue statement, they are
-    dropped; fqdn_policy.enforcer.sniruleset)."""
-    cmds: list[Command] = [{"add": {"table": {"family": FAMILY, "name": table}}}]
+def _sets(table: str) -> list[Command]:
+    cmds: list[Command] = []
     for v in (4, 6):
         addr = _ADDR[v]
         cmds.append(_set(table, f"enforced_v{v}", [addr], []))
@@ -126,6 +117,20 @@ def base_ruleset(
         cmds.append(_set(table, f"ipblock_v{v}", [addr, addr], ["interval"]))
         for proto in IPBLOCK_PROTOCOLS:
             cmds.append(_set(table, f"ipblock_v{v}_{proto}", [addr, addr, "inet_service"], ["interval"]))
+    return cmds
+
+
+def base_ruleset(
+    table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: int = 0, sni_queue: int | None = None
+) -> list[Command]:
+    """Create or adopt the table: sets are kept with their elements, chains are rewritten atomically
+    (so a restart that switches between enforce and audit mode swaps the verdict in one transaction).
+
+    With `mark`, each packet sent to an egress chain gets that bit, which tells the guard table
+    (fqdn_policy.enforcer.guard) that this table judged it. `sni_queue` is the NFQUEUE the verify-sni
+    check sends unverified flows' first data to (None: the kernel has no queue statement, they are
+    dropped; fqdn_policy.enforcer.sniruleset)."""
+    cmds: list[Command] = [{"add": {"table": {"family": FAMILY, "name": table}}}, *_sets(table)]
     cmds += sniruleset.sets(table)
     cmds.append({"add": {"counter": {"family": FAMILY, "table": table, "name": UNLOGGED_COUNTER}}})
     chains: dict[str, dict[str, Any]] = {name: {} for name in CHAINS}
