@@ -6,6 +6,11 @@ the connection: a verdict on bytes it has not seen in order would be a guess, an
 packets are reordered retries. Retransmissions of bytes already held are normal (a lost ACK) and are
 accepted when they agree; one that disagrees is an attempt to show the inspector one name and the
 server another, and is refused.
+
+Where the stream starts should come from the connection's SYN (its sequence number + 1), given as
+`start`. Without it the first payload segment seen is taken as the start, and a client could send its
+second segment first, dressed as a ClientHello for an allowed name: that would be inspected as the
+stream's start while the server, once the real first segment arrives, reads another name.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ class FirstBytes:
     """Bytes past MAX_FIRST_BYTES are not kept (inspection never reads them), so a flow's memory is
     bounded whatever its segments' sizes; a retransmission is compared on the bytes that are kept."""
 
-    def __init__(self) -> None:
-        self._start: int | None = None
+    def __init__(self, start: int | None = None) -> None:
+        """`start`: the sequence number of the stream's first byte (the SYN's + 1), when it is known."""
+        self._start = None if start is None else start % _SEQ_MOD
         self._data = bytearray()
         self._received = 0  # bytes of stream covered so far, kept or not (past MAX_FIRST_BYTES)
         self.segments = 0  # segments that brought new bytes
