@@ -62,7 +62,8 @@ class NfqueueSocket:
     def bind(self, copy_range: int = MAX_COPY_RANGE, maxlen: int = DEFAULT_QUEUE_MAXLEN) -> None:
         """Bind the queue and configure it; QueueBusy if another socket holds it, OSError otherwise.
 
-        No PF_BIND first: kernels since 3.8 ignore it (nfqnl_recv_config answers it with 0)."""
+        No PF_BIND first: nfqnl_recv_config answers it with 0 and does nothing ("obsolete commands
+        without queue context"), so only very old kernels needed it."""
         self._sock.settimeout(ACK_TIMEOUT)
         try:
             seq = next(self._seq)
