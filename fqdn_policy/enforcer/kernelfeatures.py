@@ -29,9 +29,11 @@ class KernelFeature:
     since: str  # the first Linux release with it
     used_for: str
     commands: Callable[[str], list[Command]]  # what to try, in a scratch table of that name
+    provided_by: str = ""  # the kernel option and module, where a kernel may well be built without it
 
     def describe(self) -> str:
-        return f"{self.name} (Linux {self.since}+, for {self.used_for})"
+        built = f"; kernel option {self.provided_by}" if self.provided_by else ""
+        return f"{self.name} (Linux {self.since}+, for {self.used_for}{built})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class Needs:
     nflog: bool = True  # denied packets logged to an NFLOG group, beyond a rate only counted
     guard_mark: bool = True  # the guard table's mark bit
     dns_redirect: bool = False  # --dns-service: the inet nat table
+    sni_queue: bool = False  # SNI/Host verification: first payload packets queued to the agent
 
 
 def _chain(table: str, **base: Any) -> Command:
@@ -200,6 +203,21 @@ INET_NAT = KernelFeature(
         },
     ],
 )
+NFT_QUEUE = KernelFeature(
+    "queue statement (nft_queue)",
+    "3.14",
+    "SNI/Host verification (the first payload packets of unverified flows queued to the agent)",
+    # No "flags": without bypass, a queue nobody has bound drops the packet (fail closed).
+    lambda t: _rule(t, _l4("tcp"), {"queue": {"num": 1}}),
+    "CONFIG_NFT_QUEUE, module nft_queue",
+)
+NFQUEUE_BIND = KernelFeature(
+    "binding an NFQUEUE queue (nfnetlink_queue)",
+    "2.6.14",
+    "reading the queued packets and giving their verdicts",
+    lambda t: [],  # not an nf_tables command: kernelprobe.queue_binding binds a socket instead
+    "CONFIG_NETFILTER_NETLINK_QUEUE, module nfnetlink_queue",
+)
 # Not probed here: element timeout updates (Linux 6.10, commit 4201f3938914) are optional, and the
 # refresh probe (fqdn_policy.enforcer.kernelprobe.choose_refresh) tries them on a real element.
 
@@ -216,7 +234,9 @@ def required_features(needs: Needs) -> list[KernelFeature]:
         features.append(META_MARK)
     if needs.dns_redirect:
         features.append(INET_NAT)
+    if needs.sni_queue:
+        features.append(NFT_QUEUE)
     return features
 
 
-ALL_FEATURES = required_features(Needs(dns_redirect=True))
+ALL_FEATURES = required_features(Needs(dns_redirect=True, sni_queue=True))

@@ -2,7 +2,8 @@
 
 Two questions. Does the kernel have every feature the ruleset uses (enforcer.kernelfeatures)? Each is
 tried on its own, so a refusal names the feature, and the agent refuses to start rather than half-apply
-its tables. And how does an existing element get a new timeout (fqdn_policy.enforcer.refresh)? An element is
+its tables; with SNI verification, binding an NFQUEUE queue for a moment is tried too. And how does an
+existing element get a new timeout (fqdn_policy.enforcer.refresh)? An element is
 written with a short timeout, re-added with a long one, and its expiry read back: kept long, the kernel
 updates in place; still short, the re-add was ignored and the agent replaces elements instead (which
 is then tried too, on an element that exists and on one that does not).
@@ -20,7 +21,14 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from fqdn_policy.enforcer.elementwire import ElementChange
-from fqdn_policy.enforcer.kernelfeatures import MINIMUM_KERNEL, KernelFeature, Needs, required_features
+from fqdn_policy.enforcer.kernelfeatures import (
+    MINIMUM_KERNEL,
+    NFQUEUE_BIND,
+    KernelFeature,
+    Needs,
+    required_features,
+)
+from fqdn_policy.enforcer.nfqueuesocket import NfqueueSocket, QueueBusy
 from fqdn_policy.enforcer.nft import Nft, NftError
 from fqdn_policy.enforcer.refresh import Refresh
 from fqdn_policy.enforcer.ruleset import FAMILY, Command, delete_table, set_name
@@ -29,6 +37,12 @@ from fqdn_policy.policy.state.elements import Element, ElementWrite
 SHORT, LONG = 10, 600  # seconds: a kept re-add reads back far above SHORT, an ignored one below it
 PROBE_ELEMENT = ("192.0.2.1", "192.0.2.2", None, None)
 PROBE_SET = set_name(4, None, None)
+PROBE_QUEUE = 65535  # bound for a moment and closed; no rule queues to it
+
+
+class QueueBinder(Protocol):
+    def bind(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class ElementWriter(Protocol):
@@ -68,11 +82,18 @@ def scratch_table(table: str) -> str:
 
 
 def probe_kernel(
-    nft: Nft, elements: ElementWriter, table: str, needs: Needs, release: str | None = None
+    nft: Nft,
+    elements: ElementWriter,
+    table: str,
+    needs: Needs,
+    release: str | None = None,
+    queues: Callable[[int], QueueBinder] = NfqueueSocket,
 ) -> KernelReport:
     """Every needed feature, then the refresh strategy; KernelUnsupported naming what is missing."""
     release = release or os.uname().release
     missing = missing_features(nft, scratch_table(table), required_features(needs))
+    if needs.sni_queue:
+        missing += queue_binding(queues)
     if missing:
         raise KernelUnsupported(unsupported_message(release, missing))
     return KernelReport(release, choose_refresh(nft, elements, scratch_table(table), release))
@@ -97,6 +118,25 @@ def missing_features(nft: Nft, scratch: str, features: list[KernelFeature]) -> l
             continue
         nft.run(delete_table(scratch))
     return missing
+
+
+def queue_binding(queues: Callable[[int], QueueBinder]) -> list[MissingFeature]:
+    """Whether a queue can be bound: the nft queue statement is no use without nfnetlink_queue.
+
+    A queue another socket holds answers QueueBusy, which says the subsystem is there."""
+    try:
+        queue = queues(PROBE_QUEUE)
+    except OSError as error:
+        return [MissingFeature(NFQUEUE_BIND, str(error))]
+    try:
+        queue.bind()
+    except QueueBusy:
+        return []
+    except OSError as error:
+        return [MissingFeature(NFQUEUE_BIND, str(error))]
+    finally:
+        queue.close()
+    return []
 
 
 def choose_refresh(nft: Nft, elements: ElementWriter, scratch: str, release: str) -> Refresh:

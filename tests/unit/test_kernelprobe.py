@@ -179,3 +179,76 @@ def test_element_refresh_auto_keeps_the_probe_replace_is_granted_and_update_is_r
     assert new.insisting_on("replace") == KernelReport("6.12.0", Refresh.REPLACE)
     with pytest.raises(KernelUnsupported, match=r"--element-refresh update: kernel 6\.1\.0 ignores"):
         old.insisting_on("update")
+
+
+OPENED = []  # the ModelQueues the last _queues() factory made
+
+
+class ModelQueue:
+    """An NFQUEUE socket whose bind does what `outcome` says: None binds, an exception is raised."""
+
+    def __init__(self, queue, outcome=None):
+        self.queue, self.outcome, self.closed = queue, outcome, False
+        OPENED.append(self)
+
+    def bind(self):
+        if self.outcome is not None:
+            raise self.outcome
+
+    def close(self):
+        self.closed = True
+
+
+def _queues(outcome=None):
+    OPENED.clear()
+    return lambda queue: ModelQueue(queue, outcome)
+
+
+def test_sni_verification_on_a_kernel_with_the_queue_statement_starts():
+    kernel = ModelKernel(updates=False)
+    report = probe_kernel(kernel, kernel, "t", kf.Needs(sni_queue=True), release="6.1.0", queues=_queues())
+    assert report.refresh is Refresh.REPLACE
+    (queue,) = OPENED  # the binding was tried, and let go again
+    assert queue.closed
+    assert kf.NFT_QUEUE in kf.required_features(kf.Needs(sni_queue=True))
+
+
+def test_sni_verification_without_nft_queue_refuses_the_start_naming_the_feature_and_its_module():
+    kernel = ModelKernel(refused='"queue"')  # CONFIG_NFT_QUEUE unset, as on the machine these tests run on
+    with pytest.raises(KernelUnsupported) as raised:
+        probe_kernel(kernel, kernel, "t", kf.Needs(sni_queue=True), release="6.18.44", queues=_queues())
+    message = str(raised.value)
+    assert "queue statement (nft_queue) (Linux 3.14+, for SNI/Host verification" in message
+    assert "kernel option CONFIG_NFT_QUEUE, module nft_queue" in message
+    assert "reject" not in message and "nfnetlink_queue" not in message  # only what failed is named
+    assert kernel.writes == [] and kernel.tables == set()
+
+
+def test_without_sni_verification_the_queue_statement_is_not_probed():
+    kernel = ModelKernel(updates=False, refused='"queue"')
+
+    def no_queue(queue):
+        raise AssertionError("a queue was bound")
+
+    probe_kernel(kernel, kernel, "t", kf.Needs(), release="6.18.44", queues=no_queue)
+    assert kf.NFT_QUEUE not in kf.required_features(kf.Needs(dns_redirect=True))
+
+
+def test_a_kernel_that_cannot_bind_a_queue_refuses_sni_verification_naming_nfnetlink_queue():
+    kernel = ModelKernel(updates=False)
+    missing = _queues(OSError(errno.EOPNOTSUPP, "Operation not supported"))
+    with pytest.raises(KernelUnsupported) as raised:
+        probe_kernel(kernel, kernel, "t", kf.Needs(sni_queue=True), release="6.1.0", queues=missing)
+    message = str(raised.value)
+    assert "binding an NFQUEUE queue (nfnetlink_queue)" in message
+    assert "CONFIG_NETFILTER_NETLINK_QUEUE, module nfnetlink_queue" in message
+    assert "Operation not supported" in message
+    assert OPENED[0].closed
+
+
+def test_a_queue_another_socket_holds_shows_that_queues_can_be_bound():
+    from fqdn_policy.enforcer.kernelprobe import queue_binding
+    from fqdn_policy.enforcer.nfqueuesocket import QueueBusy
+
+    assert queue_binding(_queues(QueueBusy(errno.EBUSY, "bound by another socket"))) == []
+    assert OPENED[0].closed

@@ -42,7 +42,8 @@ GUEST_PACKAGES: tuple[str, ...] = (
 # The tests the lane runs by default: the article, the conformance table, lifecycle, restart, and
 # the continuous-resolution test that catches a refresh which the kernel silently ignores; and the
 # kernel-specific tests of the refresh strategies and of a missing feature (which only a guest may
-# run: it takes a module away from the kernel).
+# run: it takes a module away from the kernel); and NFQUEUE, whose queue statement the development
+# host's kernel lacks.
 DEFAULT_TESTS: tuple[str, ...] = (
     "tests/e2e/test_article.py",
     "tests/conformance",
@@ -52,6 +53,8 @@ DEFAULT_TESTS: tuple[str, ...] = (
     "tests/e2e/test_kernel_features.py",
     "tests/e2e/test_refresh.py",
     "tests/unit/test_refresh_kernel.py",
+    "tests/e2e/test_nfqueue.py",
+    "tests/unit/test_nfqueuesocket.py",
 )
 
 # Debian 12's stock kernel; the newest Debian offers; the oldest LTS Debian still serves.
