@@ -7,7 +7,9 @@ import pytest
 
 from tests.unit.importscan import imports, product_modules
 
-PACKAGES = frozenset({"logs", "settings", "dnsproxy", "policy", "enforcer", "sources", "ops", "agent", "cli"})
+PACKAGES = frozenset(
+    {"logs", "settings", "sni", "dnsproxy", "policy", "enforcer", "sources", "ops", "agent", "cli"}
+)
 
 # Besides itself, a package may import these. `__init__` is fqdn_policy/__init__.py, `__main__` is
 # `python -m fqdn_policy`. dnsproxy imports no logs today, so the pure layers stay without it.
@@ -15,6 +17,7 @@ PACKAGES = frozenset({"logs", "settings", "dnsproxy", "policy", "enforcer", "sou
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "logs": frozenset(),
     "settings": frozenset(),
+    "sni": frozenset(),
     "dnsproxy": frozenset({"settings"}),
     "policy": frozenset({"settings"}),
     "enforcer": frozenset({"policy", "logs", "settings"}),
