@@ -39,6 +39,11 @@ from tests.lab.netlab import Lab
 POD = "pod-a"
 
 
+def is_checkout(path: Path) -> bool:
+    """A tree the agent can run from: this layout (fqdn_policy/) or one from before it (agent/cli.py)."""
+    return (path / "fqdn_policy" / "__main__.py").is_file() or (path / "agent" / "cli.py").is_file()
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -73,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.trees = {}
     for item in args.tree:
         name, sep, path = item.partition("=")
-        if not sep or name not in args.variants or not (Path(path) / "agent" / "cli.py").is_file():
+        if not sep or name not in args.variants or not is_checkout(Path(path)):
             p.error(f"--tree {item!r}: expected NAME=PATH, a --variant NAME and a checkout at PATH")
         args.trees[name] = Path(path)
     return args
