@@ -121,7 +121,11 @@ def _sets(table: str) -> list[Command]:
 
 
 def base_ruleset(
-    table: str = DEFAULT_TABLE, denial: Denial = Denial(), mark: int = 0, sni_queue: int | None = None
+    table: str = DEFAULT_TABLE,
+    denial: Denial = Denial(),
+    mark: int = 0,
+    verify_sni: bool = False,
+    sni_queue: int | None = None,
 ) -> list[Command]:
     """Create or adopt the table: sets are kept with their elements, chains are rewritten atomically
     (so a restart that switches between enforce and audit mode swaps the verdict in one transaction).
@@ -129,7 +133,9 @@ def base_ruleset(
     With `mark`, each packet sent to an egress chain gets that bit, which tells the guard table
     (fqdn_policy.enforcer.guard) that this table judged it. `sni_queue` is the NFQUEUE the verify-sni
     check sends unverified flows' first data to (None: the kernel has no queue statement, they are
-    dropped; fqdn_policy.enforcer.sniruleset)."""
+    dropped; fqdn_policy.enforcer.sniruleset). Without `verify_sni` the verify-sni chains stay empty
+    and no rule looks a verified element up, so a destination only verifying grants allow is denied
+    (fail closed) and the forward chain is what it was before verify-sni."""
     cmds: list[Command] = [{"add": {"table": {"family": FAMILY, "name": table}}}, *_sets(table)]
     cmds += sniruleset.sets(table)
     cmds.append({"add": {"counter": {"family": FAMILY, "table": table, "name": UNLOGGED_COUNTER}}})
@@ -138,9 +144,10 @@ def base_ruleset(
     for name, base in chains.items():
         cmds.append({"add": {"chain": {"family": FAMILY, "table": table, "name": name, **base}}})
         cmds.append({"flush": {"chain": {"family": FAMILY, "table": table, "name": name}}})
-    cmds += sniruleset.forward_rules(table)
-    cmds += sniruleset.verdict_chains(table)
-    cmds += sniruleset.check_chain(table, sni_queue)
+    if verify_sni:
+        cmds += sniruleset.forward_rules(table)
+        cmds += sniruleset.verdict_chains(table)
+        cmds += sniruleset.check_chain(table, sni_queue)
     ct = {"ct": {"key": "state"}}
     cmds.append(
         _rule(
@@ -162,36 +169,45 @@ def base_ruleset(
                 ],
             )
         )
-        chain = f"egress_v{v}"
-        daddr = _field(v, "daddr")
-        l4proto = {"meta": {"key": "l4proto"}}
-        dport = {"payload": {"protocol": "th", "field": "dport"}}
-        cmds.append(_rule(table, chain, [_match_set([daddr], f"exempt_v{v}"), {"accept": None}]))
-        if v == 6:
-            # Neighbour discovery never leaves the link, but with bridge netfilter a pod's solicitations
-            # flooded to the other bridge ports pass this hook: denying them broke nothing the node
-            # needed, yet filled the drop log with one line per pod and neighbour.
-            nd = {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
-                            "right": {"set": list(ND_TYPES)}}}  # fmt: skip
-            cmds.append(_rule(table, chain, [nd, {"accept": None}]))
-        cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"ipblock_v{v}"), {"accept": None}]))
-        for proto in IPBLOCK_PROTOCOLS:
-            is_proto = {"match": {"op": "==", "left": l4proto, "right": proto}}
-            lookup = _match_set([saddr, daddr, dport], f"ipblock_v{v}_{proto}")
-            cmds.append(_rule(table, chain, [is_proto, lookup, {"accept": None}]))
-        cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"allow_v{v}"), {"accept": None}]))
-        cmds.append(
-            _rule(table, chain, [_match_set([saddr, daddr, l4proto], f"allow_v{v}_proto"), {"accept": None}])
-        )
-        cmds.append(
-            _rule(
-                table,
-                chain,
-                [_match_set([saddr, daddr, l4proto, dport], f"allow_v{v}_port"), {"accept": None}],
-            )
-        )
-        cmds += sniruleset.egress_rules(table, v)
+        cmds += _allow_rules(table, v)
+        if verify_sni:
+            cmds += sniruleset.egress_rules(table, v)
         cmds += _denial_rules(table, v, denial)
+    return cmds
+
+
+def _allow_rules(table: str, v: int) -> list[Command]:
+    """egress_vN up to the denial: exempt destinations, neighbour discovery, ipBlocks, the allow sets."""
+    cmds: list[Command] = []
+    saddr = _field(v, "saddr")
+    chain = f"egress_v{v}"
+    daddr = _field(v, "daddr")
+    l4proto = {"meta": {"key": "l4proto"}}
+    dport = {"payload": {"protocol": "th", "field": "dport"}}
+    cmds.append(_rule(table, chain, [_match_set([daddr], f"exempt_v{v}"), {"accept": None}]))
+    if v == 6:
+        # Neighbour discovery never leaves the link, but with bridge netfilter a pod's solicitations
+        # flooded to the other bridge ports pass this hook: denying them broke nothing the node
+        # needed, yet filled the drop log with one line per pod and neighbour.
+        nd = {"match": {"op": "==", "left": {"payload": {"protocol": "icmpv6", "field": "type"}},
+                        "right": {"set": list(ND_TYPES)}}}  # fmt: skip
+        cmds.append(_rule(table, chain, [nd, {"accept": None}]))
+    cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"ipblock_v{v}"), {"accept": None}]))
+    for proto in IPBLOCK_PROTOCOLS:
+        is_proto = {"match": {"op": "==", "left": l4proto, "right": proto}}
+        lookup = _match_set([saddr, daddr, dport], f"ipblock_v{v}_{proto}")
+        cmds.append(_rule(table, chain, [is_proto, lookup, {"accept": None}]))
+    cmds.append(_rule(table, chain, [_match_set([saddr, daddr], f"allow_v{v}"), {"accept": None}]))
+    cmds.append(
+        _rule(table, chain, [_match_set([saddr, daddr, l4proto], f"allow_v{v}_proto"), {"accept": None}])
+    )
+    cmds.append(
+        _rule(
+            table,
+            chain,
+            [_match_set([saddr, daddr, l4proto, dport], f"allow_v{v}_port"), {"accept": None}],
+        )
+    )
     return cmds
 
 

@@ -85,6 +85,16 @@ def test_verified_elements_have_sets_of_their_own_keyed_without_a_protocol():
     assert {"sni_v4", "sni_v4_port", "sni_v6", "sni_v6_port"} <= set(ruleset.allow_set_names())
 
 
+def test_without_verify_sni_the_forward_chain_is_what_it_was_and_verified_elements_are_never_looked_up():
+    commands = ruleset.base_ruleset("t", mark=2)
+    rules = [c["add"]["rule"] for c in commands if "rule" in c.get("add", {})]
+    assert not any(r["chain"] in sniruleset.CHAINS for r in rules)
+    assert "sni_" not in json.dumps([r for r in rules if r["chain"] != "forward"])
+    assert "sni_" not in json.dumps([r for r in rules if r["chain"] == "forward"])
+    on = [c["add"]["rule"] for c in ruleset.base_ruleset("t", verify_sni=True) if "rule" in c.get("add", {})]
+    assert sum(r["chain"] == "forward" for r in on) == sum(r["chain"] == "forward" for r in rules) + 4
+
+
 def test_without_the_queue_statement_the_check_drops_and_says_why():
     rules = [c["add"]["rule"] for c in sniruleset.check_chain("t", None)]
     assert rules[-1]["expr"] == [{"counter": None}, {"drop": None}]
@@ -105,12 +115,13 @@ def test_the_kernel_takes_the_verify_sni_chains_and_holds_verified_elements_as_w
     from fqdn_policy.enforcer.ruleset import base_ruleset, element_commands
     from fqdn_policy.policy.state.elements import ElementWrite
     nft = Nft()
-    nft.run(base_ruleset("t", mark=2))
+    nft.run(base_ruleset("t", mark=2, verify_sni=True))
     writes = [ElementWrite(("10.244.1.10", "198.51.100.10", "sni", 443), 60, 0.0, "good.example"),
               ElementWrite(("2001:db8:244::10", "2001:db8:100::10", "sni", None), 60, 0.0, "good.example")]
     ElementSocket().write([ElementChange("t", (writes[0],))])
     nft.run(element_commands("t", writes[1:]))
     print(json.dumps(sorted([list(e.element), e.name] for e in allow_elements(nft, "t"))))
+    nft.run(base_ruleset("t", mark=2))  # verify-sni off again: the chains are emptied in place
     """
     done = run_unshared(textwrap.dedent(script))
     assert done.returncode == 0, done.stderr
