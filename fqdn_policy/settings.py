@@ -164,13 +164,6 @@ def _metavar(s: Setting) -> str | None:
 # Checks and parsers shared by the components' declarations.
 
 
-def at_least(low: float) -> Check:
-    def check(value: float) -> str | None:
-        return None if value >= low else f"is below the minimum {low:g}"
-
-    return check
-
-
 def whole_at_least(low: int) -> Check:
     def check(value: int) -> str | None:
         return None if value >= low else f"is not a whole number of at least {low}"
@@ -178,11 +171,9 @@ def whole_at_least(low: int) -> Check:
     return check
 
 
-def between(low: float, high: float) -> Check:
-    def check(value: float) -> str | None:
-        return None if low <= value <= high else f"is not between {low:g} and {high:g}"
-
-    return check
+def positive_seconds(value: float) -> str | None:
+    """A duration: above 0 and finite (NaN fails the comparison)."""
+    return None if 0 < value < float("inf") else "is not a positive number of seconds"
 
 
 def finite_at_least(low: float, unit: str) -> Check:

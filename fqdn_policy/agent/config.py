@@ -11,7 +11,15 @@ from fqdn_policy.dnsproxy.upstream import UpstreamConfig
 from fqdn_policy.enforcer.config import EnforcerConfig
 from fqdn_policy.ops.config import OpsConfig
 from fqdn_policy.policy.config import PolicyConfig
-from fqdn_policy.settings import SettingError, number, setting, validate, whole, whole_at_least
+from fqdn_policy.settings import (
+    SettingError,
+    number,
+    positive_seconds,
+    setting,
+    validate,
+    whole,
+    whole_at_least,
+)
 
 # Allocations between young collections. With survivors frozen (agent.collector) there is no middle
 # generation to feed, so shorter, more frequent pauses cost no throughput: 5,000 against 20,000 in
@@ -32,7 +40,7 @@ class AgentConfig:
         "--watchdog-interval",
         "seconds between checks that the nftables table is intact (it is rebuilt if not)",
         parse=number,
-        check=lambda v: None if 0 < v < float("inf") else "is not a positive number of seconds",
+        check=positive_seconds,
     )
     gc_young: int = setting(
         GC_THRESHOLD,

@@ -29,7 +29,7 @@ from fqdn_policy.dnsproxy.wire import (
     formerr_for,
     parse_query,
 )
-from fqdn_policy.settings import host_port, number, setting, validate, whole, whole_at_least
+from fqdn_policy.settings import host_port, number, positive_seconds, setting, validate, whole, whole_at_least
 
 Release = Callable[[bool], None]
 
@@ -67,7 +67,7 @@ class TcpLimits:
         "--tcp-idle-timeout",
         "seconds a DNS-over-TCP client has to send each whole query before it is disconnected",
         parse=number,
-        check=lambda v: None if 0 < v < float("inf") else "is not a positive number of seconds",
+        check=positive_seconds,
     )
     max_connections: int = setting(
         1024,

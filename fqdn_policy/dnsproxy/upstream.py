@@ -27,6 +27,7 @@ from fqdn_policy.settings import (
     SettingError,
     host_port,
     number,
+    positive_seconds,
     setting,
     validate,
     whole,
@@ -85,7 +86,7 @@ class UpstreamConfig:
         "--upstream-timeout",
         "seconds to wait for one upstream attempt",
         parse=number,
-        check=lambda v: None if 0 < v < float("inf") else "is not a positive number of seconds",
+        check=positive_seconds,
     )
     attempts: int = setting(
         3,

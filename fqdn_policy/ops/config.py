@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fqdn_policy.ops.decisionlog import DEFAULT_LINE_RATE, DEFAULT_WINDOW, LogMode
-from fqdn_policy.settings import address_or_off, finite_at_least, number, setting, validate
+from fqdn_policy.settings import address_or_off, finite_at_least, number, positive_seconds, setting, validate
 
 DEFAULT_METRICS = ("127.0.0.1", 9153)
 
@@ -24,7 +24,7 @@ class DecisionLogConfig:
         "--log-window",
         "seconds over which repeats are counted",
         parse=number,
-        check=lambda v: None if 0 < v < float("inf") else "is not a positive number of seconds",
+        check=positive_seconds,
     )
     rate: float = setting(
         DEFAULT_LINE_RATE,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from fqdn_policy.settings import SettingError, number, setting, validate
+from fqdn_policy.settings import SettingError, number, positive_seconds, setting, validate
 from fqdn_policy.sources.filesource import DEFAULT_WATCH_INTERVAL
 
 
@@ -37,7 +37,7 @@ class SourceConfig:
         "--watch-interval",
         "seconds between checks of the policy file",
         parse=number,
-        check=lambda v: None if 0 < v < float("inf") else "is not a positive number of seconds",
+        check=positive_seconds,
     )
 
     def __post_init__(self) -> None:
