@@ -225,7 +225,11 @@ class DnsServer:
 
         self._udp = UdpEndpoint.bind(self.host, self.port, receive)
         send = self._udp.sendto
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port, reuse_port=True)
+        # A backlog as deep as the cap: a burst the loop has not accepted yet waits in the kernel
+        # instead of losing its SYNs (asyncio's default is 100) and retrying a second later.
+        self._tcp = await asyncio.start_server(
+            self._serve_tcp, self.host, self.port, reuse_port=True, backlog=self.tcp_limits.max_connections
+        )
 
     @property
     def bound_port(self) -> int:

@@ -84,6 +84,7 @@ def trickle(server: tuple[str, int], interval: float, limit: float) -> dict[str,
 def flood(server: tuple[str, int], count: int, settle: float, hold: float) -> dict[str, Any]:
     socks: list[socket.socket] = []
     failed = 0
+    started = time.monotonic()
     for _ in range(count):
         try:
             socks.append(_connect(server))
@@ -108,7 +109,7 @@ def flood(server: tuple[str, int], count: int, settle: float, hold: float) -> di
                 selector.unregister(sock)
     kept = len(socks) - len(closed)
     print(json.dumps({"opened": len(socks), "connect_failed": failed, "closed_at_once": len(closed),
-                      "kept": kept}), flush=True)  # fmt: skip
+                      "kept": kept, "open_seconds": round(opened_at - started, 2)}), flush=True)  # fmt: skip
     time.sleep(max(0.0, hold - (time.monotonic() - opened_at)))
     for sock in socks:
         sock.close()

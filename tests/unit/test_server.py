@@ -3,6 +3,7 @@ the write succeeded, SERVFAIL (same ID and question) when it failed. A stand-in 
 listeners run on loopback."""
 
 import asyncio
+import concurrent.futures
 import socket
 
 import pytest
@@ -129,6 +130,44 @@ def test_listeners_carry_the_verdict_on_both_transports(ok):
         try:
             for exchange in (udp_exchange, tcp_exchange):
                 expect(await asyncio.to_thread(exchange, port, bytes(QUERY.pack())), ok)
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+
+
+def test_a_burst_of_tcp_clients_while_the_loop_is_busy_is_queued_not_dropped():
+    """The kernel holds handshaken connections the loop has not accepted yet in the listen backlog;
+    asyncio's default of 100 drops the SYNs beyond it, so a burst (a truncation storm, or a flood the
+    cap is meant to bound) costs clients a one-second SYN retransmit each before the cap even sees
+    them. The backlog covers the connection cap."""
+    burst = 300
+
+    async def main():
+        port = free_port()
+        server = DnsServer(Resolver(AnsweringForwarder(), VerdictGate(True)), "127.0.0.1", port)
+        await server.start()
+        try:
+
+            def connect_all() -> int:
+                socks, handshaken = [], 0
+                for _ in range(burst):
+                    sock = socket.socket()
+                    sock.settimeout(0.5)  # below the first SYN retransmit (1 s)
+                    try:
+                        sock.connect(("127.0.0.1", port))
+                        handshaken += 1
+                    except OSError:
+                        sock.close()
+                        break  # the backlog is full: the rest would wait out the timeout too
+                    socks.append(sock)
+                for sock in socks:
+                    sock.close()
+                return handshaken
+
+            # the loop is blocked while the thread connects: nothing is accepted meanwhile
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                assert pool.submit(connect_all).result() == burst
         finally:
             await server.stop()
 
