@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from fqdn_policy.policy.match.names import NameMatcher
-from fqdn_policy.policy.model import Grant, LabelSelector, Pod, Policy, PolicySet, verified_grants
+from fqdn_policy.policy.match.names import NameMatcher, suffixes
+from fqdn_policy.policy.model import SNI, Grant, LabelSelector, Pod, Policy, PolicySet, verified_grants
 from fqdn_policy.policy.spec.networkpolicy import IpBlockElement, ipblock_elements
 
 NAME_CACHE_LIMIT = 65536  # names per RuleSet; a few MB at most, and cleared whole when full
@@ -93,6 +93,23 @@ class RuleSet:
             self._matches.clear()
         self._cache[qname] = result
         return result
+
+    def verifying(self, name: str, port: int) -> tuple[RuleRef, ...]:
+        """The rules of verifying policies that let a connection presenting `name` (normalised) on TCP
+        `port` through: each matches the name and grants verified TCP on that port. Asked once per
+        verified connection, so it searches rather than caching (the DNS path's cache is not touched)."""
+        wanted = {(SNI, port), (SNI, None)}
+        return tuple(
+            self._rules[n][0] for n in self._numbers(name) if not wanted.isdisjoint(self._rules[n][1])
+        )
+
+    def _numbers(self, name: str) -> list[int]:
+        return [
+            number
+            for suffix in suffixes(name)
+            for matcher, number in self._by_suffix.get(suffix, ())
+            if matcher.matches(name)
+        ]
 
     def _name_match(self, numbers: tuple[int, ...]) -> NameMatch:
         grants: frozenset[Grant] = frozenset().union(*(self._rules[n][1] for n in numbers))
