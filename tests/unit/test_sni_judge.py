@@ -47,7 +47,15 @@ INDEX = PolicyIndex(load_text(POLICIES))
 
 
 def judge(name, port=443, src="10.244.1.10", refused=None, table=None):
-    return judge_presented(INDEX, table if table is not None else AllowTable(TTLPolicy()), src, "198.51.100.7", port, name, refused)
+    return judge_presented(
+        INDEX,
+        table if table is not None else AllowTable(TTLPolicy()),
+        src,
+        "198.51.100.7",
+        port,
+        name,
+        refused,
+    )
 
 
 def test_a_name_of_a_verifying_rule_on_its_port_is_allowed_by_that_rule():

@@ -40,7 +40,11 @@ def test_an_allowed_name_in_one_segment_is_allowed_and_decided_once():
     assert step.actions == [PacketAction(2, Action.ALLOW)]
     (decided,) = step.decided
     assert decided.flow == ("10.244.1.10", "198.51.100.7", 40000, 443)
-    assert (decided.allowed, decided.inspection.name, decided.detail) == (True, "good.example", "judged good.example")
+    assert (decided.allowed, decided.inspection.name, decided.detail) == (
+        True,
+        "good.example",
+        "judged good.example",
+    )
     assert judge.asked == [("10.244.1.10", "198.51.100.7", 443, "good.example")]
     # a straggler queued before the verdict reached the kernel gets the same verdict, without a new decision
     again = core.on_packet(3, data(b"more", offset=len(HELLO)), 0.02)
@@ -98,11 +102,15 @@ def test_an_incomplete_client_hello_is_denied_after_the_hold():
 def test_segments_without_payload_pass_and_a_retransmission_is_held_with_the_rest():
     core = SniVerifier(AllowOne())
     core.on_packet(1, syn(), 0.0)
-    assert core.on_packet(2, ipv4(tcp(b"", seq=ISN + 1, flags=ACK)), 0.0).actions == [PacketAction(2, Action.PASS)]
+    assert core.on_packet(2, ipv4(tcp(b"", seq=ISN + 1, flags=ACK)), 0.0).actions == [
+        PacketAction(2, Action.PASS)
+    ]
     core.on_packet(3, data(HELLO[:30]), 0.0)
     core.on_packet(4, data(HELLO[:30]), 0.3)  # the client retransmits: nothing was acknowledged
     step = core.on_packet(5, data(HELLO[30:], offset=30), 0.3)
-    assert [a.packet_id for a in step.actions] == [3, 4, 5] and {a.action for a in step.actions} == {Action.ALLOW}
+    assert [a.packet_id for a in step.actions] == [3, 4, 5] and {a.action for a in step.actions} == {
+        Action.ALLOW
+    }
 
 
 def test_a_retransmission_that_disagrees_is_denied():

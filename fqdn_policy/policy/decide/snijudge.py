@@ -23,7 +23,13 @@ class SniJudgement(NamedTuple):
 
 
 def judge_presented(
-    index: PolicyIndex, table: AllowTable, src: str, dst: str, port: int, name: str | None, refused: str | None
+    index: PolicyIndex,
+    table: AllowTable,
+    src: str,
+    dst: str,
+    port: int,
+    name: str | None,
+    refused: str | None,
 ) -> SniJudgement:
     """`name` is the normalised presented name, None when none was (then `refused` says why).
 
