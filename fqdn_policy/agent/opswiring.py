@@ -14,6 +14,7 @@ from fqdn_policy.ops.agentmetrics import (
     GcPauseMetrics,
     HealthMetrics,
     PolicyMetrics,
+    SniMetrics,
 )
 from fqdn_policy.ops.dnsmetrics import DnsDecisionMetrics, ErrorMetrics, UpstreamMetrics
 from fqdn_policy.ops.histogram import Histogram
@@ -21,6 +22,7 @@ from fqdn_policy.ops.httpserve import Handler
 from fqdn_policy.ops.kernelmetrics import BudgetMetrics, KernelInfoMetrics, KernelWriteMetrics
 from fqdn_policy.ops.metrics import MetricsProvider, registry_for
 from fqdn_policy.ops.opsapi import routes
+from fqdn_policy.policy.decide.snijudge import SniStats
 from fqdn_policy.policy.decide.stats import EnforcementStats
 from fqdn_policy.policy.diagnose.dropstats import DropStats
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
@@ -51,6 +53,9 @@ def metrics_providers(agent: Agent) -> list[MetricsProvider]:
     def drops() -> DropStats | None:
         return agent.drops.stats if agent.drops is not None else None
 
+    def sni() -> SniStats | None:
+        return agent.sni.checker.stats if agent.sni.checker is not None else None
+
     return [
         DnsDecisionMetrics(decisions, hold_time, server),
         UpstreamMetrics(agent.forwarder, agent.upstream_latency),
@@ -61,6 +66,7 @@ def metrics_providers(agent: Agent) -> list[MetricsProvider]:
         KernelInfoMetrics(kernel),
         GcPauseMetrics(agent.collector_pauses.histogram),
         DropMetrics(agent.config.enforcer.mode, drops),
+        SniMetrics(sni),
         BudgetMetrics(evictions, agent.table),
         DecisionLogMetrics(agent.decision_log),
     ]

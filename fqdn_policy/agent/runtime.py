@@ -23,6 +23,7 @@ from fqdn_policy.agent.hostlimits import node_addresses, raise_open_file_limit
 from fqdn_policy.agent.housekeeping import flush_logs, log_whole_collection, stats_line, sweep_expired
 from fqdn_policy.agent.opswiring import ops_routes
 from fqdn_policy.agent.redirect import DnsRedirector, plan
+from fqdn_policy.agent.sniwiring import SniDatapath
 from fqdn_policy.dnsproxy.server import DnsServer, Resolver
 from fqdn_policy.dnsproxy.upstream import Forwarder
 from fqdn_policy.enforcer import ruleset
@@ -69,6 +70,7 @@ class Agent:
         self.writer = SetWriter(on_latency=self.nft_latency.observe, max_wait=WRITE_BATCH_WAIT)
         self.table = AllowTable(policy.ttl, policy.max_addresses_per_name, policy.budget)
         self.tables = EnforcerTables(enforcer, self.table)
+        self.sni = SniDatapath(enforcer, self.tables, self.writer)
         self.forwarder = Forwarder(
             config.upstream, on_latency=self.upstream_latency.observe, after_answers=self.writer.flush
         )
@@ -103,7 +105,7 @@ class Agent:
             policy_set = await self.source.first()
         except SourceRefused as error:
             raise StartupError(str(error)) from error
-        index = PolicyIndex(policy_set)
+        index = PolicyIndex(policy_set, verify_all=self.config.enforcer.verify_sni)
         self.gate = PolicyGate(
             index,
             self.table,
@@ -117,6 +119,7 @@ class Agent:
         await self._program_tables(index)
         self._log_uncomposed(policy_set)
         await self._start_drops()
+        self.sni.start_reader(self.gate)
         await self._serve_dns()
         try:
             await self.redirector.install()  # only now: something listens where it points
@@ -161,6 +164,7 @@ class Agent:
 
     async def _program_tables(self, index: PolicyIndex) -> None:
         await self._probe_kernel()
+        await self.sni.turn_on_if_needed(index)
         try:
             await self.writer.call(lambda nft: self.tables.install(nft, index, refresh=self.writer.refresh))
         except Exception as error:
@@ -205,6 +209,7 @@ class Agent:
             nflog_group=enforcer.nflog_group,
             kernel=self.kernel.release if self.kernel else None,
             element_refresh=self.writer.refresh.value,
+            verify_sni=self.sni.state,
         )
 
     async def _probe_kernel(self) -> None:
@@ -237,14 +242,15 @@ class Agent:
     async def apply(self, policy_set: PolicySet, reason: str) -> bool:
         """Puts a new PolicySet in force: the one path for every source and every kind of change."""
         async with self._reload_lock:
-            started = time.monotonic()
+            started, enforcer = time.monotonic(), self.config.enforcer
             assert self.gate is not None
             previous = self.gate.index
             # Indexing runs in a thread: a large policy set must not stall lookups meanwhile.
-            index = await asyncio.to_thread(PolicyIndex, policy_set, previous)
+            index = await asyncio.to_thread(PolicyIndex, policy_set, previous, enforcer.verify_sni)
             self.gate.index = index  # answers from now on are decided under the new rules
             await self.writer.write([])  # barrier: writes decided under the old rules are done
             try:
+                await self.sni.follow(index, self.gate)
                 await self._reconcile(index, previous)
             except Exception as error:
                 self.gate.index = previous
@@ -338,6 +344,7 @@ class Agent:
             self.log.error("dns.redirect_remove_failed", error=str(error))
         if self.drops is not None:
             self.drops.stop()  # frees the NFLOG group at once for the agent that replaces this one
+        self.sni.stop()  # and the queue
         # Stop reading first and answer what was already read, then close: a query that was read is
         # never dropped, and one still queued in the closing socket is retried by its client and, with
         # SO_REUSEPORT, lands on the agent that replaces this one.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fqdn_policy.enforcer import guard, ruleset
+from fqdn_policy.enforcer import guard, ruleset, sniruleset
 from fqdn_policy.enforcer.dnsredirect import DEFAULT_DNS_TABLE
 from fqdn_policy.enforcer.kernelfeatures import Needs
 from fqdn_policy.enforcer.refresh import Refresh
@@ -107,6 +107,22 @@ class EnforcerConfig:
         "name of the inet table holding the DNS redirect (removed when the agent stops)",
     )
 
+    verify_sni: bool = setting(
+        False,
+        "--verify-sni",
+        "verify TLS SNI (HTTP Host on port 80) on new TCP connections of every enforced pod, as the "
+        "annotation fqdn.policy.dev/verify-sni does per policy; refuses to start without the kernel's "
+        "nft queue (docs/sni.md)",
+        switch=True,
+    )
+    sni_queue: int = setting(
+        sniruleset.DEFAULT_QUEUE,
+        "--sni-queue",
+        "NFQUEUE queue number the verify-sni check sends first packets to (one reader per node)",
+        parse=whole,
+        check=lambda q: None if 0 <= q <= 65535 else "is not a queue number 0-65535",
+    )
+
     def __post_init__(self) -> None:
         validate(self)
 
@@ -125,8 +141,10 @@ class EnforcerConfig:
     @property
     def kernel_needs(self) -> Needs:
         return Needs(
-            reject=self.mode is ruleset.Mode.ENFORCE,
+            # the verify-sni denial resets even in audit mode's ruleset (the agent then never denies)
+            reject=self.mode is ruleset.Mode.ENFORCE or self.verify_sni,
             nflog=self.nflog_group is not None,
             guard_mark=bool(self.guard_mark) and self.mode is ruleset.Mode.ENFORCE,
             dns_redirect=bool(self.dns_services),
+            sni_queue=self.verify_sni,
         )

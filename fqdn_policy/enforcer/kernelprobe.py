@@ -24,6 +24,7 @@ from fqdn_policy.enforcer.elementwire import ElementChange
 from fqdn_policy.enforcer.kernelfeatures import (
     MINIMUM_KERNEL,
     NFQUEUE_BIND,
+    NFT_QUEUE,
     KernelFeature,
     Needs,
     required_features,
@@ -195,3 +196,12 @@ def _add_table(name: str) -> Command:
 def _drop(nft: Nft, scratch: str) -> None:
     if nft.table_exists(scratch):
         nft.run(delete_table(scratch))
+
+
+def sni_queue_missing(
+    nft: Nft, table: str, release: str | None = None, queues: Callable[[int], QueueBinder] = NfqueueSocket
+) -> str | None:
+    """Why the verify-sni datapath cannot queue on this kernel, or None when it can: asked when a
+    verifying policy turns the datapath on without --verify-sni (which insists on it at start)."""
+    missing = missing_features(nft, scratch_table(table), [NFT_QUEUE]) + queue_binding(queues)
+    return unsupported_message(release or os.uname().release, missing) if missing else None

@@ -146,8 +146,8 @@ def base_ruleset(
         cmds.append({"flush": {"chain": {"family": FAMILY, "table": table, "name": name}}})
     if verify_sni:
         cmds += sniruleset.forward_rules(table)
-        cmds += sniruleset.verdict_chains(table)
-        cmds += sniruleset.check_chain(table, sni_queue)
+        cmds += sniruleset.verdict_chains(table, mark)
+        cmds += sniruleset.check_chain(table, sni_queue, mark)
     ct = {"ct": {"key": "state"}}
     cmds.append(
         _rule(
@@ -171,7 +171,7 @@ def base_ruleset(
         )
         cmds += _allow_rules(table, v)
         if verify_sni:
-            cmds += sniruleset.egress_rules(table, v)
+            cmds += sniruleset.egress_rules(table, v, sni_queue)
         cmds += _denial_rules(table, v, denial)
     return cmds
 

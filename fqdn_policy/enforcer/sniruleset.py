@@ -3,7 +3,7 @@ how the agent's verdict becomes the flow's conntrack mark.
 
     sets sni_v4 (pod . dst), sni_v4_port (pod . dst . port), and _v6: elements of verifying grants
     chain egress_vN, after the allow sets (so an address some other grant allows is never checked):
-        meta l4proto tcp  pod . dst [. tcp dport] @sni_vN[_port]  ct mark |= NEED  accept   # the SYN
+        meta l4proto tcp  pod . dst [. tcp dport] @sni_vN[_port]  ct mark |= NEED  queue   # the SYN
     chain forward, first (before `ct state established accept`):
         meta mark & OK == OK      goto sni_allowed: meta mark &= ~OK    ct mark |= OK    accept
         meta mark & DENY == DENY  goto sni_denied:  meta mark &= ~DENY  ct mark |= DENY  reset
@@ -13,10 +13,14 @@ how the agent's verdict becomes the flow's conntrack mark.
         in the kernel; anything else queued (`queue num N`, no bypass: fail closed when the agent is
         not reading); without the kernel's queue statement, dropped.
 
-The agent answers a queued packet with NF_REPEAT and the OK or DENY packet mark, so the packet runs the
+The SYN is queued too (the agent accepts it at once): its sequence number is where the stream starts,
+so the agent knows which bytes come first (fqdn_policy.sni.verifier). The agent answers a queued data
+packet with NF_REPEAT and the OK or DENY packet mark, so the packet runs the
 forward chain again from its top and the first two rules turn the verdict into the flow's ct mark: a
 verified flow is never queued again and survives agent restarts (conntrack keeps the mark). The reply
-direction is never checked (the server answers only what the client sent).
+direction is never checked (the server answers only what the client sent). With the guard table's
+mark bit, every accept here sets it too, as the forward chain's jump to egress_vN does: the guard
+must see these packets as judged (a retransmitted SYN is still ct state new).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from fqdn_policy.enforcer.nftjson import (
     rule,
     set_,
     set_ct_mark_bits,
+    set_mark_bit,
 )
 
 CHECK_CHAIN = "sni_check"
@@ -67,12 +72,15 @@ def sets(table: str) -> list[Command]:
     return cmds
 
 
-def egress_rules(table: str, version: int) -> list[Command]:
-    """A new TCP flow to an address only verifying grants allow: accepted, and marked to be checked."""
+def egress_rules(table: str, version: int, queue: int | None) -> list[Command]:
+    """A new TCP flow to an address only verifying grants allow: marked to be checked, and its SYN
+    queued to the agent (which learns where the stream starts); without a queue statement, accepted
+    (its data is then dropped by the check)."""
     saddr, daddr = field(version, "saddr"), field(version, "daddr")
     tcp = equals({"meta": {"key": "l4proto"}}, "tcp")
     dport = {"payload": {"protocol": "tcp", "field": "dport"}}
-    need = [set_ct_mark_bits(CT_NEED), {"accept": None}]
+    then: dict[str, Any] = {"accept": None} if queue is None else {"queue": {"num": queue}}
+    need = [set_ct_mark_bits(CT_NEED), then]
     chain = f"egress_v{version}"
     return [
         rule(table, chain, [tcp, match_set([saddr, daddr], set_name(version, None)), *need]),
@@ -106,11 +114,16 @@ def forward_rules(table: str) -> list[Command]:
     ]
 
 
-def verdict_chains(table: str) -> list[Command]:
+def verdict_chains(table: str, mark: int = 0) -> list[Command]:
     """sni_allowed and sni_denied: the verdict becomes the flow's ct mark; the packet mark bit is cleared
-    so that nothing after this table sees it."""
+    so that nothing after this table sees it (and the guard's `mark` set on the accepted one)."""
+    judged = [set_mark_bit(mark)] if mark else []
     return [
-        rule(table, ALLOWED_CHAIN, [clear_mark_bits(VERDICT_OK), set_ct_mark_bits(CT_OK), {"accept": None}]),
+        rule(
+            table,
+            ALLOWED_CHAIN,
+            [clear_mark_bits(VERDICT_OK), *judged, set_ct_mark_bits(CT_OK), {"accept": None}],
+        ),
         rule(
             table,
             DENIED_CHAIN,
@@ -125,14 +138,15 @@ def verdict_chains(table: str) -> list[Command]:
     ]
 
 
-def check_chain(table: str, queue: int | None) -> list[Command]:
+def check_chain(table: str, queue: int | None, mark: int = 0) -> list[Command]:
     """The rules of sni_check; `queue` None where the kernel has no queue statement: fail closed."""
     flags = {"payload": {"protocol": "tcp", "field": "flags"}}
+    accept = [*([set_mark_bit(mark)] if mark else []), {"accept": None}]
     cmds = [
         rule(table, CHECK_CHAIN, [{"match": {"op": "in", "left": flags, "right": ["syn", "rst"]}},
-                                  {"accept": None}]),
+                                  *accept]),
     ]  # fmt: skip
-    cmds += [rule(table, CHECK_CHAIN, [*match, {"accept": None}]) for match in _without_payload()]
+    cmds += [rule(table, CHECK_CHAIN, [*match, *accept]) for match in _without_payload()]
     if queue is None:
         verdict: list[dict[str, Any]] = [{"counter": None}, {"drop": None}]
         return [

@@ -24,6 +24,11 @@ class EnforcerTables:
         self.config = config
         self.allowed = allowed
         self._guard_drops = 0  # the guard's drop counter when last read; growth means main is damaged
+        # The verify-sni datapath (fqdn_policy.enforcer.sniruleset): on with --verify-sni or once a
+        # verifying policy is in force, and then kept; `sni_queue` None where the kernel cannot queue
+        # (the check then drops: fail closed).
+        self.verify_sni = config.verify_sni
+        self.sni_queue: int | None = config.sni_queue
 
     @property
     def guard_table(self) -> str | None:
@@ -60,7 +65,7 @@ class EnforcerTables:
         mark = self.config.guard_mark if self.guard_table else 0
         enforced = sorted(index.enforced_ips(4) | index.enforced_ips(6))
         rejected = sorted(self.reject_ips(index, 4) | self.reject_ips(index, 6))
-        commands = ruleset.base_ruleset(table, self.config.denial, mark)
+        commands = ruleset.base_ruleset(table, self.config.denial, mark, self.verify_sni, self.sni_queue)
         if self.guard_table:
             commands += guard.guard_ruleset(self.guard_table, mark)
         elif nft.table_exists(guard.guard_table(table)):

@@ -14,6 +14,7 @@ from fqdn_policy.ops.decisionlog import DecisionLog
 from fqdn_policy.ops.health import Health
 from fqdn_policy.ops.histogram import Histogram
 from fqdn_policy.ops.metrics import PREFIX, Later, histogram_family
+from fqdn_policy.policy.decide.snijudge import SniStats
 from fqdn_policy.policy.diagnose.dropstats import DropStats
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 
@@ -111,6 +112,40 @@ class DropMetrics:
         )
         unlogged.add_metric([], drops.unlogged if drops is not None else 0)
         yield unlogged
+
+
+class SniMetrics:
+    """Verified connections (verify-sni; docs/sni.md), from the queue reader (fqdn_policy.agent.snicheck)."""
+
+    def __init__(self, sni: Later[SniStats]) -> None:
+        self.sni = sni
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.sni()
+        connections = CounterMetricFamily(
+            f"{PREFIX}_sni_connections",
+            "New TCP connections whose first bytes were verified (TLS server_name, HTTP Host), by pod "
+            "and verdict: allowed, denied (reset), would_deny (audit mode: let through)",
+            labels=["pod", "verdict"],
+        )
+        for (pod, verdict), n in sorted(stats.connections.items() if stats is not None else ()):
+            connections.add_metric([pod, verdict], n)
+        yield connections
+        for name, text, value in (
+            ("sni_unreadable_packets", "Queued packets that were not a whole TCP segment (denied)",
+             stats.unreadable_packets if stats else 0),
+            ("sni_queue_overflows", "Times the verify-sni queue reader's buffer was full (packets dropped)",
+             stats.queue_overflows if stats else 0),
+        ):  # fmt: skip
+            counter = CounterMetricFamily(f"{PREFIX}_{name}", text)
+            counter.add_metric([], value)
+            yield counter
+        held = GaugeMetricFamily(
+            f"{PREFIX}_sni_held_connections",
+            "Connections whose first bytes are incomplete, held in the queue",
+        )
+        held.add_metric([], stats.held if stats else 0)
+        yield held
 
 
 class DecisionLogMetrics:

@@ -9,10 +9,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from fqdn_policy.enforcer.ruleset import Mode
-from fqdn_policy.ops.agentmetrics import DropMetrics, PolicyMetrics
+from fqdn_policy.ops.agentmetrics import DropMetrics, PolicyMetrics, SniMetrics
 from fqdn_policy.ops.health import Health
 from fqdn_policy.ops.metrics import registry_for
 from fqdn_policy.ops.opsapi import routes
+from fqdn_policy.policy.decide.snijudge import SniStats
 from fqdn_policy.policy.diagnose.dropstats import DropStats
 from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
@@ -48,6 +49,28 @@ def test_providers_read_what_they_were_given_and_none_before_it_exists():
     assert samples(registry) == {
         ("fqdn_policy_denied_connections_total", (("mode", "audit"), ("pod", "default/c"))): 2,
         ("fqdn_policy_denied_unlogged_packets_total", ()): 5,
+    }
+
+
+def test_sni_metrics_count_verified_connections_by_pod_and_verdict():
+    stats: list[SniStats] = []
+    registry = registry_for([SniMetrics(lambda: stats[0] if stats else None)])
+    assert samples(registry) == {
+        ("fqdn_policy_sni_unreadable_packets_total", ()): 0,
+        ("fqdn_policy_sni_queue_overflows_total", ()): 0,
+        ("fqdn_policy_sni_held_connections", ()): 0,
+    }
+    stats.append(SniStats())
+    stats[0].count("default/c", "allowed")
+    stats[0].count("default/c", "denied")
+    stats[0].count("default/c", "denied")
+    stats[0].held, stats[0].queue_overflows = 3, 1
+    assert samples(registry) == {
+        ("fqdn_policy_sni_connections_total", (("pod", "default/c"), ("verdict", "allowed"))): 1,
+        ("fqdn_policy_sni_connections_total", (("pod", "default/c"), ("verdict", "denied"))): 2,
+        ("fqdn_policy_sni_unreadable_packets_total", ()): 0,
+        ("fqdn_policy_sni_queue_overflows_total", ()): 1,
+        ("fqdn_policy_sni_held_connections", ()): 3,
     }
 
 

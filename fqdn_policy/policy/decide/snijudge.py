@@ -8,6 +8,7 @@ names the pod had resolved to that address (what the log line shows beside the p
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from fqdn_policy.policy.match.ruleindex import PolicyIndex, RuleRef
@@ -45,3 +46,19 @@ def judge_presented(
     if not rules:
         return SniJudgement(False, client.key, (), resolved, "presented name not allowed on this port")
     return SniJudgement(True, client.key, rules, resolved, None)
+
+
+@dataclass(slots=True)
+class SniStats:
+    """What the verify-sni reader counts; read (and labelled) only when scraped."""
+
+    # Verified connections by (pod, verdict): "allowed", "denied", or "would_deny" (audit mode).
+    connections: dict[tuple[str, str], int] = field(default_factory=dict)
+    unreadable_packets: int = 0  # queued packets that were not a whole TCP segment (denied)
+    queue_overflows: int = 0  # times the kernel found the reader's buffer full (those packets dropped)
+    held: int = 0  # connections whose first bytes are incomplete, waiting for the rest
+    reading: bool = False  # the queue is bound and read
+
+    def count(self, pod: str, verdict: str) -> None:
+        key = (pod, verdict)
+        self.connections[key] = self.connections.get(key, 0) + 1

@@ -48,14 +48,17 @@ def _minimal(grants: frozenset[Grant]) -> frozenset[Grant]:
 class RuleSet:
     """The egress rules of every policy selecting one group of pods."""
 
-    def __init__(self, policies: tuple[Policy, ...]) -> None:
+    def __init__(self, policies: tuple[Policy, ...], verify_all: bool = False) -> None:
+        """`verify_all`: every policy verifies, as if annotated (the agent's --verify-sni)."""
         self.policies = policies
+        self.verify_all = verify_all
         # Every (name or pattern, rule) by number, and the numbers by the matcher's literal suffix.
         self._rules: list[tuple[RuleRef, frozenset[Grant]]] = []
         self._by_suffix: dict[str, list[tuple[NameMatcher, int]]] = defaultdict(list)
         for policy in policies:
             for rule in policy.egress:
-                grants = verified_grants(rule.grants()) if policy.verifies_sni else rule.grants()
+                verifies = policy.verifies_sni or verify_all
+                grants = verified_grants(rule.grants()) if verifies else rule.grants()
                 for matcher in rule.matchers:
                     self._by_suffix[matcher.suffix].append((matcher, len(self._rules)))
                     self._rules.append((RuleRef(policy.key, rule.index, matcher.text), grants))
@@ -146,10 +149,14 @@ class _NamespacePolicies:
 
 
 class PolicyIndex:
-    def __init__(self, policy_set: PolicySet, previous: PolicyIndex | None = None) -> None:
+    def __init__(
+        self, policy_set: PolicySet, previous: PolicyIndex | None = None, verify_all: bool = False
+    ) -> None:
         """With `previous`, a RuleSet whose policies are unchanged is taken over as it is, name cache
-        included (a reload's documents are mostly the same objects, so comparing them is cheap)."""
+        included (a reload's documents are mostly the same objects, so comparing them is cheap).
+        `verify_all`: every policy verifies SNI, as if annotated (--verify-sni)."""
         self.policy_set = policy_set
+        self.verify_all = verify_all
         self._by_ip: dict[str, Client] = {}
         self._by_pod: dict[str, Client] = {}
         self._rule_sets: dict[tuple[str, ...], RuleSet] = {}
@@ -165,13 +172,17 @@ class PolicyIndex:
                 rules = self._rule_sets.get(key)
                 if rules is None:
                     rules = earlier.get(key)
-                    if rules is None or rules.policies != selecting:
-                        rules = RuleSet(selecting)
+                    if rules is None or rules.policies != selecting or rules.verify_all != verify_all:
+                        rules = RuleSet(selecting, verify_all)
                     self._rule_sets[key] = rules
             client = Client.of(pod, rules)
             self._by_pod[pod.key] = client
             for ip in pod.ips:
                 self._by_ip[ip] = client
+
+    def verifies_sni(self) -> bool:
+        """Whether some policy in force verifies SNI: the verify-sni datapath is needed."""
+        return self.verify_all or any(p.verifies_sni for p in self.policy_set.policies)
 
     def client(self, ip: str) -> Client | None:
         return self._by_ip.get(ip)
