@@ -37,13 +37,15 @@ GUEST_PACKAGES: tuple[str, ...] = (
     "netbase",
     "python3",
     "python3-venv",
+    # tests/e2e/test_sni.py's second TLS client (curl --resolve)
+    "curl",
 )
 
 # The tests the lane runs by default: the article, the conformance table, lifecycle, restart, and
 # the continuous-resolution test that catches a refresh which the kernel silently ignores; and the
 # kernel-specific tests of the refresh strategies and of a missing feature (which only a guest may
 # run: it takes a module away from the kernel); and NFQUEUE, whose queue statement the development
-# host's kernel lacks.
+# host's kernel lacks, and the verify-sni datapath built on it.
 DEFAULT_TESTS: tuple[str, ...] = (
     "tests/e2e/test_article.py",
     "tests/conformance",
@@ -55,6 +57,7 @@ DEFAULT_TESTS: tuple[str, ...] = (
     "tests/unit/test_refresh_kernel.py",
     "tests/e2e/test_nfqueue.py",
     "tests/unit/test_nfqueuesocket.py",
+    "tests/e2e/test_sni.py",
 )
 
 # Debian 12's stock kernel; the newest Debian offers; the oldest LTS Debian still serves.
