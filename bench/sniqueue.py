@@ -1,0 +1,237 @@
+"""verify-sni through a real kernel queue: new verified TCP connections per second, and the connect-to-
+first-byte latency verification adds, on versus off in the same run.
+
+    sudo .venv/bin/python -m bench.sniqueue [--rounds 3] [--seconds 5] [--rate 1000] [--concurrency 32]
+
+A throw-away lab (tests.lab.netlab): a server in `inet` that answers each connection's first bytes
+with one byte; a client in `pod-a` that connects, sends a real ClientHello for an allowed name, and
+waits for that byte. "on": the node's forward hook queues each connection's SYN and first data packet
+to the agent's queue reader (fqdn_policy.agent.snicheck.SniChecker, the real one, in a process in the
+node namespace), which answers them as the agent does (accept; NF_REPEAT with the verdict mark, which a
+rule turns into the connection's conntrack mark). "off": the same lab without the queue rules.
+
+The queue rules here are iptables-nft's (`-j NFQUEUE`, through nft_compat), because the development
+machine's kernel lacks nft's own queue statement (CONFIG_NFT_QUEUE); the queue, the packets queued
+(SYN and first data; bare ACKs accepted in the kernel), the netlink reader and the verdicts are the
+agent's. Install iptables first (`apt-get install iptables`). Two phases per round and variant: closed
+loop with `--concurrency` connections in flight (connections per second), and a fixed `--rate`
+(latency p50/p99). Rounds interleave the variants; medians are reported, and on/off ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.snicore import client_hello
+from tests.lab.netlab import Lab
+
+SERVER, PORT, POD_IP = "198.51.100.10", 443, "10.244.1.10"
+NAME = "good.example"
+OK, DENY = 0x00200000, 0x00400000
+QUEUE = 4054
+RULES = [
+    f"-A FORWARD -m mark --mark {OK:#x}/{OK:#x} -j CONNMARK --or-mark {OK:#x}",
+    f"-A FORWARD -m mark --mark {OK:#x}/{OK:#x} -j ACCEPT",
+    f"-A FORWARD -m mark --mark {DENY:#x}/{DENY:#x} -p tcp -j REJECT --reject-with tcp-reset",
+    f"-A FORWARD -m connmark --mark {OK:#x}/{OK:#x} -j ACCEPT",
+    f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} --syn -j NFQUEUE --queue-num {QUEUE}",
+    f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} -m length --length 0:80 -j ACCEPT",
+    f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} -j NFQUEUE --queue-num {QUEUE}",
+]
+POLICY = f"""
+apiVersion: networking.gke.io/v1alpha1
+kind: FQDNNetworkPolicy
+metadata:
+  name: cdn
+  namespace: default
+  annotations: {{fqdn.policy.dev/verify-sni: "true"}}
+spec:
+  podSelector: {{matchLabels: {{app: c}}}}
+  egress:
+  - matches: [{{name: {NAME}}}]
+    ports: [{{protocol: TCP, port: {PORT}}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: c, namespace: default, labels: {{app: c}}}}
+status: {{podIP: {POD_IP}}}
+"""
+
+
+# -- roles, each run in its namespace as `python -m bench.sniqueue ROLE` ---------------------------
+
+
+async def reader() -> None:
+    from fqdn_policy.agent.snicheck import SniChecker
+    from fqdn_policy.policy.match.ruleindex import PolicyIndex
+    from fqdn_policy.policy.state.allowtable import AllowTable
+    from fqdn_policy.policy.state.ttl import TTLPolicy
+    from fqdn_policy.sources.fileloader import load_text
+
+    class Policy:
+        index = PolicyIndex(load_text(POLICY))
+        table = AllowTable(TTLPolicy())
+
+    checker = SniChecker(QUEUE, Policy())
+    checker.start()
+    print(json.dumps({"event": "reading"}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    checker.stop()
+    print(json.dumps({"connections": {f"{p}/{v}": n for (p, v), n in checker.stats.connections.items()}}))
+
+
+async def server() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.read(4096)
+            writer.write(b"!")
+            await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(answer, SERVER, PORT, backlog=4096)
+    print(json.dumps({"event": "listening"}), flush=True)
+    async with srv:
+        await srv.serve_forever()
+
+
+async def client(seconds: float, concurrency: int, rate: float) -> dict[str, Any]:
+    hello = client_hello(NAME)
+    latencies: list[float] = []
+    failed = 0
+    deadline = time.monotonic() + seconds
+
+    async def one() -> None:
+        nonlocal failed
+        started = time.perf_counter()
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(SERVER, PORT), 3)
+            writer.write(hello)
+            got = await asyncio.wait_for(reader.read(1), 3)
+            writer.close()
+            if got != b"!":
+                failed += 1
+                return
+            latencies.append(time.perf_counter() - started)
+        except (OSError, TimeoutError):
+            failed += 1
+
+    if rate:  # open loop: one connection every 1/rate s, whatever the others do
+        tasks, start = [], time.monotonic()
+        while time.monotonic() < deadline:
+            tasks.append(asyncio.ensure_future(one()))
+            await asyncio.sleep(max(0.0, start + len(tasks) / rate - time.monotonic()))
+        await asyncio.gather(*tasks)
+    else:
+
+        async def worker() -> None:
+            while time.monotonic() < deadline:
+                await one()
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    latencies.sort()
+
+    def pct(q: float) -> float | None:
+        return round(latencies[int(q * (len(latencies) - 1))] * 1e3, 3) if latencies else None
+
+    return {"completed": len(latencies), "failed": failed, "per_second": round(len(latencies) / seconds),
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99)}  # fmt: skip
+
+
+# -- the driver --------------------------------------------------------------------------------------
+
+
+def _role(lab: Lab, ns: str, *argv: str, **kw: Any) -> subprocess.Popen[str]:
+    root = str(Path(__file__).resolve().parent.parent)
+    cmd = [sys.executable, "-m", "bench.sniqueue", *argv]
+    return lab.popen(ns, cmd, cwd=root, text=True, stdout=subprocess.PIPE, **kw)
+
+
+def _measure(lab: Lab, verified: bool, a: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    proc = None
+    if verified:
+        for rule in RULES:
+            lab.run("node", ["iptables", *rule.split()])
+        proc = _role(lab, "node", "reader", stdin=subprocess.PIPE)
+        while '{"event": "reading"}' not in (line := proc.stdout.readline()):
+            assert line, "the queue reader exited"
+    try:
+        for phase, extra in (("closed_loop", []), ("fixed_rate", ["--rate", str(a.rate)])):
+            argv = ["client", "--seconds", str(a.seconds), "--concurrency", str(a.concurrency), *extra]
+            run = _role(lab, "pod-a", *argv)
+            out[phase] = json.loads(run.communicate(timeout=a.seconds + 30)[0])
+    finally:
+        if proc is not None:
+            tail = proc.communicate("stop\n", timeout=10)[0].splitlines()
+            out["verified"] = json.loads(tail[-1])["connections"]  # the reader did decide them
+            lab.run("node", ["iptables", "-F", "FORWARD"])
+            lab.run("node", ["conntrack", "-F"], check=False)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.sniqueue")
+    p.add_argument("role", nargs="?", choices=["reader", "server", "client"])
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rate", type=float, default=0.0)
+    p.add_argument("--concurrency", type=int, default=32)
+    a = p.parse_args(argv)
+    if a.role == "reader":
+        asyncio.run(reader())
+        return 0
+    if a.role == "server":
+        asyncio.run(server())
+        return 0
+    if a.role == "client":
+        print(json.dumps(asyncio.run(client(a.seconds, a.concurrency, a.rate))))
+        return 0
+    a.rate = a.rate or 1000.0
+    rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    with Lab() as lab:
+        srv = _role(lab, "inet", "server")
+        assert json.loads(srv.stdout.readline())["event"] == "listening"
+        for _ in range(a.rounds):
+            for variant in ("off", "on"):
+                rounds[variant].append(_measure(lab, variant == "on", a))
+        srv.kill()
+    print(json.dumps(_report(rounds), indent=1))
+    return 0
+
+
+def _report(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    def median(variant: str, phase: str, key: str) -> float:
+        return statistics.median(r[phase][key] for r in rounds[variant])
+
+    report: dict[str, Any] = {"rounds": rounds}
+    for variant in ("off", "on"):
+        report[variant] = {
+            "connections_per_second": median(variant, "closed_loop", "per_second"),
+            "fixed_rate_p50_ms": median(variant, "fixed_rate", "p50_ms"),
+            "fixed_rate_p99_ms": median(variant, "fixed_rate", "p99_ms"),
+            "failed": sum(
+                r[phase]["failed"] for r in rounds[variant] for phase in ("closed_loop", "fixed_rate")
+            ),
+        }
+    on, off = report["on"], report["off"]
+    report["on_to_off_connections_per_second"] = round(
+        on["connections_per_second"] / off["connections_per_second"], 3
+    )
+    report["added_p50_ms"] = round(on["fixed_rate_p50_ms"] - off["fixed_rate_p50_ms"], 3)
+    report["added_p99_ms"] = round(on["fixed_rate_p99_ms"] - off["fixed_rate_p99_ms"], 3)
+    return report
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
