@@ -3,18 +3,18 @@ first-byte latency verification adds, on versus off in the same run.
 
     sudo .venv/bin/python -m bench.sniqueue [--rounds 3] [--seconds 5] [--rate 1000] [--concurrency 32]
 
-A throw-away lab (tests.lab.netlab): a server in `inet` that answers each connection's first bytes
-with one byte; a client in `pod-a` that connects, sends a real ClientHello for an allowed name, and
-waits for that byte. "on": the node's forward hook queues each connection's SYN and first data packet
-to the agent's queue reader (fqdn_policy.agent.snicheck.SniChecker, the real one, in a process in the
-node namespace), which answers them as the agent does (accept; NF_REPEAT with the verdict mark, which a
-rule turns into the connection's conntrack mark). "off": the same lab without the queue rules.
+A throw-away lab (tests.lab.netlab): a server in `inet` that answers each connection's first bytes with
+one byte; a client in `pod-a` that connects, sends a real ClientHello for an allowed name, and waits for
+that byte. "on": the node's forward hook copies each connection's SYN to NFLOG and queues its first data
+packet to the agent's queue reader (fqdn_policy.agent.snicheck.SniChecker, the real one, in a process in
+the node namespace), which answers them as the agent does (accept; NF_REPEAT with the verdict mark,
+which a rule turns into the connection's conntrack mark). "off": the same lab without the queue rules.
 
 The queue rules here are iptables-nft's (`-j NFQUEUE`, through nft_compat), because the development
-machine's kernel lacks nft's own queue statement (CONFIG_NFT_QUEUE); the queue, the packets queued
-(SYN and first data; bare ACKs accepted in the kernel), the netlink reader and the verdicts are the
-agent's. Install iptables first (`apt-get install iptables`). Two phases per round and variant: closed
-loop with `--concurrency` connections in flight (connections per second), and a fixed `--rate`
+machine's kernel lacks nft's own queue statement (CONFIG_NFT_QUEUE); the queue, the packets queued (the
+first data; bare ACKs accepted in the kernel), the SYN copies, the netlink reader and the verdicts are
+the agent's. Install iptables first (`apt-get install iptables`). Two phases per round and variant:
+closed loop with `--concurrency` connections in flight (connections per second), and a fixed `--rate`
 (latency p50/p99). Rounds interleave the variants; medians are reported, and on/off ratios.
 """
 
@@ -42,7 +42,8 @@ RULES = [
     f"-A FORWARD -m mark --mark {OK:#x}/{OK:#x} -j ACCEPT",
     f"-A FORWARD -m mark --mark {DENY:#x}/{DENY:#x} -p tcp -j REJECT --reject-with tcp-reset",
     f"-A FORWARD -m connmark --mark {OK:#x}/{OK:#x} -j ACCEPT",
-    f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} --syn -j NFQUEUE --queue-num {QUEUE}",
+    f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} --syn -j NFLOG --nflog-group {QUEUE} --nflog-size 128",
+    f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} --syn -j ACCEPT",
     f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} -m length --length 0:80 -j ACCEPT",
     f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} -j NFQUEUE --queue-num {QUEUE}",
 ]
@@ -70,6 +71,7 @@ status: {{podIP: {POD_IP}}}
 
 
 async def reader() -> None:
+    from fqdn_policy import logs
     from fqdn_policy.agent.snicheck import SniChecker
     from fqdn_policy.policy.match.ruleindex import PolicyIndex
     from fqdn_policy.policy.state.allowtable import AllowTable
@@ -80,6 +82,7 @@ async def reader() -> None:
         index = PolicyIndex(load_text(POLICY))
         table = AllowTable(TTLPolicy())
 
+    logs.configure()  # JSON lines on stdout, as the agent writes them: the driver counts the denials
     checker = SniChecker(QUEUE, Policy())
     checker.start()
     print(json.dumps({"event": "reading"}), flush=True)
@@ -175,6 +178,9 @@ def _measure(lab: Lab, verified: bool, a: argparse.Namespace) -> dict[str, Any]:
         if proc is not None:
             tail = proc.communicate("stop\n", timeout=10)[0].splitlines()
             out["verified"] = json.loads(tail[-1])["connections"]  # the reader did decide them
+            reasons = [json.loads(t).get("reason") for t in tail if "egress.sni_denied" in t]
+            out["denied_reasons"] = {r: reasons.count(r) for r in set(reasons)}
+            out["warnings"] = [t for t in tail if '"level": "warning"' in t or '"level": "error"' in t][:5]
             lab.run("node", ["iptables", "-F", "FORWARD"])
             lab.run("node", ["conntrack", "-F"], check=False)
     return out

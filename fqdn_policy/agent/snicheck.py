@@ -1,10 +1,12 @@
 """The verify-sni queue reader: the thin shell around fqdn_policy.sni.verifier.
 
-It binds the NFQUEUE queue the check chain sends to (fqdn_policy.enforcer.sniruleset), hands every
-queued packet to the core, and answers the kernel in the same turn of the loop: the SYN and empty
+It binds the NFQUEUE queue the check chain sends to (fqdn_policy.enforcer.sniruleset) and the NFLOG
+group of the same number the SYNs are copied to, hands every SYN copy and queued packet to the core, and
+answers the kernel in the same turn of the loop. SYN copies are read first, whichever socket woke the
+loop: a connection's copy was in its socket a round trip before its first data could be queued. Empty
 segments are accepted, a decided connection's packets are re-run through the forward chain (NF_REPEAT)
-with the verdict's packet mark, which the chain turns into the connection's conntrack mark. Packets of
-a connection whose first bytes are incomplete get no verdict yet: the kernel holds them, and the core's
+with the verdict's packet mark, which the chain turns into the connection's conntrack mark. Packets of a
+connection whose first bytes are incomplete get no verdict yet: the kernel holds them, and the core's
 deadline (a timer here) ends the wait. In audit mode a denial is logged and the connection let through.
 
 The queue has no bypass: while no agent reads it (stopped, restarting), new connections to verified
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from fqdn_policy.enforcer.nflogsocket import GroupBusy, NflogSocket
 from fqdn_policy.enforcer.nfqueuesocket import NfqueueSocket, QueueBusy
 from fqdn_policy.enforcer.nfqueuewire import NF_ACCEPT, NF_REPEAT, Verdict
 from fqdn_policy.enforcer.sniruleset import VERDICT_DENY, VERDICT_OK
@@ -52,6 +55,7 @@ class SniChecker:
         audit: bool = False,
         clock: Callable[[], float] = time.monotonic,
         socket_factory: Callable[[int], NfqueueSocket] = NfqueueSocket,
+        syn_log_factory: Callable[[int], NflogSocket] = NflogSocket,
     ) -> None:
         self.queue = queue
         self.policy = policy
@@ -60,7 +64,10 @@ class SniChecker:
         self.stats = SniStats()
         self.core = SniVerifier(self._judge)
         self._socket_factory = socket_factory
+        self._syn_log_factory = syn_log_factory
         self._sock: NfqueueSocket | None = None
+        self._syns: NflogSocket | None = None
+        self._syn_overflows = 0
         self._marks: dict[int, int] = {}  # packet id -> its mark, while the kernel holds it
         self._timer: asyncio.TimerHandle | None = None
         self._binding: asyncio.Task[None] | None = None
@@ -69,7 +76,7 @@ class SniChecker:
     def start(self) -> None:
         try:
             self._bind()
-        except QueueBusy:
+        except (QueueBusy, GroupBusy):
             self.log.warning(
                 "sni.queue_busy",
                 queue=self.queue,
@@ -78,14 +85,23 @@ class SniChecker:
             self._binding = asyncio.ensure_future(self._bind_when_free())
 
     def _bind(self) -> None:
+        syns = self._syn_log_factory(self.queue)
+        try:
+            syns.bind()
+        except OSError:
+            syns.close()
+            raise
         sock = self._socket_factory(self.queue)
         try:
             sock.bind()
         except OSError:
             sock.close()
+            syns.close()
             raise
-        self._sock = sock
-        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+        self._syns, self._sock = syns, sock
+        loop = asyncio.get_running_loop()
+        loop.add_reader(syns.fileno(), self._read_syns)
+        loop.add_reader(sock.fileno(), self._readable)
         self.stats.reading = True
         self.log.info("sni.reading", queue=self.queue, mode="audit" if self.audit else "enforce")
 
@@ -95,7 +111,7 @@ class SniChecker:
             try:
                 self._bind()
                 return
-            except QueueBusy:
+            except (QueueBusy, GroupBusy):
                 continue
             except OSError as error:
                 self.log.error("sni.queue_unavailable", queue=self.queue, error=str(error))
@@ -107,14 +123,38 @@ class SniChecker:
             self._binding.cancel()
         if self._timer is not None:
             self._timer.cancel()
+        loop = asyncio.get_running_loop()
         if self._sock is not None:
-            asyncio.get_running_loop().remove_reader(self._sock.fileno())
+            loop.remove_reader(self._sock.fileno())
             self._sock.close()
             self._sock = None
+        if self._syns is not None:
+            loop.remove_reader(self._syns.fileno())
+            self._syns.close()
+            self._syns = None
         self.stats.reading = False
+
+    def _read_syns(self) -> None:
+        if self._syns is None:
+            return
+        try:
+            logged = self._syns.read()
+        except OSError as error:
+            self.log.error("sni.read_failed", error=str(error))
+            return
+        now, verdicts = self.clock(), []
+        for packet in logged:
+            self._answer(self.core.on_syn(packet.packet, now), verdicts)  # data that came first
+        self._send(verdicts)
+        if self._syns.overflows > self._syn_overflows:
+            # Those connections' first data will be denied ("no SYN seen"): say why once per burst.
+            self.log.warning("sni.syn_copies_lost", times=self._syns.overflows - self._syn_overflows)
+            self._syn_overflows = self._syns.overflows
+        self._arm()
 
     def _readable(self) -> None:
         assert self._sock is not None
+        self._read_syns()
         try:
             packets = self._sock.receive()
         except OSError as error:

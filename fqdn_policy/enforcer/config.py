@@ -8,7 +8,7 @@ from fqdn_policy.enforcer import guard, ruleset, sniruleset
 from fqdn_policy.enforcer.dnsredirect import DEFAULT_DNS_TABLE
 from fqdn_policy.enforcer.kernelfeatures import Needs
 from fqdn_policy.enforcer.refresh import Refresh
-from fqdn_policy.settings import host_port, network, setting, validate, whole, whole_at_least
+from fqdn_policy.settings import SettingError, host_port, network, setting, validate, whole, whole_at_least
 
 REFRESH_CHOICES = ("auto", *(r.value for r in Refresh))
 
@@ -118,13 +118,17 @@ class EnforcerConfig:
     sni_queue: int = setting(
         sniruleset.DEFAULT_QUEUE,
         "--sni-queue",
-        "NFQUEUE queue number the verify-sni check sends first packets to (one reader per node)",
+        "NFQUEUE queue number the verify-sni check sends first packets to, and the NFLOG group it "
+        "copies SYNs to (one reader per node; not the --nflog-group)",
         parse=whole,
         check=lambda q: None if 0 <= q <= 65535 else "is not a queue number 0-65535",
     )
 
     def __post_init__(self) -> None:
         validate(self)
+        if self.sni_queue == self.nflog_group:
+            problem = f"{self.sni_queue} is also the --nflog-group: one reader per group"
+            raise SettingError("--sni-queue", problem)
 
     @property
     def denial(self) -> ruleset.Denial:
@@ -143,7 +147,7 @@ class EnforcerConfig:
         return Needs(
             # the verify-sni denial resets even in audit mode's ruleset (the agent then never denies)
             reject=self.mode is ruleset.Mode.ENFORCE or self.verify_sni,
-            nflog=self.nflog_group is not None,
+            nflog=self.nflog_group is not None or self.verify_sni,  # verify-sni copies SYNs to NFLOG
             guard_mark=bool(self.guard_mark) and self.mode is ruleset.Mode.ENFORCE,
             dns_redirect=bool(self.dns_services),
             sni_queue=self.verify_sni,

@@ -23,6 +23,7 @@ from typing import Protocol
 from fqdn_policy.enforcer.elementwire import ElementChange
 from fqdn_policy.enforcer.kernelfeatures import (
     MINIMUM_KERNEL,
+    NFLOG,
     NFQUEUE_BIND,
     NFT_QUEUE,
     KernelFeature,
@@ -203,5 +204,5 @@ def sni_queue_missing(
 ) -> str | None:
     """Why the verify-sni datapath cannot queue on this kernel, or None when it can: asked when a
     verifying policy turns the datapath on without --verify-sni (which insists on it at start)."""
-    missing = missing_features(nft, scratch_table(table), [NFT_QUEUE]) + queue_binding(queues)
+    missing = missing_features(nft, scratch_table(table), [NFT_QUEUE, NFLOG]) + queue_binding(queues)
     return unsupported_message(release or os.uname().release, missing) if missing else None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fqdn_policy.enforcer.netlink import (
     NFGENMSG,
@@ -57,6 +57,9 @@ class LoggedPacket:
     protocol: str  # tcp, udp, sctp, icmp, icmpv6, or the IP protocol number as text
     source_port: int | None
     port: int | None  # destination port, for TCP, UDP and SCTP
+    # The copied bytes from the network header on (at most the rule's snaplen): what verify-sni reads a
+    # SYN's sequence number from. Not part of the packet's identity for comparisons.
+    packet: bytes = field(default=b"", compare=False, repr=False)
 
 
 def bind_request(group: int, seq: int, copy_range: int = 128) -> bytes:
@@ -98,7 +101,9 @@ def _packet(body: bytes) -> LoggedPacket | None:
     if headers is None:
         return None
     source, destination, proto, source_port, port = headers
-    return LoggedPacket(prefix, source, destination, PROTOCOLS.get(proto, str(proto)), source_port, port)
+    return LoggedPacket(
+        prefix, source, destination, PROTOCOLS.get(proto, str(proto)), source_port, port, bytes(payload)
+    )
 
 
 def parse_ip(packet: bytes) -> tuple[str, str, int, int | None, int | None] | None:

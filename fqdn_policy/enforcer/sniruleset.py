@@ -3,7 +3,7 @@ how the agent's verdict becomes the flow's conntrack mark.
 
     sets sni_v4 (pod . dst), sni_v4_port (pod . dst . port), and _v6: elements of verifying grants
     chain egress_vN, after the allow sets (so an address some other grant allows is never checked):
-        meta l4proto tcp  pod . dst [. tcp dport] @sni_vN[_port]  ct mark |= NEED  queue   # the SYN
+        meta l4proto tcp  pod . dst [. tcp dport] @sni_vN[_port]  ct mark |= NEED  log group N  accept
     chain forward, first (before `ct state established accept`):
         meta mark & OK == OK      goto sni_allowed: meta mark &= ~OK    ct mark |= OK    accept
         meta mark & DENY == DENY  goto sni_denied:  meta mark &= ~DENY  ct mark |= DENY  reset
@@ -13,14 +13,15 @@ how the agent's verdict becomes the flow's conntrack mark.
         in the kernel; anything else queued (`queue num N`, no bypass: fail closed when the agent is
         not reading); without the kernel's queue statement, dropped.
 
-The SYN is queued too (the agent accepts it at once): its sequence number is where the stream starts,
-so the agent knows which bytes come first (fqdn_policy.sni.verifier). The agent answers a queued data
-packet with NF_REPEAT and the OK or DENY packet mark, so the packet runs the
-forward chain again from its top and the first two rules turn the verdict into the flow's ct mark: a
-verified flow is never queued again and survives agent restarts (conntrack keeps the mark). The reply
-direction is never checked (the server answers only what the client sent). With the guard table's
-mark bit, every accept here sets it too, as the forward chain's jump to egress_vN does: the guard
-must see these packets as judged (a retransmitted SYN is still ct state new).
+The SYN is copied to NFLOG group N (the queue's number), not held: its sequence number is where the
+stream starts, so the agent knows which bytes come first (fqdn_policy.sni.verifier); the copy reaches
+the agent's socket before the client can send its first data, a round trip later. The agent answers a
+queued data packet with NF_REPEAT and the OK or DENY packet mark, so the packet runs the forward chain
+again from its top and the first two rules turn the verdict into the flow's ct mark: a verified flow is
+never queued again and survives agent restarts (conntrack keeps the mark). The reply direction is never
+checked (the server answers only what the client sent). With the guard table's mark bit, every accept
+here sets it too, as the forward chain's jump to egress_vN does: the guard must see these packets as
+judged (a retransmitted SYN is still ct state new).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ CT_OK = 0x00200000
 CT_DENY = 0x00400000
 VERDICT_OK = 0x00200000
 VERDICT_DENY = 0x00400000
-DEFAULT_QUEUE = 4054  # beside the NFLOG group 4053
+DEFAULT_QUEUE = 4054  # beside the NFLOG group 4053; the SYN copies go to the NFLOG group of this number
+SYN_SNAPLEN = 128  # an IPv6 header with extension headers and the TCP header: the sequence number is in
 _ADDR = {4: "ipv4_addr", 6: "ipv6_addr"}
 _TCP_DATA_OFFSETS = range(5, 16)  # 32-bit words of TCP header: 20 to 60 bytes
 
@@ -74,13 +76,13 @@ def sets(table: str) -> list[Command]:
 
 def egress_rules(table: str, version: int, queue: int | None) -> list[Command]:
     """A new TCP flow to an address only verifying grants allow: marked to be checked, and its SYN
-    queued to the agent (which learns where the stream starts); without a queue statement, accepted
-    (its data is then dropped by the check)."""
+    copied to the agent (NFLOG group `queue`: where the stream starts) and accepted; without a queue
+    statement only accepted (its data is then dropped by the check)."""
     saddr, daddr = field(version, "saddr"), field(version, "daddr")
     tcp = equals({"meta": {"key": "l4proto"}}, "tcp")
     dport = {"payload": {"protocol": "tcp", "field": "dport"}}
-    then: dict[str, Any] = {"accept": None} if queue is None else {"queue": {"num": queue}}
-    need = [set_ct_mark_bits(CT_NEED), then]
+    copy = [] if queue is None else [{"log": {"group": queue, "snaplen": SYN_SNAPLEN}}]
+    need = [set_ct_mark_bits(CT_NEED), *copy, {"accept": None}]
     chain = f"egress_v{version}"
     return [
         rule(table, chain, [tcp, match_set([saddr, daddr], set_name(version, None)), *need]),

@@ -95,3 +95,18 @@ def _ipv4(proto: int, l4: bytes, fragment: int = 0) -> bytes:
 )
 def test_parse_ip(packet, expected):
     assert parse_ip(packet) == expected
+
+
+def test_the_copied_packet_is_kept_for_what_reads_tcp_headers():
+    """verify-sni reads a logged SYN's sequence number from the copy (fqdn_policy.agent.snicheck)."""
+    from fqdn_policy.sni.segment import SYN, parse_segment
+
+    (logged,) = parse_datagram(CAPTURED_V4)
+    segment = parse_segment(logged.packet)
+    assert segment is not None and segment.flags & SYN and not segment.payload
+    assert (segment.src, segment.dst, segment.sport, segment.dport) == (
+        "10.244.1.10",
+        "198.51.100.20",
+        36246,
+        443,
+    )

@@ -97,6 +97,7 @@ def test_the_readme_flag_table_states_the_declared_defaults():
         (["--mode", "warn"], "--mode"),
         (["--element-refresh", "sometimes"], "--element-refresh"),
         (["--listen", "localhost:53"], "--listen"),
+        (["--sni-queue", "70000"], "--sni-queue"),
     ],
 )
 def test_a_refused_value_is_a_usage_error_naming_its_flag(flags, named, capsys):
@@ -111,6 +112,7 @@ def test_a_refused_value_is_a_usage_error_naming_its_flag(flags, named, capsys):
     [
         (["--min-ttl", "10", "--max-ttl", "5"], "--max-ttl"),
         (["--dns-service", "10.96.0.10"], "--dns-service"),  # the default listen is loopback
+        (["--sni-queue", "4053"], "--sni-queue"),  # the SYN copies' NFLOG group is the drop log's
     ],
 )
 def test_a_refusal_across_flags_is_a_usage_error_naming_a_flag_before_anything_starts(

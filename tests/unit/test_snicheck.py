@@ -13,6 +13,7 @@ import structlog
 
 from fqdn_policy.agent import snicheck
 from fqdn_policy.agent.snicheck import SniChecker
+from fqdn_policy.enforcer.nflogwire import LoggedPacket
 from fqdn_policy.enforcer.nfqueuesocket import QueueBusy
 from fqdn_policy.enforcer.nfqueuewire import NF_ACCEPT, NF_REPEAT, QueuedPacket, Verdict
 from fqdn_policy.enforcer.sniruleset import VERDICT_DENY, VERDICT_OK
@@ -89,18 +90,51 @@ class FakeQueue:
         os.close(self.write_fd)
 
 
+class FakeSynLog:
+    """The NFLOG group the SYNs are copied to."""
+
+    def __init__(self, group):
+        self.group = group
+        self.pending: list[LoggedPacket] = []
+        self.overflows = 0
+        self.read_fd, self.write_fd = os.pipe()
+
+    def fileno(self):
+        return self.read_fd
+
+    def bind(self):
+        pass
+
+    def copy(self, packet):
+        self.pending.append(LoggedPacket("", "", "", "tcp", None, None, packet))
+        os.write(self.write_fd, b"x")
+
+    def read(self):
+        out, self.pending = self.pending, []
+        return out
+
+    def close(self):
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
 def queued(packet_id, payload, mark=OTHER_BITS):
     return QueuedPacket(4054, packet_id, 0x0800, 2, mark, payload, len(payload))
 
 
-async def started(audit=False):
+async def started(audit=False, logs=None):
     sockets = []
+    logs = [] if logs is None else logs
 
     def factory(queue):
         sockets.append(FakeQueue(queue))
         return sockets[-1]
 
-    checker = SniChecker(4054, Policy(), audit=audit, socket_factory=factory)
+    def syn_log(group):
+        logs.append(FakeSynLog(group))
+        return logs[-1]
+
+    checker = SniChecker(4054, Policy(), audit=audit, socket_factory=factory, syn_log_factory=syn_log)
     checker.start()
     return checker, sockets
 
@@ -165,6 +199,19 @@ def test_a_held_connection_is_denied_by_the_timer(monkeypatch):
     asyncio.run(main())
 
 
+def test_data_whose_syn_copy_never_comes_is_denied_after_the_grace(monkeypatch):
+    monkeypatch.setattr(verifier, "SYN_GRACE_SECONDS", 0.05)
+
+    async def main():
+        checker, (sock,) = await started()
+        sock.arrive(queued(2, data(client_hello("good.example"), sport=9)))
+        await settle(0.2)
+        assert sock.sent == [Verdict(2, NF_REPEAT, OTHER_BITS | VERDICT_DENY)]
+        checker.stop()
+
+    asyncio.run(main())
+
+
 def test_a_queue_held_by_another_agent_is_retried(monkeypatch):
     monkeypatch.setattr(snicheck, "BIND_RETRY_SECONDS", 0.05)
     FakeQueue.busy_times = 2
@@ -190,3 +237,27 @@ def test_a_queue_held_by_another_agent_is_retried(monkeypatch):
 @pytest.fixture(autouse=True)
 def no_busy():
     FakeQueue.busy_times = 0
+
+
+def test_the_syn_copy_from_nflog_anchors_the_stream_and_is_read_before_the_queue():
+    """The datapath copies SYNs to NFLOG (not held): a connection's first data is decided against it,
+    even when both sockets are readable in the same turn and the queue's reader runs first."""
+
+    async def main():
+        syn_logs = []
+        checker, (sock,) = await started(logs=syn_logs)
+        (copies,) = syn_logs
+        assert copies.group == 4054
+        copies.copy(syn(sport=7))
+        sock.arrive(queued(1, data(client_hello("good.example"), sport=7)))
+        checker._readable()  # the queue first: the copy must still be taken before the data
+        assert sock.sent == [Verdict(1, NF_REPEAT, OTHER_BITS | VERDICT_OK)]
+        sock.arrive(queued(2, data(client_hello("good.example"), sport=8)))  # its copy comes late
+        await settle()
+        assert sock.sent[-1].packet_id == 1
+        copies.copy(syn(sport=8))
+        await settle()
+        assert sock.sent[-1] == Verdict(2, NF_REPEAT, OTHER_BITS | VERDICT_OK)
+        checker.stop()
+
+    asyncio.run(main())
