@@ -291,10 +291,10 @@ def _plan_replace(changes: list[ElementChange]) -> list[_Message]:
 
 
 def _set_of(element: Element) -> str:
-    name = _SET_OF.get((":" in element[1], element[2], element[3] is None))
-    if name is None:  # a protocol with no number here (element_key refuses it): a protocol set's name
+    try:  # a subscript, not .get: a method call per element costs what the one lookup saved
+        return _SET_OF[":" in element[1], element[2], element[3] is None]
+    except KeyError:  # a protocol with no number here (element_key refuses it): a protocol set's name
         return _SET_NAMES[":" in element[1], False, element[3] is None]
-    return name
 
 
 @lru_cache(maxsize=256)
