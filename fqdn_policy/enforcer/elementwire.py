@@ -96,6 +96,16 @@ _SNI_SET_NAMES = {
     for v6 in (False, True)
     for no_port in (False, True)
 }
+# Both by (IPv6, protocol, no port) for every protocol an element can name: one lookup per element, no
+# comparison with SNI first (an element without a protocol compares None with a string slowly).
+_SET_OF = {
+    (v6, proto, no_port): (
+        _SNI_SET_NAMES[v6, no_port] if proto == SNI else _SET_NAMES[v6, proto is None, no_port]
+    )
+    for v6 in (False, True)
+    for proto in (None, *PROTOCOL_NUMBERS, SNI)
+    for no_port in (False, True)
+}
 
 ADD, DELETE = "add", "delete"
 _TYPES = {ADD: NFT_MSG_NEWSETELEM, DELETE: NFT_MSG_DELSETELEM}
@@ -156,10 +166,10 @@ def element_key(element: Element) -> bytes:
         raise ValueError(f"element {element}: pod and destination must be of one IP version") from error
     if proto is None:
         return key
-    if proto == SNI:  # the verifying sets have no protocol field: their rules match TCP
-        return key if port is None else key + _PORT_FIELD.pack(port)
     protocol = _PROTOCOL_FIELDS.get(proto)
-    if protocol is None:
+    if protocol is None:  # SNI is no protocol number, so asking here costs TCP and UDP elements nothing
+        if proto == SNI:  # the verifying sets have no protocol field: their rules match TCP
+            return key if port is None else key + _PORT_FIELD.pack(port)
         raise ValueError(f"element {element}: protocol {proto!r} has no number here")
     return key + protocol if port is None else key + protocol + _PORT_FIELD.pack(port)
 
@@ -281,9 +291,10 @@ def _plan_replace(changes: list[ElementChange]) -> list[_Message]:
 
 
 def _set_of(element: Element) -> str:
-    if element[2] == SNI:
-        return _SNI_SET_NAMES[":" in element[1], element[3] is None]
-    return _SET_NAMES[":" in element[1], element[2] is None, element[3] is None]
+    try:  # a subscript, not .get: a method call per element costs what the one lookup saved
+        return _SET_OF[":" in element[1], element[2], element[3] is None]
+    except KeyError:  # a protocol with no number here (element_key refuses it): a protocol set's name
+        return _SET_NAMES[":" in element[1], False, element[3] is None]
 
 
 @lru_cache(maxsize=256)

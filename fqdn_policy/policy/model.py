@@ -54,8 +54,10 @@ def grant_text(grant: Grant) -> str:
     proto, port = grant
     if proto is None:
         return "any"
-    text = f"{grant_protocol(proto)}/{port}" if port is not None else f"{grant_protocol(proto)}/any"
-    return f"{text} verified" if proto == SNI else text
+    if proto == SNI:  # only a verified grant pays for its protocol's translation (decision lines call this)
+        proto = grant_protocol(proto)
+        return f"{proto}/{port} verified" if port is not None else f"{proto}/any verified"
+    return f"{proto}/{port}" if port is not None else f"{proto}/any"
 
 
 @dataclass(frozen=True, slots=True)
