@@ -185,6 +185,15 @@ def upstream_lab(prefix: str) -> Iterator[UpstreamLab]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def round_order(variants: dict[str, list[str]], round_number: int) -> list[tuple[str, list[str]]]:
+    """The variants in round `round_number`'s order: rotated each round, because whichever runs later
+    in a round was measured losing about 4 % of its QPS (the lab warms, the machine's other load drifts),
+    which a fixed order turns into a bias between variants."""
+    items = list(variants.items())
+    shift = round_number % len(items) if items else 0
+    return items[shift:] + items[:shift]
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rounds: list[dict[str, Any]] = []
     with upstream_lab("fqdn-ab-") as env:
@@ -192,7 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         for r in range(args.rounds):
             result: dict[str, Any] = {"upstream": one_run(lab, services.UPSTREAM_IP, queries, args)}
             log(f"round {r + 1}: upstream {result['upstream']['qps']:,.0f} qps")
-            for name, extra in args.variants.items():
+            for name, extra in round_order(args.variants, r):
                 tree = args.trees.get(name)
                 proc, log_path = services.start_agent(
                     lab, work, files["policy"], args.min_ttl, extra, label=f"agent-{name}", tree=tree
