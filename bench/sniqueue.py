@@ -9,6 +9,7 @@ that byte. "on": the node's forward hook copies each connection's SYN to NFLOG a
 packet to the agent's queue reader (fqdn_policy.agent.snicheck.SniChecker, the real one, in a process in
 the node namespace), which answers them as the agent does (accept; NF_REPEAT with the verdict mark,
 which a rule turns into the connection's conntrack mark). "off": the same lab without the queue rules.
+"on_syn_queued": the design before, the SYN queued too (two queue round trips per connection).
 
 The queue rules here are iptables-nft's (`-j NFQUEUE`, through nft_compat), because the development
 machine's kernel lacks nft's own queue statement (CONFIG_NFT_QUEUE); the queue, the packets queued (the
@@ -37,6 +38,8 @@ SERVER, PORT, POD_IP = "198.51.100.10", 443, "10.244.1.10"
 NAME = "good.example"
 OK, DENY = 0x00200000, 0x00400000
 QUEUE = 4054
+# The design before: the SYN queued and accepted by the reader (two round trips per connection).
+SYN_QUEUED = f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} --syn -j NFQUEUE --queue-num {QUEUE}"
 RULES = [
     f"-A FORWARD -m mark --mark {OK:#x}/{OK:#x} -j CONNMARK --or-mark {OK:#x}",
     f"-A FORWARD -m mark --mark {OK:#x}/{OK:#x} -j ACCEPT",
@@ -160,11 +163,17 @@ def _role(lab: Lab, ns: str, *argv: str, **kw: Any) -> subprocess.Popen[str]:
     return lab.popen(ns, cmd, cwd=root, text=True, stdout=subprocess.PIPE, **kw)
 
 
-def _measure(lab: Lab, verified: bool, a: argparse.Namespace) -> dict[str, Any]:
+def _rules(variant: str) -> list[str]:
+    if variant == "on_syn_queued":
+        return [SYN_QUEUED if "NFLOG" in rule else rule for rule in RULES if "--syn -j ACCEPT" not in rule]
+    return RULES
+
+
+def _measure(lab: Lab, variant: str, a: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     proc = None
-    if verified:
-        for rule in RULES:
+    if variant != "off":
+        for rule in _rules(variant):
             lab.run("node", ["iptables", *rule.split()])
         proc = _role(lab, "node", "reader", stdin=subprocess.PIPE)
         while '{"event": "reading"}' not in (line := proc.stdout.readline()):
@@ -204,13 +213,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asyncio.run(client(a.seconds, a.concurrency, a.rate))))
         return 0
     a.rate = a.rate or 1000.0
-    rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": [], "on_syn_queued": []}
     with Lab() as lab:
         srv = _role(lab, "inet", "server")
         assert json.loads(srv.stdout.readline())["event"] == "listening"
-        for _ in range(a.rounds):
-            for variant in ("off", "on"):
-                rounds[variant].append(_measure(lab, variant == "on", a))
+        for r in range(a.rounds):
+            names = list(rounds)
+            for variant in names[r % 3 :] + names[: r % 3]:  # each takes its turn first
+                rounds[variant].append(_measure(lab, variant, a))
         srv.kill()
     print(json.dumps(_report(rounds), indent=1))
     return 0
@@ -221,7 +231,7 @@ def _report(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         return statistics.median(r[phase][key] for r in rounds[variant])
 
     report: dict[str, Any] = {"rounds": rounds}
-    for variant in ("off", "on"):
+    for variant in rounds:
         report[variant] = {
             "connections_per_second": median(variant, "closed_loop", "per_second"),
             "fixed_rate_p50_ms": median(variant, "fixed_rate", "p50_ms"),
@@ -236,6 +246,9 @@ def _report(rounds: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     )
     report["added_p50_ms"] = round(on["fixed_rate_p50_ms"] - off["fixed_rate_p50_ms"], 3)
     report["added_p99_ms"] = round(on["fixed_rate_p99_ms"] - off["fixed_rate_p99_ms"], 3)
+    queued = report["on_syn_queued"]
+    report["syn_queued_added_p50_ms"] = round(queued["fixed_rate_p50_ms"] - off["fixed_rate_p50_ms"], 3)
+    report["syn_queued_added_p99_ms"] = round(queued["fixed_rate_p99_ms"] - off["fixed_rate_p99_ms"], 3)
     return report
 
 
