@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from fqdn_policy.agent.netlinkbind import BIND_RETRY_SECONDS, bind_or_retry
 from fqdn_policy.enforcer import ruleset
 from fqdn_policy.enforcer.nflogsocket import GroupBusy, NflogSocket
 from fqdn_policy.enforcer.nflogwire import LoggedPacket
@@ -34,7 +35,6 @@ from fqdn_policy.policy.state.allowtable import AllowTable
 DEDUP_SECONDS = 120.0
 DEDUP_LIMIT = 16384
 COUNTER_POLL_SECONDS = 5.0
-BIND_RETRY_SECONDS = 1.0
 
 Connection = tuple[str, int | None, str, str, int | None]
 
@@ -115,17 +115,19 @@ class DropReporter:
         return self.stats.unlogged
 
     async def start(self) -> None:
-        try:
-            self._bind()
-        except GroupBusy:
-            self.log.warning(
+        retrying = bind_or_retry(
+            self._bind,
+            (GroupBusy,),
+            lambda: self.log.warning(
                 "drops.group_busy",
                 nflog_group=self.group,
                 detail="another process (the agent this one replaces?) reads the group; retrying",
-            )
-            self._tasks.append(asyncio.create_task(self._bind_when_free()))
-        except OSError as error:
-            self.log.error("drops.log_unavailable", nflog_group=self.group, error=str(error))
+            ),
+            lambda error: self.log.error("drops.log_unavailable", nflog_group=self.group, error=str(error)),
+            BIND_RETRY_SECONDS,
+        )
+        if retrying is not None:
+            self._tasks.append(retrying)
         await self.check_unlogged()  # the counter's value now is the base: earlier packets are not ours
         self._tasks.append(asyncio.create_task(self._poll_unlogged()))
 
@@ -140,18 +142,6 @@ class DropReporter:
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
         self.reading = True
         self.log.info("drops.reading", nflog_group=self.group)
-
-    async def _bind_when_free(self) -> None:
-        while True:
-            await asyncio.sleep(BIND_RETRY_SECONDS)
-            try:
-                self._bind()
-                return
-            except GroupBusy:
-                continue
-            except OSError as error:
-                self.log.error("drops.log_unavailable", nflog_group=self.group, error=str(error))
-                return
 
     def _readable(self) -> None:
         assert self._sock is not None

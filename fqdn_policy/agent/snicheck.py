@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from fqdn_policy.agent.netlinkbind import BIND_RETRY_SECONDS, bind_or_retry
 from fqdn_policy.enforcer.nflogsocket import GroupBusy, NflogSocket
 from fqdn_policy.enforcer.nfqueuesocket import NfqueueSocket, QueueBusy
 from fqdn_policy.enforcer.nfqueuewire import NF_ACCEPT, NF_REPEAT, Verdict
@@ -32,8 +33,6 @@ from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
 from fqdn_policy.sni.inspect import Inspection
 from fqdn_policy.sni.verifier import Action, Decided, SniVerifier, Step
-
-BIND_RETRY_SECONDS = 1.0
 
 
 class SniPolicy(Protocol):
@@ -74,15 +73,17 @@ class SniChecker:
         self.log = get("fqdn_policy.sni")
 
     def start(self) -> None:
-        try:
-            self._bind()
-        except (QueueBusy, GroupBusy):
-            self.log.warning(
+        self._binding = bind_or_retry(
+            self._bind,
+            (QueueBusy, GroupBusy),
+            lambda: self.log.warning(
                 "sni.queue_busy",
                 queue=self.queue,
                 detail="another process (the agent this one replaces?) reads the queue; retrying",
-            )
-            self._binding = asyncio.ensure_future(self._bind_when_free())
+            ),
+            lambda error: self.log.error("sni.queue_unavailable", queue=self.queue, error=str(error)),
+            BIND_RETRY_SECONDS,
+        )
 
     def _bind(self) -> None:
         syns = self._syn_log_factory(self.queue)
@@ -104,18 +105,6 @@ class SniChecker:
         loop.add_reader(sock.fileno(), self._readable)
         self.stats.reading = True
         self.log.info("sni.reading", queue=self.queue, mode="audit" if self.audit else "enforce")
-
-    async def _bind_when_free(self) -> None:
-        while True:
-            await asyncio.sleep(BIND_RETRY_SECONDS)
-            try:
-                self._bind()
-                return
-            except (QueueBusy, GroupBusy):
-                continue
-            except OSError as error:
-                self.log.error("sni.queue_unavailable", queue=self.queue, error=str(error))
-                return
 
     def stop(self) -> None:
         """Close the queue socket: the kernel unbinds the queue at once for the agent that follows."""
