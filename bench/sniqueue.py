@@ -31,11 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.snicore import client_hello
+from bench import snicore
+from bench.snicore import CDN as SERVER
+from bench.snicore import POD_IP, client_hello
 from tests.lab.netlab import Lab
 
-SERVER, PORT, POD_IP = "198.51.100.10", 443, "10.244.1.10"
-NAME = "good.example"
+PORT = 443
+NAME = "good.cdn.example"
 OK, DENY = 0x00200000, 0x00400000
 QUEUE = 4054
 # The design before: the SYN queued and accepted by the reader (two round trips per connection).
@@ -50,24 +52,6 @@ RULES = [
     f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} -m length --length 0:80 -j ACCEPT",
     f"-A FORWARD -s {POD_IP} -p tcp --dport {PORT} -j NFQUEUE --queue-num {QUEUE}",
 ]
-POLICY = f"""
-apiVersion: networking.gke.io/v1alpha1
-kind: FQDNNetworkPolicy
-metadata:
-  name: cdn
-  namespace: default
-  annotations: {{fqdn.policy.dev/verify-sni: "true"}}
-spec:
-  podSelector: {{matchLabels: {{app: c}}}}
-  egress:
-  - matches: [{{name: {NAME}}}]
-    ports: [{{protocol: TCP, port: {PORT}}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {{name: c, namespace: default, labels: {{app: c}}}}
-status: {{podIP: {POD_IP}}}
-"""
 
 
 # -- roles, each run in its namespace as `python -m bench.sniqueue ROLE` ---------------------------
@@ -76,13 +60,11 @@ status: {{podIP: {POD_IP}}}
 async def reader() -> None:
     from fqdn_policy import logs
     from fqdn_policy.agent.snicheck import SniChecker
-    from fqdn_policy.policy.match.ruleindex import PolicyIndex
     from fqdn_policy.policy.state.allowtable import AllowTable
     from fqdn_policy.policy.state.ttl import TTLPolicy
-    from fqdn_policy.sources.fileloader import load_text
 
     class Policy:
-        index = PolicyIndex(load_text(POLICY))
+        index = snicore.index(0)  # the verifying policy of bench.snicore: *.cdn.example on TCP 443
         table = AllowTable(TTLPolicy())
 
     logs.configure()  # JSON lines on stdout, as the agent writes them: the driver counts the denials

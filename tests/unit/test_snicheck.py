@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import textwrap
 
 import pytest
 import structlog
@@ -17,38 +16,19 @@ from fqdn_policy.enforcer.nflogwire import LoggedPacket
 from fqdn_policy.enforcer.nfqueuesocket import QueueBusy
 from fqdn_policy.enforcer.nfqueuewire import NF_ACCEPT, NF_REPEAT, QueuedPacket, Verdict
 from fqdn_policy.enforcer.sniruleset import VERDICT_DENY, VERDICT_OK
-from fqdn_policy.policy.match.ruleindex import PolicyIndex
 from fqdn_policy.policy.state.allowtable import AllowTable
 from fqdn_policy.policy.state.ttl import TTLPolicy
 from fqdn_policy.sni import verifier
-from fqdn_policy.sources.fileloader import load_text
 from tests.fuzz.sni_seeds import client_hello
+from tests.unit.test_sni_judge import INDEX
 from tests.unit.test_sni_verifier import ISN, data, syn
 
-POLICY = textwrap.dedent("""
-    apiVersion: networking.gke.io/v1alpha1
-    kind: FQDNNetworkPolicy
-    metadata:
-      name: cdn
-      namespace: default
-      annotations: {fqdn.policy.dev/verify-sni: "true"}
-    spec:
-      podSelector: {matchLabels: {app: c}}
-      egress:
-      - matches: [{name: good.example}]
-        ports: [{protocol: TCP, port: 443}]
-    ---
-    apiVersion: v1
-    kind: Pod
-    metadata: {name: c, namespace: default, labels: {app: c}}
-    status: {podIP: 10.244.1.10}
-""")
 OTHER_BITS = 0x2  # the guard's bit, or anyone's: kept in the verdict's mark
 
 
 class Policy:
     def __init__(self):
-        self.index = PolicyIndex(load_text(POLICY))
+        self.index = INDEX  # default/c at 10.244.1.10, verified good.example on TCP 443 (test_sni_judge)
         self.table = AllowTable(TTLPolicy())
         self.table.resolutions.record("default/c", "good.example", {"198.51.100.7": 100.0})
 
@@ -258,6 +238,23 @@ def test_the_syn_copy_from_nflog_anchors_the_stream_and_is_read_before_the_queue
         copies.copy(syn(sport=8))
         await settle()
         assert sock.sent[-1] == Verdict(2, NF_REPEAT, OTHER_BITS | VERDICT_OK)
+        checker.stop()
+
+    asyncio.run(main())
+
+
+def test_a_queue_that_cannot_be_bound_is_logged_and_the_agent_goes_on():
+    """Not busy but failing (say, nfnetlink_queue missing): one error line, no exception out of start."""
+
+    def broken(queue):
+        raise OSError(93, "Protocol not supported")
+
+    async def main():
+        checker = SniChecker(4054, Policy(), socket_factory=broken, syn_log_factory=FakeSynLog)
+        with structlog.testing.capture_logs() as logs:
+            checker.start()
+        assert not checker.stats.reading
+        assert [e["event"] for e in logs] == ["sni.queue_unavailable"]
         checker.stop()
 
     asyncio.run(main())
